@@ -1,0 +1,14 @@
+"""landscape: scale-invariant networks trained on the sphere at a fixed effective learning rate
+(Kodryan, Lobacheva, Nakhodnov, Vetrov, NeurIPS 2022), and analyses of their loss landscape."""
+__version__ = "0.1.0"
+
+from .errors import LandscapeError
+from .models import build_model, model_spec, si_groups
+from .data import load_dataset
+from .sphere import projected_sgd_step, project_to_sphere, effective_statistics
+from .trajectory import Trajectory, export_checkpoint, load_checkpoint, load_point
+from .training import TrainConfig, train
+
+__all__ = ["LandscapeError", "build_model", "model_spec", "si_groups", "load_dataset",
+           "projected_sgd_step", "project_to_sphere", "effective_statistics", "Trajectory",
+           "export_checkpoint", "load_checkpoint", "load_point", "TrainConfig", "train"]

@@ -1,0 +1,225 @@
+"""``landscape`` command line: a thin layer over the Python API.
+
+Every user error becomes one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+from .errors import LandscapeError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, positive=False, low=None, high=None):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be positive")
+        if low is not None and value < low or high is not None and value >= high:
+            raise argparse.ArgumentTypeError(f"{text} must be in [{low}, {high})")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+S = argparse.SUPPRESS  # options not given stay absent, so --resume can tell what was asked
+
+
+def add_train_parser(sub):
+    p = sub.add_parser("train", help="train a fully scale-invariant network on the sphere",
+                       description="Projected SGD on the sphere of radius rho at lr = ELR * rho^2 "
+                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-o", "--out", default=None,
+                   help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
+    p.add_argument("--resume", metavar="TRAJ", default=S,
+                   help="continue this trajectory from its last complete epoch (its stored "
+                   "configuration is used; --epochs may be raised)")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
+    p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
+                   help="fine-tune: start from this stored checkpoint (model taken from it)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=S, help="convnet | resnet18 | mlp (default convnet)")
+    g.add_argument("--width", type=_number(int, True), default=S,
+                   help="channels k of the first layer / hidden units (default 32 / 64 / 256)")
+    g.add_argument("--depth", type=_number(int, True), default=S, help="mlp hidden layers (default 3)")
+    g.add_argument("--last-layer-norm", type=_number(float, True), default=S,
+                   help="Frobenius norm of the frozen last layer (default 10)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=S, help="mnist1d | cifar10 | cifar100 (default mnist1d)")
+    g.add_argument("--data-root", default=S, help="dataset folder (default data)")
+    g.add_argument("--download", action="store_true", default=S, help="allow downloading CIFAR")
+    g.add_argument("--train-subset", type=_number(int, True), default=S, metavar="N",
+                   help="train on a seeded random subset of N examples")
+    g.add_argument("--label-noise", type=_number(float, low=0.0, high=1.0), default=S, metavar="P",
+                   help="give a seeded fraction P of training labels a different random class")
+    g.add_argument("--augment", action="store_true", default=S,
+                   help="random crop (+ flip for images) each batch")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")
+    g.add_argument("--rho", type=_number(float, True), default=S,
+                   help="sphere radius (default: the initial total norm of the SI weights)")
+    g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
+    g.add_argument("--batch-size", type=_number(int, True), default=S, help="default 128")
+    g.add_argument("--init-seed", type=_number(int), default=S, help="initialisation seed (default 0)")
+    g.add_argument("--data-seed", type=_number(int), default=S,
+                   help="batch order / augmentation / label-noise seed (default 0)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--eval-every", type=_number(int, True), default=S, help="test pass every K epochs (default 1)")
+    g.add_argument("--save-every", type=_number(int, True), default=S,
+                   help="checkpoint every K epochs; the first and last are always kept (default 10)")
+    g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=cmd_train)
+
+
+def cmd_train(args):
+    from .training import TrainConfig, train
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    progress = False if args.quiet else None
+    if hasattr(args, "resume"):
+        if args.out not in (None, args.resume):
+            raise LandscapeError("--resume continues the given file: drop --out")
+        traj = train(out=args.resume, resume=True, progress=progress, **given)
+    else:
+        cfg = TrainConfig(**given)
+        out = args.out or f"runs/{cfg.model}-{cfg.dataset}-elr{cfg.elr:g}.h5"
+        traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress)
+    if not args.quiet:
+        print_table(traj, rows=10)
+        print(f"wrote {traj.path}")
+
+
+def add_show_parser(sub):
+    p = sub.add_parser("show", help="print a trajectory's configuration and per-epoch table")
+    p.add_argument("trajectory")
+    p.add_argument("--rows", type=_number(int, True), default=20,
+                   help="at most this many epochs, evenly spaced, the last included")
+    p.add_argument("--all", action="store_true", help="every epoch")
+    p.add_argument("--json", metavar="PATH", help="write config and metrics as JSON")
+    p.set_defaults(run=cmd_show)
+
+
+def print_table(traj, rows: int | None = 20) -> None:
+    m = traj.metrics
+    n = len(traj.epochs)
+    if n == 0:
+        print("(no complete epoch yet)")
+        return
+    idx = np.arange(n) if rows is None or n <= rows else np.unique(
+        np.round(np.linspace(0, n - 1, rows)).astype(int))
+    step = "step" if traj.kind == "toy" else "epoch"
+    cols = [(step, "epoch", "{:>7d}")]
+    cols += [(c, c, f) for c, f in (("train_loss", "{:>10.4f}"), ("train_accuracy", "{:>9.3f}"),
+                                    ("test_loss", "{:>9.4f}"), ("test_accuracy", "{:>8.3f}"),
+                                    ("loss", "{:>12.6g}"), ("effective_grad_norm", "{:>9.4g}"),
+                                    ("effective_step_size", "{:>9.4g}"), ("elr", "{:>9.3g}"))
+             if c in m]
+    short = {"train_loss": "train_loss", "train_accuracy": "train_acc", "test_loss": "test_loss",
+             "test_accuracy": "test_acc", "effective_grad_norm": "eff_grad", "loss": "F",
+             "effective_step_size": "eff_step", "elr": "elr", "epoch": step}
+    widths = [len(f.format(1 if f.endswith("d}") else 1.0)) for _, _, f in cols]
+    print("  ".join(short[k].rjust(w) for (_, k, _), w in zip(cols, widths)))
+    for i in idx:
+        cells = []
+        for (_, key, fmt), w in zip(cols, widths):
+            v = m[key][i]
+            cells.append(fmt.format(int(v)) if fmt.endswith("d}") else
+                         ("-".rjust(w) if np.isnan(v) else fmt.format(v)))
+        print("  ".join(cells))
+
+
+def cmd_show(args):
+    from .trajectory import Trajectory
+    t = Trajectory(args.trajectory)
+    print(f"{t.path}: {t.kind} trajectory, {t.epochs_complete} "
+          f"{'steps' if t.kind == 'toy' else 'epochs'} complete, format v{t.attrs['format_version']}, "
+          f"landscape {t.attrs.get('landscape_version')}, torch {t.attrs.get('torch_version')}")
+    print("config: " + json.dumps(t.config, sort_keys=True))
+    if t.kind == "train":
+        print(f"model: {json.dumps(t.model_spec, sort_keys=True)}; rho {t.attrs.get('rho'):.6g}; "
+              f"{len(t.group_names)} SI groups; checkpoints at epochs {t.checkpoint_epochs}")
+    if t.analyses:
+        print("analyses: " + ", ".join(t.analyses))
+    print_table(t, None if args.all else args.rows)
+    if args.json:
+        write_json(args.json, {"config": t.config, "metrics": {k: v.tolist() for k, v in t.metrics.items()},
+                               "group_names": t.group_names,
+                               "group_metrics": {k: v.tolist() for k, v in t.group_metrics.items()}})
+
+
+def write_json(path: str, payload) -> None:
+    import os
+    import tempfile
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1, allow_nan=True)
+    os.replace(tmp, path)
+
+
+def add_export_parser(sub):
+    p = sub.add_parser("export", help="write one checkpoint of a trajectory as a self-describing .pt")
+    p.add_argument("trajectory", help="traj.h5 or traj.h5@EPOCH")
+    p.add_argument("--epoch", type=_number(int), help="stored epoch (default: the last)")
+    p.add_argument("-o", "--out", required=True, help="the .pt file to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=cmd_export)
+
+
+def cmd_export(args):
+    from .trajectory import export_checkpoint, parse_source
+    path, epoch = parse_source(args.trajectory)
+    if args.epoch is not None:
+        if epoch is not None:
+            raise LandscapeError("give the epoch once: either TRAJ@EPOCH or --epoch")
+        epoch = args.epoch
+    payload = export_checkpoint(path, epoch, args.out, args.overwrite)
+    print(f"wrote {args.out}: epoch {payload['epoch']} of {path} "
+          f"({payload['model_spec']['name']}, {len(payload['si_group_names'])} SI groups)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="landscape", description="Scale-invariant networks trained on the sphere "
+                    "at a fixed effective learning rate, and their loss landscape.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_train_parser(sub)
+    add_show_parser(sub)
+    add_export_parser(sub)
+    # from .toy import add_toy_parser
+    # add_toy_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except LandscapeError as e:
+        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted; completed epochs are saved "
+              f"(continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

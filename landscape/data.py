@@ -1,0 +1,185 @@
+"""Datasets as tensors on the target device, seeded batch order, label noise.
+
+Everything fits in memory, so there are no DataLoader workers: a dataset is four tensors, and an
+epoch is a seeded permutation of indices. The batch order of epoch ``e`` depends only on
+``(data_seed, e)``, so runs with different ELRs see identical batches and a resumed run needs no
+saved random state.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import LandscapeError
+
+DATASETS = ("mnist1d", "cifar10", "cifar100")
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CIFAR_FOLDERS = {"cifar10": ("CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+                 "cifar100": ("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz")}
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    # indices into the full training set when --train-subset is used (else None)
+    subset_indices: np.ndarray | None = None
+    # positions (in x_train) whose label was changed by --label-noise, and their true labels
+    noisy_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    original_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+
+
+def _atomic_save_npz(path: str, **arrays) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp.npz")  # savez appends .npz to other names
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _mnist1d(root: str):
+    """MNIST-1D with its reference settings (4000 train / 1000 test signals of length 40),
+    generated locally by the mnist1d package and cached as ``root/mnist1d.npz``."""
+    path = os.path.join(root, "mnist1d.npz")
+    try:
+        with np.load(path) as d:
+            return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], 10
+    except (OSError, EOFError, ValueError, KeyError):
+        pass  # absent or damaged cache: (re)generate it
+    from mnist1d.data import get_dataset_args, make_dataset
+    state = np.random.get_state()  # make_dataset reseeds numpy's global generator
+    try:
+        d = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+    _atomic_save_npz(path, x=d["x"].astype(np.float32), y=d["y"].astype(np.int64),
+                     x_test=d["x_test"].astype(np.float32), y_test=d["y_test"].astype(np.int64))
+    with np.load(path) as d:
+        return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], 10
+
+
+def _cifar(name: str, root: str, download: bool):
+    title, folder, archive = CIFAR_FOLDERS[name]
+    if not download and not os.path.isdir(os.path.join(root, folder)):
+        raise LandscapeError(
+            f"{title} not found: expected the folder {os.path.join(root, folder)}/ (extracted from "
+            f"{archive}); put it under --data-root {root} or pass --download")
+    import torchvision
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    try:
+        train, test = (cls(root, train=t, download=download) for t in (True, False))
+    except RuntimeError as e:  # torchvision's integrity check
+        raise LandscapeError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
+                             f"{archive} there or pass --download") from None
+    mean = np.array(CIFAR_MEAN, np.float32)[:, None, None]
+    std = np.array(CIFAR_STD, np.float32)[:, None, None]
+
+    def to_array(ds):
+        x = ds.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        return (x - mean) / std, np.asarray(ds.targets, np.int64)
+
+    (x, y), (xt, yt) = to_array(train), to_array(test)
+    return x, y, xt, yt, len(train.classes)
+
+
+def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool = False,
+                 train_subset: int | None = None, label_noise: float = 0.0, data_seed: int = 0,
+                 device: str | torch.device = "cpu") -> Dataset:
+    if name not in DATASETS:
+        raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if not 0.0 <= label_noise < 1.0:
+        raise LandscapeError(f"--label-noise must be in [0, 1), got {label_noise}")
+    if name == "mnist1d":
+        x, y, xt, yt, classes = _mnist1d(data_root)
+    else:
+        x, y, xt, yt, classes = _cifar(name, data_root, download)
+
+    subset = None
+    if train_subset is not None:
+        if not 2 <= train_subset <= len(y):
+            raise LandscapeError(f"--train-subset must be between 2 and {len(y)}, got {train_subset}")
+        subset = np.sort(_rng(data_seed, 1).choice(len(y), train_subset, replace=False))
+        x, y = x[subset], y[subset]
+
+    noisy, original = corrupt_labels(y, label_noise, classes, data_seed)
+    y = y.copy()
+    y[noisy] = (y[noisy] + _rng(data_seed, 3).integers(1, classes, len(noisy))) % classes
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original)
+
+
+def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int):
+    """Which labels get noise: exactly round(fraction * N) distinct indices, seeded. Returns the
+    sorted indices and their original labels; ``load_dataset`` moves each to a different class."""
+    n = int(round(fraction * len(labels)))
+    idx = np.sort(_rng(data_seed, 2).choice(len(labels), n, replace=False)).astype(np.int64)
+    return idx, labels[idx].copy()
+
+
+def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
+    """The random stream of one epoch (batch order and augmentation): a function of
+    (data_seed, epoch) only, so runs with different ELRs and resumed runs share it."""
+    seed = int(np.random.SeedSequence([int(data_seed), int(epoch), 0]).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding ``pad`` (+ horizontal flip for images), per example."""
+    n = x.shape[0]
+    spatial = x.shape[2:]
+    padded = torch.nn.functional.pad(x, (pad, pad) * len(spatial))
+    offsets = [torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device) for _ in spatial]
+    batch = torch.arange(n, device=x.device)
+    chan = torch.arange(x.shape[1], device=x.device)
+    if len(spatial) == 1:
+        cols = offsets[0][:, None] + torch.arange(spatial[0], device=x.device)
+        return padded[batch[:, None, None], chan[None, :, None], cols[:, None, :]]
+    rows = offsets[0][:, None] + torch.arange(spatial[0], device=x.device)
+    cols = offsets[1][:, None] + torch.arange(spatial[1], device=x.device)
+    out = padded[batch[:, None, None, None], chan[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False):
+    """Yield the (x, y) mini-batches of one epoch in their seeded order. A trailing batch of one
+    example is dropped: train-mode BatchNorm cannot normalise a single example."""
+    gen = epoch_generator(data_seed, epoch)
+    n = data.y_train.shape[0]
+    order = torch.randperm(n, generator=gen).to(data.x_train.device)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if idx.numel() < 2:
+            break
+        x = data.x_train[idx]
+        yield (augment_batch(x, gen) if augment else x), data.y_train[idx]
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 else 0)

@@ -1,0 +1,159 @@
+"""Fully scale-invariant (SI) networks, built as the paper (Section 4) and its code build them.
+
+Every convolution / hidden linear layer has no bias and is followed directly by a BatchNorm with
+no learnable shift or scale, so each such weight tensor is one SI group: multiplying it by c > 0
+leaves the train-mode output unchanged. The last linear layer is frozen at its random
+initialisation, rescaled to Frobenius norm ``last_layer_norm`` (paper: 10); it is the only
+non-SI parameter and never trains.
+
+A model is described by a JSON-able *spec* (``dict``) so that a trajectory file can rebuild it
+with no command line: ``build_model(spec, init_seed)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .errors import LandscapeError
+
+MODELS = ("convnet", "resnet18", "mlp")
+DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "mlp": 256}
+
+
+def _conv(dim: int, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
+    cls = nn.Conv1d if dim == 1 else nn.Conv2d
+    return cls(cin, cout, kernel_size=kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+def _bn(dim: int, channels: int) -> nn.Module:
+    # affine=False: no learnable shift/scale, so the preceding weight is scale-invariant
+    return (nn.BatchNorm1d if dim in (0, 1) else nn.BatchNorm2d)(channels, affine=False)
+
+
+def _frozen_head(features: int, num_classes: int, norm: float) -> nn.Linear:
+    head = nn.Linear(features, num_classes, bias=False)
+    with torch.no_grad():
+        head.weight.mul_(norm / head.weight.norm())
+    head.weight.requires_grad_(False)
+    return head
+
+
+class ConvNet(nn.Module):
+    """The paper's "3-layer BN ConvNet": conv k (no pool) -> conv 2k -> pool -> conv 4k -> pool
+    -> conv 8k -> pool -> global max-pool -> frozen linear. ``dim=1`` for MNIST-1D signals."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32, dim: int = 2,
+                 last_layer_norm: float = 10.0):
+        super().__init__()
+        pool = nn.MaxPool1d(2) if dim == 1 else nn.MaxPool2d(2)
+        layers, cin = [], in_channels
+        for i, mult in enumerate((1, 2, 4, 8)):
+            layers += [_conv(dim, cin, width * mult), _bn(dim, width * mult), nn.ReLU()]
+            if i > 0:
+                layers.append(pool)
+            cin = width * mult
+        self.features = nn.Sequential(*layers)
+        self.head = _frozen_head(cin, num_classes, last_layer_norm)
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.head(torch.amax(h, dim=tuple(range(2, h.dim()))))
+
+
+class BasicBlock(nn.Module):
+    """Standard (post-activation) ResNet block with a BN after *every* convolution, the shortcut
+    convolution included, so each convolution weight is SI on its own. (The pre-activation block
+    of the paper's code is SI only for all weights jointly.)"""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(2, cin, cout, 3, stride), _bn(2, cout)
+        self.conv2, self.bn2 = _conv(2, cout, cout), _bn(2, cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(_conv(2, cin, cout, 1, stride), _bn(2, cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64,
+                 last_layer_norm: float = 10.0):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(2, in_channels, width), _bn(2, width)
+        blocks, cin = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            for j in range(2):
+                blocks.append(BasicBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+                cin = width * mult
+        self.layers = nn.Sequential(*blocks)
+        self.head = _frozen_head(cin, num_classes, last_layer_norm)
+
+    def forward(self, x):
+        h = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+class MLP(nn.Module):
+    """BN MLP: ``depth`` x (linear without bias -> BN -> ReLU) -> frozen linear."""
+
+    def __init__(self, in_features: int, num_classes: int, width: int = 256, depth: int = 3,
+                 last_layer_norm: float = 10.0):
+        super().__init__()
+        layers, cin = [nn.Flatten()], in_features
+        for _ in range(depth):
+            layers += [nn.Linear(cin, width, bias=False), _bn(0, width), nn.ReLU()]
+            cin = width
+        self.features = nn.Sequential(*layers)
+        self.head = _frozen_head(cin, num_classes, last_layer_norm)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def model_spec(name: str, input_shape, num_classes: int, width: int | None = None,
+               depth: int = 3, last_layer_norm: float = 10.0) -> dict:
+    """The JSON-able description a trajectory stores to rebuild the model."""
+    if name not in MODELS:
+        raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    input_shape = [int(s) for s in input_shape]
+    if name == "resnet18" and len(input_shape) != 3:
+        raise LandscapeError("model 'resnet18' needs image data (C, H, W): use --dataset cifar10/cifar100")
+    width = DEFAULT_WIDTH[name] if width is None else int(width)
+    if width <= 0 or depth <= 0 or last_layer_norm <= 0:
+        raise LandscapeError("--width, --depth and --last-layer-norm must be positive")
+    return {"name": name, "input_shape": input_shape, "num_classes": int(num_classes),
+            "width": width, "depth": int(depth), "last_layer_norm": float(last_layer_norm)}
+
+
+def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
+    """Build the model of ``spec``; its initialisation depends on ``init_seed`` alone."""
+    name, shape = spec["name"], spec["input_shape"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        if name == "convnet":
+            model = ConvNet(shape[0], spec["num_classes"], spec["width"], dim=len(shape) - 1,
+                            last_layer_norm=spec["last_layer_norm"])
+        elif name == "resnet18":
+            model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
+        elif name == "mlp":
+            features = 1
+            for s in shape:
+                features *= s
+            model = MLP(features, spec["num_classes"], spec["width"], spec["depth"],
+                        spec["last_layer_norm"])
+        else:
+            raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return model
+
+
+def si_groups(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The SI parameter groups, one per trainable weight tensor, with readable names."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def frozen_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if not p.requires_grad]

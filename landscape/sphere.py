@@ -1,0 +1,74 @@
+"""Projected SGD on the sphere (paper eq. (2)) and the effective quantities of Section 3.1.
+
+One implementation serves network training, the toy model and batches of models trained
+together: parameters are a list of SI groups (tensors); with ``batch_dims=k`` the first k
+dimensions of every tensor index independent models, and ``lr`` / ``rho`` are tensors of that
+batch shape (one learning rate and radius per model).
+
+Definitions (per SI group i, at the point where the gradient is taken):
+    rho_i = ||theta_i||,  g_i = ||grad_i L||,  rho = sqrt(sum_i rho_i^2),  g = sqrt(sum_i g_i^2)
+    ELR_i = lr / rho_i^2,  effective gradient norm  = rho_i g_i,  effective step size = ELR_i rho_i g_i
+    total ELR = lr / rho^2 (fixed), total effective gradient norm = rho g.
+Eq. (3), sum_i 1/ELR_i = 1/ELR, follows from sum_i rho_i^2 = rho^2.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _bcast(value, like: torch.Tensor, batch_dims: int):
+    """Reshape a per-model value (batch shape) so it broadcasts against one group tensor."""
+    if batch_dims == 0 or not torch.is_tensor(value):
+        return value
+    return value.reshape(value.shape + (1,) * (like.dim() - batch_dims))
+
+
+def group_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
+    """Squared norm of each group: shape (*batch, n_groups)."""
+    if batch_dims == 0:
+        return torch.stack(torch._foreach_norm(list(tensors))).square()
+    return torch.stack([t.flatten(batch_dims).square().sum(-1) for t in tensors], dim=-1)
+
+
+@torch.no_grad()
+def project_to_sphere(params, rho, batch_dims: int = 0) -> torch.Tensor:
+    """Rescale all groups jointly to total norm ``rho``; returns the new group squared norms."""
+    sq = group_sq_norms(params, batch_dims)
+    scale = rho / sq.sum(-1).sqrt()
+    if batch_dims == 0:
+        torch._foreach_mul_(params, scale)
+    else:
+        for p in params:
+            p.mul_(_bcast(scale, p, batch_dims))
+    return sq * (scale * scale).unsqueeze(-1)
+
+
+@torch.no_grad()
+def projected_sgd_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Tensor:
+    """Eq. (2) in place: theta <- theta - lr * grad, then all groups rescaled jointly to norm rho.
+    Returns the group squared norms after the step (the next step's rho_i^2)."""
+    if batch_dims == 0 and not torch.is_tensor(lr):
+        torch._foreach_add_(params, list(grads), alpha=-lr)
+    else:
+        for p, g in zip(params, grads):
+            p.sub_(_bcast(lr, p, batch_dims) * g)
+    return project_to_sphere(params, rho, batch_dims)
+
+
+def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> dict:
+    """Section 3.1's quantities from group squared norms of parameters and gradients
+    (shape (*batch, n_groups)); ``lr`` is a float or a tensor of the batch shape."""
+    lr_b = lr.unsqueeze(-1) if torch.is_tensor(lr) else lr
+    group_egn = (param_sq * grad_sq).sqrt()
+    group_elr = lr_b / param_sq
+    rho_sq = param_sq.sum(-1)
+    return {
+        "group_rho_sq": param_sq,
+        "group_elr": group_elr,
+        "group_effective_grad_norm": group_egn,
+        "group_effective_step_size": group_elr * group_egn,
+        "rho_sq": rho_sq,
+        "elr": lr / rho_sq,
+        "grad_norm": grad_sq.sum(-1).sqrt(),
+        "effective_grad_norm": (rho_sq * grad_sq.sum(-1)).sqrt(),
+    }

@@ -1,0 +1,266 @@
+"""``landscape train``: a fully SI network trained by projected SGD on a sphere at a fixed ELR.
+
+One readable path: data tensors on the device -> seeded batches -> forward -> gradients of the
+SI groups (``torch.autograd.grad``, no ``.grad`` fields) -> statistics -> projected SGD step
+(``sphere.projected_sgd_step``). Per-step statistics stay on the device and are summed; the host
+sees them once per epoch, so logging costs no synchronisation inside the epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, load_dataset, num_batches, train_batches
+from .errors import LandscapeError
+from .models import build_model, model_spec, si_groups
+from .sphere import effective_statistics, group_sq_norms, project_to_sphere, projected_sgd_step
+from .trajectory import Trajectory, TrajectoryWriter, parse_source
+
+# Per-epoch scalar metrics (``/metrics/<name>``) and per-group ones (``/metrics/groups/<name>``).
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
+           "grad_norm", "effective_step_size", "rho", "elr")
+GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "convnet"
+    width: int | None = None          # None: the model's default (convnet 32, resnet18 64, mlp 256)
+    depth: int = 3                    # mlp only
+    last_layer_norm: float = 10.0
+    dataset: str = "mnist1d"
+    data_root: str = "data"
+    download: bool = False
+    train_subset: int | None = None
+    label_noise: float = 0.0
+    augment: bool = False
+    elr: float = 1e-3
+    rho: float | None = None          # None: the initial total SI norm
+    epochs: int = 100
+    batch_size: int = 128
+    init_seed: int = 0
+    data_seed: int = 0
+    eval_every: int = 1
+    save_every: int = 10
+    device: str = "auto"
+    init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
+
+    def validate(self) -> None:
+        def positive(name, value, kind=float):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or \
+                    not math.isfinite(value) or value <= 0 or (kind is int and value != int(value)):
+                raise LandscapeError(f"--{name.replace('_', '-')} must be a positive "
+                                     f"{'integer' if kind is int else 'number'}, got {value!r}")
+        positive("elr", self.elr)
+        for name in ("epochs", "batch_size", "eval_every", "save_every"):
+            positive(name, getattr(self, name), int)
+        if self.rho is not None:
+            positive("rho", self.rho)
+        if self.batch_size < 2:
+            raise LandscapeError("--batch-size must be at least 2 (train-mode BatchNorm)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LandscapeError(f"--device {device}: no CUDA device here; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise LandscapeError(f"unknown --device {device!r}: use auto, cpu or cuda[:N]") from None
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the model in eval mode over (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss, correct = torch.zeros((), device=x.device, dtype=torch.float64), 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            out = model(x[i:i + batch_size])
+            loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").double()
+            correct += (out.argmax(1) == y[i:i + batch_size]).sum()
+    model.train(was_training)
+    return loss.item() / len(y), float(correct) / len(y)
+
+
+def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
+                epoch: int, on_step=None) -> tuple[dict, dict]:
+    """One epoch of projected SGD. Returns (scalar metrics, per-group metrics)."""
+    model.train()
+    dev = data.x_train.device
+    sums = None
+    seen = 0
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.int64)
+    steps = 0
+    for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            stats = effective_statistics(group_sq_norms(params).double(),
+                                         group_sq_norms(grads).double(), lr)
+            sums = stats if sums is None else {k: sums[k] + v for k, v in stats.items()}
+            loss_sum += loss.double() * len(y)
+            correct += (out.argmax(1) == y).sum()
+        seen += len(y)
+        steps += 1
+        rho_end_sq = projected_sgd_step(params, grads, lr, rho)
+        if on_step is not None:
+            on_step(epoch, steps)
+    mean = {k: (v / steps).cpu().numpy() for k, v in sums.items()}
+    metrics = {
+        "train_loss": loss_sum.item() / seen,
+        "train_accuracy": correct.item() / seen,
+        "effective_grad_norm": float(mean["effective_grad_norm"]),
+        "grad_norm": float(mean["grad_norm"]),
+        "rho": math.sqrt(mean["rho_sq"]),
+        # ELRs from the epoch-mean squared norms, so eq. (3) holds exactly for the logged values
+        "elr": lr / float(mean["rho_sq"]),
+    }
+    metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
+    groups = {
+        "rho": np.sqrt(mean["group_rho_sq"]),
+        "elr": lr / mean["group_rho_sq"],
+        "effective_grad_norm": mean["group_effective_grad_norm"],
+        "effective_step_size": mean["group_effective_step_size"],
+        "rho_end": np.sqrt(rho_end_sq.double().cpu().numpy()),
+    }
+    return metrics, groups
+
+
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, unit="epoch", disable=not enabled, dynamic_ncols=True)
+
+
+def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, resume: bool = False,
+          overwrite: bool = False, progress: bool | None = None, on_step=None, **overrides) -> Trajectory:
+    """Train on the sphere and write the trajectory ``out``; returns it opened for reading.
+
+    ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
+    ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
+    training continues from its last committed epoch to the same result as an uninterrupted run.
+    ``on_step(epoch, step)`` is called after every step (tests use it to interrupt a run).
+    """
+    if resume:
+        stored = Trajectory(out)
+        if stored.kind != "train":
+            raise LandscapeError(f"{out}: a {stored.kind} trajectory cannot be resumed by 'train'")
+        cfg = TrainConfig.from_dict(stored.config)
+        for k, v in overrides.items():
+            if k not in ("epochs", "device", "data_root"):
+                raise LandscapeError(f"--resume takes the stored configuration; only --epochs, "
+                                     f"--device and --data-root may change (got {k})")
+            setattr(cfg, k, v)
+    else:
+        if isinstance(config, dict):
+            config = TrainConfig.from_dict(config)
+        cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.train_subset,
+                        cfg.label_noise, cfg.data_seed, device)
+
+    source_info = None
+    if cfg.init:
+        src_path, src_epoch = parse_source(cfg.init)
+        src = Trajectory(src_path)
+        if src.kind != "train":
+            raise LandscapeError(f"{src_path}: --init needs a network trajectory, not a {src.kind} one")
+        src_epoch = src.resolve_epoch(src_epoch)
+        spec = src.model_spec
+        if tuple(spec["input_shape"]) != data.input_shape or spec["num_classes"] != data.num_classes:
+            raise LandscapeError(f"--init {cfg.init}: its model takes inputs {spec['input_shape']} "
+                                 f"with {spec['num_classes']} classes, but dataset {cfg.dataset} "
+                                 f"has {list(data.input_shape)} and {data.num_classes}")
+        init_state = src.state_dict(src_epoch)
+        source_info = {"path": src_path, "epoch": src_epoch, "elr": src.config.get("elr")}
+        cfg.init = f"{src_path}@{src_epoch}"
+    else:
+        spec = model_spec(cfg.model, data.input_shape, data.num_classes, cfg.width, cfg.depth,
+                          cfg.last_layer_norm)
+        init_state = None
+
+    model = build_model(spec, cfg.init_seed)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    named = si_groups(model)
+    names = [n for n, _ in named]
+    params = [p for _, p in named]
+
+    start = 0
+    if resume:
+        writer = TrajectoryWriter(out)
+        start, state = writer.latest_state()
+        model.load_state_dict(state)
+        rho = float(writer.f.attrs["rho"])
+        stored_config = json.loads(writer.f.attrs["config"])
+        if stored_config["epochs"] != cfg.epochs:  # extending a finished run
+            stored_config["epochs"] = cfg.epochs
+            writer.set_attr("config", json.dumps(stored_config, sort_keys=True))
+    else:
+        if cfg.rho is not None:
+            project_to_sphere(params, cfg.rho)
+        rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
+        config_dict = dataclasses.asdict(cfg)
+        if source_info:
+            config_dict["init_source"] = source_info
+        writer = TrajectoryWriter.create(
+            out, config=config_dict, model_spec=spec, group_names=names,
+            initial_state=_state(model), overwrite=overwrite,
+            data_arrays={"subset_indices": data.subset_indices,
+                         "noisy_indices": data.noisy_indices,
+                         "original_labels": data.original_labels})
+        writer.set_attr("rho", rho)
+        writer.set_attr("lr", cfg.elr * rho ** 2)
+    lr = cfg.elr * rho ** 2
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = _progress(cfg.epochs, start, progress)
+    try:
+        for epoch in range(start + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            metrics, groups = train_epoch(model, params, data, lr, rho, cfg, epoch, on_step)
+            last = epoch == cfg.epochs
+            if epoch % cfg.eval_every == 0 or last:
+                metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+            else:
+                metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
+            writer.append_epoch(epoch, {k: metrics[k] for k in METRICS}, groups, _state(model),
+                                checkpoint=(epoch % cfg.save_every == 0 or last),
+                                seconds=time.perf_counter() - t0)
+            line = (f"epoch {epoch}/{cfg.epochs}  train loss {metrics['train_loss']:.4f}  "
+                    f"acc {metrics['train_accuracy']:.3f}  eff. grad norm "
+                    f"{metrics['effective_grad_norm']:.4g}")
+            if progress:
+                bar.set_postfix_str(line.split("  ", 1)[1])
+                bar.update(1)
+            else:
+                print(line, file=sys.stderr, flush=True)
+    finally:
+        bar.close()
+        writer.close()
+    return Trajectory(out)
