@@ -123,7 +123,7 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
         steps += 1
         rho_end_sq = projected_sgd_step(params, grads, lr, rho)
         if on_step is not None:
-            on_step(epoch, steps)
+            on_step(epoch, steps, model)
     mean = {k: (v / steps).cpu().numpy() for k, v in sums.items()}
     metrics = {
         "train_loss": loss_sum.item() / seen,
@@ -161,7 +161,7 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
     ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
     training continues from its last committed epoch to the same result as an uninterrupted run.
-    ``on_step(epoch, step)`` is called after every step (tests use it to interrupt a run).
+    ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run).
     """
     if resume:
         stored = Trajectory(out)
@@ -237,9 +237,9 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
         writer.set_attr("lr", cfg.elr * rho ** 2)
     lr = cfg.elr * rho ** 2
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = _progress(cfg.epochs, start, progress)
+    # progress: True = a bar, False = silent, None = a bar on a terminal, plain lines otherwise
+    lines = progress is None and not sys.stderr.isatty()
+    bar = _progress(cfg.epochs, start, bool(progress) or (progress is None and not lines))
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -255,11 +255,11 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
             line = (f"epoch {epoch}/{cfg.epochs}  train loss {metrics['train_loss']:.4f}  "
                     f"acc {metrics['train_accuracy']:.3f}  eff. grad norm "
                     f"{metrics['effective_grad_norm']:.4g}")
-            if progress:
+            if lines:
+                print(line, file=sys.stderr, flush=True)
+            else:
                 bar.set_postfix_str(line.split("  ", 1)[1])
                 bar.update(1)
-            else:
-                print(line, file=sys.stderr, flush=True)
     finally:
         bar.close()
         writer.close()

@@ -286,7 +286,7 @@ def export_checkpoint(traj_path: str, epoch: int | None, out: str, overwrite: bo
     epoch = t.resolve_epoch(epoch)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
                "state_dict": t.state_dict(epoch), "model_spec": t.model_spec, "config": t.config,
-               "si_group_names": t.group_names, "epoch": epoch, "rho": t.attrs.get("rho"),
+               "si_group_names": t.group_names, "epoch": int(epoch), "rho": float(t.attrs["rho"]),
                "source": os.path.abspath(traj_path)}
     if os.path.exists(out) and not overwrite:
         raise LandscapeError(f"{out} already exists: pass --overwrite to replace it")
@@ -332,7 +332,7 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
             raise LandscapeError(f"{path}: only network trajectories hold model checkpoints")
         epoch = t.resolve_epoch(epoch)
         meta = {"state_dict": t.state_dict(epoch), "model_spec": t.model_spec, "config": t.config,
-                "si_group_names": t.group_names, "epoch": epoch, "rho": t.attrs.get("rho"),
+                "si_group_names": t.group_names, "epoch": epoch, "rho": float(t.attrs["rho"]),
                 "source": path}
     model = build_model(meta["model_spec"], meta["config"].get("init_seed", 0))
     model.load_state_dict(meta["state_dict"])

@@ -1,0 +1,23 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    """A session-wide dataset cache: MNIST-1D is generated into it once."""
+    root = tmp_path_factory.mktemp("data")
+    from landscape.data import load_dataset
+    load_dataset("mnist1d", str(root))
+    return str(root)
+
+
+@pytest.fixture
+def tiny(data_root):
+    """A tiny, fast training configuration (4 steps per epoch)."""
+    return dict(model="convnet", width=4, dataset="mnist1d", data_root=data_root,
+                train_subset=256, batch_size=64, epochs=3, elr=1e-2, device="cpu",
+                save_every=1)

@@ -1,0 +1,68 @@
+"""Projected SGD on the sphere: eq. (2), norm conservation, eq. (3), batched models (issue 2)."""
+import math
+
+import torch
+
+from landscape.sphere import effective_statistics, group_sq_norms, projected_sgd_step
+
+
+def _groups(seed, shapes=((3, 4), (5,), (2, 2, 2)), dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*s, generator=g, dtype=dtype) for s in shapes]
+
+
+def test_step_matches_eq2_written_out():
+    params, grads = _groups(0), _groups(1)
+    lr, rho = 0.3, 2.5
+    flat = torch.cat([p.flatten() for p in params])
+    flat_g = torch.cat([g.flatten() for g in grads])
+    hat = flat - lr * flat_g
+    expected = hat * rho / hat.norm()
+    projected_sgd_step(params, grads, lr, rho)
+    torch.testing.assert_close(torch.cat([p.flatten() for p in params]), expected, rtol=1e-14, atol=0)
+
+
+def test_norm_is_rho_after_every_step_and_eq3_holds():
+    params = _groups(2, dtype=torch.float32)
+    rho, elr = 4.0, 0.05
+    lr = elr * rho ** 2
+    for t in range(50):
+        grads = _groups(100 + t, dtype=torch.float32)
+        sq = projected_sgd_step(params, grads, lr, rho)
+        total = math.sqrt(sum(float(p.double().square().sum()) for p in params))
+        assert abs(total - rho) / rho < 1e-6
+        stats = effective_statistics(group_sq_norms(params).double(), group_sq_norms(grads).double(), lr)
+        assert abs(float((1 / stats["group_elr"]).sum()) - 1 / elr) * elr < 1e-6  # eq. (3)
+        assert abs(float(stats["elr"]) - elr) / elr < 1e-6
+        torch.testing.assert_close(sq.double(), group_sq_norms(params).double(), rtol=1e-5, atol=0)
+
+
+def test_effective_statistics_definitions():
+    params, grads = _groups(3), _groups(4)
+    lr = 0.7
+    s = effective_statistics(group_sq_norms(params), group_sq_norms(grads), lr)
+    for i, (p, g) in enumerate(zip(params, grads)):
+        rho_i, g_i = p.norm().item(), g.norm().item()
+        assert math.isclose(s["group_elr"][i].item(), lr / rho_i ** 2, rel_tol=1e-12)
+        assert math.isclose(s["group_effective_grad_norm"][i].item(), rho_i * g_i, rel_tol=1e-12)
+        assert math.isclose(s["group_effective_step_size"][i].item(), lr / rho_i * g_i, rel_tol=1e-12)
+    rho = torch.cat([p.flatten() for p in params]).norm().item()
+    g = torch.cat([q.flatten() for q in grads]).norm().item()
+    assert math.isclose(s["effective_grad_norm"].item(), rho * g, rel_tol=1e-12)
+    # eq. (4): total squared ESS is the 1/ELR_i-weighted mean of the groups' squared ESS
+    w = 1 / s["group_elr"]
+    lhs = (s["elr"] * s["effective_grad_norm"]) ** 2
+    rhs = (w / w.sum() * s["group_effective_step_size"] ** 2).sum()
+    assert math.isclose(lhs.item(), rhs.item(), rel_tol=1e-12)
+
+
+def test_batched_models_equal_separate_steps():
+    lrs, rhos = torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64), torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
+    separate = [(_groups(10 + k), _groups(20 + k)) for k in range(3)]
+    stacked_p = [torch.stack([separate[k][0][i] for k in range(3)]) for i in range(3)]
+    stacked_g = [torch.stack([separate[k][1][i] for k in range(3)]) for i in range(3)]
+    projected_sgd_step(stacked_p, stacked_g, lrs, rhos, batch_dims=1)
+    for k, (p, g) in enumerate(separate):
+        projected_sgd_step(p, g, lrs[k].item(), rhos[k].item())
+        for i in range(3):
+            torch.testing.assert_close(stacked_p[i][k], p[i], rtol=1e-14, atol=1e-15)

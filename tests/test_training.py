@@ -1,0 +1,171 @@
+"""landscape train against independent truth (issue 2)."""
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import landscape.training as training
+from landscape import Trajectory, load_dataset, train
+from landscape.models import si_groups
+
+
+def _si_norm(model):
+    return math.sqrt(sum(float(p.detach().double().square().sum()) for _, p in si_groups(model)))
+
+
+def test_sphere_norm_and_elr_hold_at_every_step(tmp_path, tiny):
+    norms = []
+    traj = train(out=str(tmp_path / "t.h5"), on_step=lambda e, s, m: norms.append(_si_norm(m)), **tiny)
+    rho = traj.attrs["rho"]
+    assert len(norms) == 3 * 4
+    assert max(abs(n - rho) / rho for n in norms) < 1e-6
+    np.testing.assert_allclose(traj.metrics["elr"], tiny["elr"], rtol=1e-6)
+    np.testing.assert_allclose(traj.metrics["rho"], rho, rtol=1e-6)
+    # eq. (3) at every logged epoch: sum_i 1/ELR_i = 1/ELR
+    np.testing.assert_allclose((1 / traj.group_metrics["elr"]).sum(1), 1 / tiny["elr"], rtol=1e-6)
+    np.testing.assert_allclose((traj.group_metrics["rho_end"] ** 2).sum(1), rho ** 2, rtol=1e-6)
+    for epoch in traj.checkpoint_epochs:
+        assert abs(_si_norm(traj.load_model(epoch)) - rho) / rho < 1e-6
+    # the frozen last layer never changes
+    torch.testing.assert_close(traj.state_dict(0)["head.weight"], traj.state_dict(3)["head.weight"], rtol=0, atol=0)
+    assert abs(traj.state_dict(3)["head.weight"].norm().item() - 10) < 1e-4
+
+
+def test_logged_effective_grad_norm_equals_autograd(tmp_path, tiny):
+    cfg = dict(tiny, train_subset=64, batch_size=64, epochs=1)  # one step: the whole subset
+    traj = train(out=str(tmp_path / "t.h5"), **cfg)
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=64)
+    model = traj.load_model(0)
+    model.train()
+    params = [p for _, p in si_groups(model)]
+    loss = F.cross_entropy(model(data.x_train), data.y_train)
+    grads = torch.autograd.grad(loss, params)
+    rho = math.sqrt(sum(float(p.detach().double().square().sum()) for p in params))
+    g = math.sqrt(sum(float(q.double().square().sum()) for q in grads))
+    assert math.isclose(traj.metrics["effective_grad_norm"][0], rho * g, rel_tol=1e-5)
+    assert math.isclose(traj.metrics["train_loss"][0], loss.item(), rel_tol=1e-5)
+    per_group = [p.detach().double().norm().item() * q.double().norm().item() for p, q in zip(params, grads)]
+    np.testing.assert_allclose(traj.group_metrics["effective_grad_norm"][0], per_group, rtol=1e-5)
+
+
+def test_different_elrs_share_initialisation_and_batches(tmp_path, tiny, monkeypatch):
+    seen = {}
+    original = training.train_batches
+
+    def recording(data, *a, **k):
+        for x, y in original(data, *a, **k):
+            seen.setdefault(key, []).append((x.clone(), y.clone()))
+            yield x, y
+
+    monkeypatch.setattr(training, "train_batches", recording)
+    trajs = {}
+    for key, elr in (("a", 1e-3), ("b", 0.5)):
+        trajs[key] = train(out=str(tmp_path / f"{key}.h5"), **dict(tiny, elr=elr))
+    for name, tensor in trajs["a"].state_dict(0).items():
+        assert torch.equal(tensor, trajs["b"].state_dict(0)[name]), name
+    assert len(seen["a"]) == len(seen["b"]) == 12
+    for (xa, ya), (xb, yb) in zip(seen["a"], seen["b"]):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(trajs["a"].state_dict(3)["features.0.weight"], trajs["b"].state_dict(3)["features.0.weight"])
+    # epochs see different orders
+    assert not torch.equal(seen["a"][0][1], seen["a"][4][1])
+
+
+def _same_trajectory(a, b):
+    assert a.metrics.keys() == b.metrics.keys()
+    for k in a.metrics:
+        np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
+    for k in a.group_metrics:
+        np.testing.assert_array_equal(a.group_metrics[k], b.group_metrics[k], err_msg=k)
+    assert a.checkpoint_epochs == b.checkpoint_epochs
+    for e in a.checkpoint_epochs:
+        for name, t in a.state_dict(e).items():
+            assert torch.equal(t, b.state_dict(e)[name]), (e, name)
+
+
+def test_same_seed_same_trajectory(tmp_path, tiny):
+    cfg = dict(tiny, augment=True, label_noise=0.1)
+    _same_trajectory(train(out=str(tmp_path / "a.h5"), **cfg), train(out=str(tmp_path / "b.h5"), **cfg))
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny):
+    cfg = dict(tiny, epochs=4, save_every=2, eval_every=2)
+    full = train(out=str(tmp_path / "full.h5"), **cfg)
+
+    def interrupt(epoch, step, model):
+        if epoch == 3 and step == 2:
+            raise KeyboardInterrupt
+
+    path = str(tmp_path / "cut.h5")
+    with pytest.raises(KeyboardInterrupt):
+        train(out=path, on_step=interrupt, **cfg)
+    cut = Trajectory(path)
+    assert cut.epochs_complete == 2 and list(cut.epochs) == [1, 2]
+    resumed = train(out=path, resume=True)
+    _same_trajectory(full, resumed)
+
+
+def test_resume_discards_uncommitted_rows_and_can_extend(tmp_path, tiny):
+    path = str(tmp_path / "t.h5")
+    train(out=path, **dict(tiny, epochs=2))
+    with h5py.File(path, "a") as f:  # what a kill between writes and commit leaves behind
+        ds = f["metrics/train_loss"]
+        ds.resize(3, axis=0)
+        ds[2] = 123.0
+    assert Trajectory(path).metrics["train_loss"].shape == (2,)
+    ext = train(out=path, resume=True, epochs=3)
+    assert list(ext.epochs) == [1, 2, 3] and ext.metrics["train_loss"][2] != 123.0
+    assert ext.config["epochs"] == 3
+    _same_trajectory(ext, train(out=str(tmp_path / "u.h5"), **dict(tiny, epochs=3, eval_every=1)))
+
+
+def test_label_noise_changes_exactly_the_stored_labels(data_root):
+    clean = load_dataset("mnist1d", data_root, train_subset=1000, data_seed=4)
+    noisy = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4)
+    changed = np.flatnonzero((clean.y_train != noisy.y_train).numpy())
+    assert len(changed) == 150
+    np.testing.assert_array_equal(changed, noisy.noisy_indices)
+    np.testing.assert_array_equal(clean.y_train.numpy()[changed], noisy.original_labels)
+    again = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4)
+    assert torch.equal(again.y_train, noisy.y_train)
+    other = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=5)
+    assert not np.array_equal(other.noisy_indices, noisy.noisy_indices)
+    assert round(0.333 * 1000) == len(load_dataset("mnist1d", data_root, train_subset=1000,
+                                                    label_noise=0.333).noisy_indices)
+
+
+def test_label_noise_indices_are_stored(tmp_path, tiny):
+    traj = train(out=str(tmp_path / "t.h5"), **dict(tiny, label_noise=0.25, epochs=1))
+    assert len(traj.data["noisy_indices"]) == 64
+    assert len(traj.data["subset_indices"]) == 256
+
+
+def test_fine_tuning_starts_from_the_stored_checkpoint(tmp_path, tiny):
+    src = train(out=str(tmp_path / "src.h5"), **tiny)
+    ft = train(out=str(tmp_path / "ft.h5"), **dict(tiny, init=f"{src.path}@2", elr=0.05, model="mlp"))
+    for name, t in src.state_dict(2).items():
+        assert torch.equal(t, ft.state_dict(0)[name])
+    assert ft.model_spec == src.model_spec  # the model comes from the source
+    assert ft.config["init_source"] == {"path": src.path, "epoch": 2, "elr": tiny["elr"]}
+    assert math.isclose(ft.attrs["rho"], src.attrs["rho"], rel_tol=1e-6)
+    np.testing.assert_allclose(ft.metrics["elr"], 0.05, rtol=1e-6)
+
+
+def test_trajectory_file_layout(tmp_path, tiny):
+    traj = train(out=str(tmp_path / "t.h5"), **dict(tiny, save_every=2, epochs=5, eval_every=2))
+    assert traj.checkpoint_epochs == [0, 2, 4, 5]
+    assert np.isnan(traj.metrics["test_loss"][0]) and not np.isnan(traj.metrics["test_loss"][1])
+    assert not np.isnan(traj.metrics["test_loss"][4])  # the last epoch is always evaluated
+    with h5py.File(traj.path) as f:
+        assert f.attrs["format"] == "landscape-trajectory"
+        assert json.loads(f.attrs["config"])["elr"] == tiny["elr"]
+        assert f["metrics/groups/elr"].shape == (5, 4)
+        assert json.loads(f["metrics/groups"].attrs["group_names"]) == traj.group_names
+        ck = f["checkpoints/000002"]
+        assert ck["features.0.weight"].compression == "gzip"
+        assert "features.1.running_mean" in ck  # BN buffers are stored
+        assert list(f["state"].keys()) == ["000005"]
