@@ -201,8 +201,8 @@ def build_parser() -> Parser:
     add_train_parser(sub)
     add_show_parser(sub)
     add_export_parser(sub)
-    # from .toy import add_toy_parser
-    # add_toy_parser(sub)
+    from .toy import add_toy_parser
+    add_toy_parser(sub)
     return parser
 
 

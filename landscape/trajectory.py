@@ -104,6 +104,24 @@ def _read_state(group: h5py.Group) -> dict:
     return {name: torch.from_numpy(np.asarray(ds[()])) for name, ds in group.items()}
 
 
+def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: list[str],
+                 kind: str, epochs_complete: int = 0) -> None:
+    """Root attributes and empty groups shared by every kind of trajectory."""
+    from . import __version__
+    f.attrs.update({
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+        "config": json.dumps(config, sort_keys=True),
+        "model_spec": json.dumps(model_spec, sort_keys=True),
+        "group_names": json.dumps(list(group_names)),
+        "landscape_version": __version__, "torch_version": str(torch.__version__),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "epochs_complete": int(epochs_complete),
+    })
+    f.create_group("metrics/groups").attrs["group_names"] = json.dumps(list(group_names))
+    f.create_group("timing")
+    f.create_group("checkpoints")
+
+
 class TrajectoryWriter:
     """Appends one epoch at a time and commits it with the ``epochs_complete`` marker."""
 
@@ -116,23 +134,11 @@ class TrajectoryWriter:
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
                overwrite: bool = False) -> "TrajectoryWriter":
-        from . import __version__
-
         def build(f):
-            f.attrs.update({
-                "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-                "config": json.dumps(config, sort_keys=True),
-                "model_spec": json.dumps(model_spec, sort_keys=True),
-                "group_names": json.dumps(list(group_names)),
-                "landscape_version": __version__, "torch_version": str(torch.__version__),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "epochs_complete": 0,
-            })
+            write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
             for name, arr in data_arrays.items():
                 if arr is not None:
                     f.create_dataset(f"data/{name}", data=np.asarray(arr))
-            f.create_group("metrics/groups").attrs["group_names"] = json.dumps(list(group_names))
-            f.create_group("timing")
             ck = f.create_group(f"checkpoints/{_key(0)}")
             ck.attrs["epoch"] = 0
             _write_state(ck, initial_state, compress=True)
