@@ -203,6 +203,8 @@ def build_parser() -> Parser:
     add_export_parser(sub)
     from .toy import add_toy_parser
     add_toy_parser(sub)
+    from .sharpness import add_sharpness_parser
+    add_sharpness_parser(sub)
     return parser
 
 

@@ -343,3 +343,53 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
     model = build_model(meta["model_spec"], meta["config"].get("init_seed", 0))
     model.load_state_dict(meta["state_dict"])
     return model.to(device), meta
+
+
+def select_epochs(traj: "Trajectory", spec: str) -> list[int]:
+    """Checkpoint epochs from 'last', 'all', '10,50,100' or 'every:K'."""
+    stored = traj.checkpoint_epochs
+    if not stored:
+        raise LandscapeError(f"{traj.path}: holds no checkpoint")
+    spec = str(spec).strip()
+    if spec == "last":
+        return [stored[-1]]
+    if spec == "all":
+        return list(stored)
+    if spec.startswith("every:"):
+        try:
+            k = int(spec[6:])
+            assert k > 0
+        except (ValueError, AssertionError):
+            raise LandscapeError(f"--epochs {spec}: write every:K with a positive integer K") from None
+        return [e for e in stored if e % k == 0] or [stored[-1]]
+    try:
+        wanted = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise LandscapeError(f"--epochs {spec!r}: use last, all, every:K or a list like 10,50,100") from None
+    return [traj.resolve_epoch(e) for e in wanted]
+
+
+def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
+    """Store an analysis under /analyses/<name>, replacing only that group. Everything is
+    computed before this is called; the file is touched only here, and the new group is written
+    beside the old one and swapped in, so an interruption leaves the previous results whole."""
+    with open_h5(path, "a") as f:
+        tmp = f"analyses/.{name}.tmp"
+        if tmp in f:
+            del f[tmp]
+        g = f.create_group(tmp)
+        for k, v in arrays.items():
+            g.create_dataset(k, data=np.asarray(v))
+        for k, v in attrs.items():
+            g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        if f"analyses/{name}" in f:
+            del f[f"analyses/{name}"]
+        f.move(tmp, f"analyses/{name}")
+
+
+def read_analysis(path: str, name: str) -> tuple[dict, dict]:
+    with open_h5(path) as f:
+        if f"analyses/{name}" not in f:
+            raise LandscapeError(f"{path}: no /analyses/{name}; run 'landscape {name} {path}' first")
+        g = f[f"analyses/{name}"]
+        return {k: ds[()] for k, ds in g.items()}, dict(g.attrs)

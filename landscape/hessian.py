@@ -1,0 +1,262 @@
+"""Curvature of a checkpoint: Hessian-vector products, Hutchinson trace, Lanczos eigenvalues,
+spectral density, gradient noise.
+
+The loss is a pure function of the flat vector of SI parameters (``torch.func.functional_call``
+over fixed mini-batches). Two HVP modes, both ``torch.func``:
+    ``rev`` (default): ``vjp`` of ``grad``, linearised once per point; each HVP is then one
+          backward pass through the saved graph (H is symmetric, so vjp = Hv), and ``vmap`` runs
+          several probes per pass;
+    ``fwd``: forward-over-reverse, ``jvp`` of ``grad``, recomputing forward and backward per call.
+On the default ConvNet on CPU ``rev`` costs ~2x a gradient per HVP (1.5x under vmap) against ~4x
+for ``fwd`` (benchmarks/RESULTS.md). Every curvature object is a
+``scipy.sparse.linalg.LinearOperator``.
+
+BatchNorm modes: ``batch`` (default) normalises each mini-batch by its own statistics, the loss
+training optimises, which keeps scale invariance; ``running`` uses the stored running statistics
+(eval mode), PyHessian's convention. Neither mode mutates any buffer.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from .errors import LandscapeError
+
+BN_MODES = ("batch", "running")
+HVP_MODES = ("rev", "fwd")
+
+
+def _prepare(model: torch.nn.Module, bn: str) -> torch.nn.Module:
+    if bn not in BN_MODES:
+        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+    m = copy.deepcopy(model)
+    if bn == "batch":
+        # no running buffers: train-mode BN uses batch statistics and mutates nothing
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.track_running_stats = False
+                mod.running_mean = mod.running_var = mod.num_batches_tracked = None
+        m.train()
+    else:
+        m.eval()
+    return m
+
+
+class Curvature:
+    """The training loss at a checkpoint as a function of its SI parameters.
+
+    ``batches``: list of (x, y); the loss is their size-weighted mean of mini-batch losses.
+    ``params``: names of the parameters to differentiate (default: the trainable ones, i.e. the
+    SI groups; the frozen last layer is excluded).
+    """
+
+    def __init__(self, model, batches, bn: str = "batch", dtype=None, params=None,
+                 probe_batch: int = 8, hvp_mode: str = "rev"):
+        if hvp_mode not in HVP_MODES:
+            raise LandscapeError(f"hvp mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}")
+        self.hvp_mode = hvp_mode
+        self._linear = None
+        m = _prepare(model, bn)
+        if dtype is not None:
+            m = m.to(dtype)
+        self.model, self.bn, self.probe_batch = m, bn, max(1, int(probe_batch))
+        names = params or [n for n, p in m.named_parameters() if p.requires_grad]
+        named = dict(m.named_parameters())
+        self.names = list(names)
+        self.shapes = [named[n].shape for n in self.names]
+        self.sizes = [named[n].numel() for n in self.names]
+        self.fixed = {n: p.detach() for n, p in named.items() if n not in self.names}
+        self.fixed.update({n: b for n, b in m.named_buffers() if b is not None})
+        self.theta = torch.cat([named[n].detach().reshape(-1) for n in self.names])
+        dt = self.theta.dtype
+        self.batches = [(x.to(self.theta.device, dt), y.to(self.theta.device)) for x, y in batches]
+        total = sum(len(y) for _, y in self.batches)
+        if total == 0:
+            raise LandscapeError("no data to evaluate the loss on")
+        self.weights = [len(y) / total for _, y in self.batches]
+
+    @property
+    def dim(self) -> int:
+        return self.theta.numel()
+
+    @property
+    def rho(self) -> float:
+        return float(self.theta.double().norm())
+
+    def unflatten(self, flat: torch.Tensor) -> dict:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+
+    def loss(self, flat: torch.Tensor) -> torch.Tensor:
+        state = {**self.fixed, **self.unflatten(flat)}
+        total = 0.0
+        for (x, y), w in zip(self.batches, self.weights):
+            total = total + w * F.cross_entropy(functional_call(self.model, state, (x,)), y)
+        return total
+
+    def gradient(self, flat: torch.Tensor | None = None) -> torch.Tensor:
+        if flat is None and self._linear is not None:
+            return self._linear[0]
+        return grad(self.loss)(self.theta if flat is None else flat)
+
+    def _vjp(self):
+        if self._linear is None:  # the gradient's graph, built once and reused by every HVP
+            g, fn = vjp(grad(self.loss), self.theta)
+            self._linear = (g.detach(), fn)
+        return self._linear[1]
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """H v at theta."""
+        if self.hvp_mode == "fwd":
+            return jvp(grad(self.loss), (self.theta,), (v,))[1]
+        return self._vjp()(v)[0].detach()
+
+    def hvp_batch(self, vs: torch.Tensor) -> torch.Tensor:
+        """H V for the rows of V, ``probe_batch`` rows per vmap call."""
+        return torch.cat([vmap(self.hvp)(chunk) for chunk in vs.split(self.probe_batch)])
+
+    def operator(self) -> LinearOperator:
+        """The Hessian as a float64 LinearOperator (computed in the model's dtype)."""
+        dt, dev = self.theta.dtype, self.theta.device
+
+        def matvec(v):
+            v = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dt, device=dev)
+            return self.hvp(v).double().cpu().numpy()
+
+        def matmat(V):
+            V = torch.as_tensor(np.asarray(V).T.copy(), dtype=dt, device=dev)
+            return self.hvp_batch(V).double().cpu().numpy().T
+
+        return LinearOperator((self.dim, self.dim), matvec=matvec, matmat=matmat,
+                              rmatvec=matvec, dtype=np.float64)
+
+    def tangent_projector(self):
+        """v -> v - (v . u) u with u = theta / |theta|: the tangent space of the sphere."""
+        u = self.theta / self.theta.norm()
+        return lambda V: V - (V @ u)[..., None] * u
+
+
+def rademacher(n: int, dim: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
+    return (torch.randint(0, 2, (n, dim), generator=gen) * 2 - 1).to(device=device, dtype=dtype)
+
+
+def hutchinson_trace(curv: Curvature, probes: int, seed: int = 0, project=None, on_probes=None):
+    """Hutchinson's estimate of tr(H) (or tr(P H P) with ``project`` = P) with Rademacher probes.
+    Returns (mean, standard error, samples)."""
+    if probes < 1:
+        raise LandscapeError(f"--probes must be a positive integer, got {probes}")
+    gen = torch.Generator().manual_seed(int(seed))
+    samples = []
+    done = 0
+    while done < probes:
+        n = min(curv.probe_batch, probes - done)
+        V = rademacher(n, curv.dim, gen, curv.theta.dtype, curv.theta.device)
+        if project is not None:
+            V = project(V)
+        samples.append((V * curv.hvp_batch(V)).sum(1).double().cpu())
+        done += n
+        if on_probes is not None:
+            on_probes(n)
+    s = torch.cat(samples).numpy()
+    stderr = float(s.std(ddof=1) / math.sqrt(len(s))) if len(s) > 1 else float("nan")
+    return float(s.mean()), stderr, s
+
+
+def top_eigenvalues(curv: Curvature, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarray:
+    """The k largest (algebraic) Hessian eigenvalues by Lanczos (``scipy.sparse.linalg.eigsh``)."""
+    if not 1 <= k < curv.dim:
+        raise LandscapeError(f"--eigs must be between 1 and {curv.dim - 1}, got {k}")
+    v0 = np.random.default_rng(seed).standard_normal(curv.dim)
+    vals = eigsh(curv.operator(), k=k, which="LA", v0=v0, tol=tol, return_eigenvectors=False)
+    return np.sort(vals)[::-1]
+
+
+def lanczos(matvec, dim: int, steps: int, v0: np.ndarray):
+    """``steps`` Lanczos iterations with full reorthogonalisation; returns the tridiagonal's
+    (alpha, beta). Stops early if the Krylov space is exhausted."""
+    q = v0 / np.linalg.norm(v0)
+    Q = [q]
+    alpha, beta = [], []
+    for j in range(min(steps, dim)):
+        w = matvec(Q[-1])
+        a = float(w @ Q[-1])
+        alpha.append(a)
+        basis = np.array(Q)
+        w = w - basis.T @ (basis @ w)  # full reorthogonalisation (twice is enough)
+        w = w - basis.T @ (basis @ w)
+        b = float(np.linalg.norm(w))
+        if j == min(steps, dim) - 1 or b < 1e-10 * max(1.0, abs(a)):
+            break
+        beta.append(b)
+        Q.append(w / b)
+    return np.array(alpha), np.array(beta)
+
+
+def spectral_density(curv: Curvature, steps: int = 80, runs: int = 1, seed: int = 0,
+                     grid_points: int = 400, sigma: float | None = None):
+    """Eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. 2019; PyHessian's
+    ``density()``): each run's Ritz values are quadrature nodes weighted by the squared first
+    components of the tridiagonal's eigenvectors; nodes are broadened by Gaussians of width
+    ``sigma`` (default: 1% of the spectrum's span). Returns nodes [runs, m], weights, grid, density."""
+    from scipy.linalg import eigh_tridiagonal
+    op = curv.operator()
+    rng = np.random.default_rng(seed)
+    nodes, weights = [], []
+    for _ in range(runs):
+        v0 = rng.choice([-1.0, 1.0], size=curv.dim)
+        a, b = lanczos(op.matvec, curv.dim, steps, v0)
+        theta, vecs = eigh_tridiagonal(a, b) if len(a) > 1 else (a, np.ones((1, 1)))
+        nodes.append(theta)
+        weights.append(vecs[0] ** 2)
+    lo = min(n.min() for n in nodes)
+    hi = max(n.max() for n in nodes)
+    span = max(hi - lo, 1e-12)
+    sigma = sigma or 0.01 * span
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, grid_points)
+    density = np.zeros_like(grid)
+    for th, w in zip(nodes, weights):
+        density += (w[:, None] * np.exp(-0.5 * ((grid[None, :] - th[:, None]) / sigma) ** 2)).sum(0)
+    density /= runs * sigma * math.sqrt(2 * math.pi)
+    m = max(len(n) for n in nodes)
+    pad = lambda arrs: np.array([np.pad(x, (0, m - len(x)), constant_values=np.nan) for x in arrs])
+    return pad(nodes), pad(weights), grid, density
+
+
+def gradient_noise(model, batches, params=None, dtype=None) -> dict:
+    """Mean stochastic gradient norm over the given mini-batches (no update) and the trace of the
+    mini-batch gradient covariance, mean_B |g_B - g_mean|^2 (BN in batch mode: per-example
+    gradients are not defined when BatchNorm couples the examples of a batch)."""
+    m = _prepare(model, "batch")
+    if dtype is not None:
+        m = m.to(dtype)
+    named = dict(m.named_parameters())
+    names = params or [n for n, p in named.items() if p.requires_grad]
+    fixed = {n: p.detach() for n, p in named.items() if n not in names}
+    theta = {n: named[n].detach() for n in names}
+    dt = next(iter(theta.values())).dtype
+
+    def loss(ps, x, y):
+        return F.cross_entropy(functional_call(m, {**fixed, **ps}, (x,)), y)
+
+    g_sum, sq_sum, norm_sum, n = None, 0.0, 0.0, 0
+    for x, y in batches:
+        g = grad(loss)(theta, x.to(dt), y)
+        flat = torch.cat([g[k].reshape(-1) for k in names]).double()
+        g_sum = flat if g_sum is None else g_sum + flat
+        sq = float(flat @ flat)
+        sq_sum += sq
+        norm_sum += math.sqrt(sq)
+        n += 1
+    if n == 0:
+        raise LandscapeError("no mini-batch to measure gradient noise on")
+    mean = g_sum / n
+    rho = math.sqrt(sum(float(t.double().square().sum()) for t in theta.values()))
+    cov_trace = sq_sum / n - float(mean @ mean)
+    return {"mean_grad_norm": norm_sum / n, "mean_effective_grad_norm": rho * norm_sum / n,
+            "grad_cov_trace": cov_trace, "grad_cov_trace_effective": rho ** 2 * cov_trace,
+            "full_grad_norm": float(mean.norm()), "batches": n}

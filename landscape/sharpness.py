@@ -1,0 +1,222 @@
+"""``landscape sharpness``: curvature of a trajectory's checkpoints (paper Section 4, Figures 1, 3).
+
+For each chosen checkpoint, on B fixed mini-batches (or the whole training set):
+    trace         Hutchinson estimate of tr(H) with its standard error (Rademacher probes)
+    trace_riemannian   trace of the Riemannian Hessian on the sphere |theta| = rho:
+                  tr(P H P) - (P_dim - 1) <theta, g>/rho^2 with P = I - u u^T, u = theta/rho;
+                  tr(P H P) = tr(H) - u^T H u, so it shares the probes of ``trace``
+    eigenvalues   the K largest Hessian eigenvalues (Lanczos, scipy eigsh)
+    density       optional eigenvalue density (stochastic Lanczos quadrature)
+    gradient noise over one epoch of mini-batches (no update): the mean stochastic gradient norm
+                  and the trace of the mini-batch gradient covariance
+Units: raw values, and *effective* ones as if the point were rescaled to the unit sphere
+(gradient x rho, Hessian x rho^2), so runs of different rho compare; ``trace_per_param`` is the
+raw trace over the number of SI parameters (what the paper's code reports).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from .data import dataset_of, train_batches
+from .errors import LandscapeError
+from .hessian import BN_MODES, Curvature, gradient_noise, hutchinson_trace, spectral_density, top_eigenvalues
+from .trajectory import Trajectory, append_analysis, select_epochs
+
+
+def fixed_batches(data, batch_size: int, count, seed: int):
+    """B mini-batches of the training set in a seeded order (un-augmented); 'all' = every one."""
+    batches = list(train_batches(data, batch_size, epoch=0, data_seed=seed))
+    if str(count) == "all":
+        return batches
+    try:
+        count = int(count)
+    except ValueError:
+        raise LandscapeError(f"--batches must be a positive integer or 'all', got {count!r}") from None
+    if count < 1:
+        raise LandscapeError(f"--batches must be a positive integer or 'all', got {count}")
+    return batches[:count]
+
+
+def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, eigs: int = 5,
+                         bn: str = "batch", density: bool = False, seed: int = 0,
+                         dtype=None, probe_batch: int = 8, hvp_mode: str = "rev",
+                         density_steps: int = 80, density_runs: int = 1, on_probes=None) -> dict:
+    """Every curvature number of one model (see the module docstring)."""
+    curv = Curvature(model, batches, bn=bn, dtype=dtype, probe_batch=probe_batch, hvp_mode=hvp_mode)
+    rho, n = curv.rho, curv.dim
+    trace, stderr, samples = hutchinson_trace(curv, probes, seed, on_probes=on_probes)
+    g = curv.gradient()
+    u = curv.theta / curv.theta.norm()
+    uHu = float(u @ curv.hvp(u))
+    radial = float(curv.theta @ g) / rho ** 2
+    riemannian = trace - uHu - (n - 1) * radial
+    out = {
+        "loss": float(curv.loss(curv.theta)), "rho": rho, "num_params": n,
+        "trace": trace, "trace_stderr": stderr,
+        "trace_effective": trace * rho ** 2, "trace_stderr_effective": stderr * rho ** 2,
+        "trace_per_param": trace / n,
+        "trace_riemannian": riemannian, "trace_riemannian_effective": riemannian * rho ** 2,
+        "grad_norm": float(g.norm()), "effective_grad_norm": float(g.norm()) * rho,
+    }
+    if eigs > 0:
+        vals = top_eigenvalues(curv, eigs, seed)
+        out["eigenvalues"] = vals
+        out["eigenvalues_effective"] = vals * rho ** 2
+    noise = gradient_noise(model, noise_batches, dtype=dtype)
+    out.update({k: noise[k] for k in ("mean_grad_norm", "mean_effective_grad_norm",
+                                      "grad_cov_trace", "grad_cov_trace_effective")})
+    if density:
+        nodes, weights, grid, dens = spectral_density(curv, density_steps, density_runs, seed)
+        out.update({"density_nodes": nodes * rho ** 2, "density_weights": weights,
+                    "density_grid": grid * rho ** 2, "density": dens / rho ** 2})
+    return out
+
+
+def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5, batches="4",
+              bn: str = "batch", density: bool = False, seed: int = 0, double: bool = False,
+              device: str = "cpu", data_root: str | None = None, probe_batch: int = 8,
+              hvp_mode: str = "rev", density_steps: int = 80, density_runs: int = 1,
+              progress: bool | None = None, write: bool = True) -> dict:
+    """Curvature of the chosen checkpoints of a trajectory; appended to /analyses/sharpness
+    (unless ``write=False``) and returned as {name: array over epochs}."""
+    if not isinstance(probes, int) or probes < 1:
+        raise LandscapeError(f"--probes must be a positive integer, got {probes!r}")
+    if bn not in BN_MODES:
+        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+    traj = Trajectory(path)
+    if traj.kind != "train":
+        raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
+    chosen = select_epochs(traj, epochs)
+    data = dataset_of(traj.config, data_root, device)
+    bs = traj.config["batch_size"]
+    hess_batches = fixed_batches(data, bs, batches, seed)
+    noise_batches = list(train_batches(data, bs, epoch=0, data_seed=seed + 1))
+    dtype = torch.float64 if double else None
+
+    from tqdm.auto import tqdm
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(chosen) * probes, unit="probe", disable=not show, dynamic_ncols=True,
+               desc="sharpness")
+    rows = []
+    try:
+        for epoch in chosen:
+            bar.set_postfix_str(f"epoch {epoch}")
+            model = traj.load_model(epoch, device)
+            rows.append(checkpoint_sharpness(model, hess_batches, noise_batches, probes=probes,
+                                             eigs=eigs, bn=bn, density=density, seed=seed,
+                                             dtype=dtype, probe_batch=probe_batch,
+                                             hvp_mode=hvp_mode, density_steps=density_steps,
+                                             density_runs=density_runs, on_probes=bar.update))
+    finally:
+        bar.close()
+    result = {"epoch": np.array(chosen)}
+    for key in rows[0]:
+        result[key] = np.array([r[key] for r in rows])
+    settings = {"epochs": epochs, "probes": probes, "eigs": eigs, "batches": str(batches),
+                "batch_size": bs, "bn": bn, "seed": seed, "dtype": "float64" if double else "float32",
+                "hvp": hvp_mode, "density": density, "density_steps": density_steps,
+                "density_runs": density_runs}
+    if write:
+        append_analysis(path, "sharpness", result, {"settings": settings})
+    result["settings"] = settings
+    return result
+
+
+def print_sharpness(result: dict) -> None:
+    has_eigs = "eigenvalues_effective" in result
+    head = (f"{'epoch':>6} {'loss':>9} {'trace_eff':>11} {'±se':>9} {'riem_eff':>11} "
+            f"{'trace/P':>9}" + (f" {'lmax_eff':>10}" if has_eigs else "") +
+            f" {'mean_egn':>9} {'covtr_eff':>10}")
+    print(head)
+    for i, e in enumerate(result["epoch"]):
+        line = (f"{e:>6d} {result['loss'][i]:>9.4g} {result['trace_effective'][i]:>11.5g} "
+                f"{result['trace_stderr_effective'][i]:>9.3g} {result['trace_riemannian_effective'][i]:>11.5g} "
+                f"{result['trace_per_param'][i]:>9.3g}")
+        if has_eigs:
+            line += f" {result['eigenvalues_effective'][i][0]:>10.5g}"
+        line += f" {result['mean_effective_grad_norm'][i]:>9.4g} {result['grad_cov_trace_effective'][i]:>10.4g}"
+        print(line)
+
+
+def plot_sharpness(result: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [("trace_effective", "Hessian trace (eff.)"),
+              ("mean_effective_grad_norm", "mean stoch. eff. grad norm")]
+    if "eigenvalues_effective" in result:
+        series.insert(1, ("lambda_max", "top eigenvalue (eff.)"))
+    vals = {k: (result["eigenvalues_effective"][:, 0] if k == "lambda_max" else result[k]) for k, _ in series}
+    panels = 3 if "density" in result else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8))
+    for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "loss", "train loss (at checkpoint)")):
+        for key, label in series:
+            ax.plot(result[xkey], vals[key], "o-", ms=3, label=label)
+        ax.set_yscale("symlog", linthresh=1e-2)  # traces can be negative early in training
+        ax.set_xlabel(xlabel)
+        if xkey == "loss":
+            ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    axes[0].set_title("sharpness along the trajectory")
+    axes[1].set_title("sharpness against train loss")
+    if panels == 3:
+        ax = axes[2]
+        ax.semilogy(result["density_grid"][-1], np.maximum(result["density"][-1], 1e-12))
+        ax.set_xlabel("eigenvalue (eff.)")
+        ax.set_title(f"spectral density, epoch {result['epoch'][-1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_sharpness_parser(sub):
+    from .cli import _number
+    p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
+                       description="Curvature of a trajectory's checkpoints; results are appended "
+                       "to it under /analyses/sharpness.")
+    p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
+    p.add_argument("--epochs", default=None, help="last | all | 10,50,100 | every:K (default last)")
+    p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
+    p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
+    p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
+    p.add_argument("--bn", choices=BN_MODES, default="batch",
+                   help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
+    p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
+    p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
+    p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
+    p.add_argument("--hvp", choices=("rev", "fwd"), default="rev",
+                   help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
+    p.add_argument("--seed", type=_number(int), default=0)
+    p.add_argument("--double", action="store_true", help="compute in float64")
+    p.add_argument("--probe-batch", type=_number(int, True), default=8, help="probes per vmap call (memory)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None, help="override the stored data root")
+    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--json", metavar="PATH")
+    p.set_defaults(run=cmd_sharpness)
+
+
+def cmd_sharpness(args):
+    from .cli import write_json
+    from .trajectory import parse_source
+    path, epoch = parse_source(args.trajectory)
+    if epoch is not None and args.epochs is not None:
+        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
+    epochs = args.epochs or ("last" if epoch is None else str(epoch))
+    if epoch == -1:
+        epochs = "last"
+    result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
+                       args.seed, args.double, args.device, args.data_root, args.probe_batch,
+                       args.hvp, args.density_steps, args.density_runs)
+    print_sharpness(result)
+    print(f"appended /analyses/sharpness to {path}")
+    if args.plot:
+        plot_sharpness(result, args.plot)
+        print(f"wrote {args.plot}")
+    if args.json:
+        write_json(args.json, {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()})
+        print(f"wrote {args.json}")

@@ -1,0 +1,164 @@
+"""Curvature against explicit Hessians, PyHessian and scale invariance (issue 4)."""
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.hessian import (Curvature, gradient_noise, hutchinson_trace, lanczos,
+                               spectral_density, top_eigenvalues)
+from landscape.models import build_model, model_spec, si_groups
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """A real (tiny) SI ConvNet, float64, and two mini-batches; its Hessian fits in memory."""
+    model = build_model(model_spec("convnet", (1, 12), 3, width=2), 0).double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 1, 12, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,), generator=g)
+    return model, [(x[:16], y[:16]), (x[16:], y[16:])]
+
+
+def explicit(curv):
+    H = torch.autograd.functional.hessian(curv.loss, curv.theta)
+    return H.numpy()
+
+
+@pytest.mark.parametrize("bn", ["batch", "running"])
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_hvp_and_operator_match_explicit_hessian(problem, bn, mode):
+    curv = Curvature(*problem, bn=bn, hvp_mode=mode)
+    H = explicit(curv)
+    assert np.allclose(H, H.T, atol=1e-8 * np.abs(H).max())
+    rng = np.random.default_rng(0)
+    V = rng.standard_normal((curv.dim, 5))
+    op = curv.operator()
+    np.testing.assert_allclose(op.matmat(V), H @ V, rtol=1e-5, atol=1e-5 * np.abs(H @ V).max())
+    np.testing.assert_allclose(op.matvec(V[:, 0]), H @ V[:, 0], rtol=1e-5, atol=1e-5 * np.abs(H).max())
+
+
+@pytest.mark.parametrize("bn", ["batch", "running"])
+def test_lanczos_top_eigenvalues_match_eigvalsh(problem, bn):
+    curv = Curvature(*problem, bn=bn)
+    exact = np.linalg.eigvalsh(explicit(curv))[::-1]
+    np.testing.assert_allclose(top_eigenvalues(curv, 4), exact[:4], rtol=1e-4)
+
+
+def test_hutchinson_unbiased_and_error_shrinks_like_inverse_sqrt(problem):
+    curv = Curvature(*problem, bn="batch", probe_batch=64)
+    exact = float(np.trace(explicit(curv)))
+    est, se, samples = hutchinson_trace(curv, 600, seed=1)
+    assert len(samples) == 600
+    assert abs(est - exact) < 3 * se
+    errors = {}
+    for m in (16, 256):
+        errs = [hutchinson_trace(curv, m, seed=100 + s)[0] - exact for s in range(24)]
+        errors[m] = math.sqrt(np.mean(np.square(errs)))
+    ratio = errors[16] / errors[256]
+    assert 2.5 < ratio < 6.5, ratio  # sqrt(256/16) = 4
+
+
+def test_spectral_density_with_full_lanczos_recovers_the_spectrum(problem):
+    curv = Curvature(*problem, bn="batch")
+    H = explicit(curv)
+    exact = np.linalg.eigvalsh(H)
+    a, b = lanczos(curv.operator().matvec, curv.dim, curv.dim, np.ones(curv.dim))
+    from scipy.linalg import eigh_tridiagonal
+    ritz = eigh_tridiagonal(a, b, eigvals_only=True)
+    # the extreme Ritz values converge first and are exact here
+    assert abs(ritz.max() - exact.max()) < 1e-6 * abs(exact).max()
+    assert abs(ritz.min() - exact.min()) < 1e-6 * abs(exact).max()
+    nodes, weights, grid, density = spectral_density(curv, steps=40, runs=2, seed=0)
+    np.testing.assert_allclose(np.nansum(weights, 1), 1.0, rtol=1e-10)
+    assert abs(np.trapezoid(density, grid) - 1) < 1e-3
+    # quadrature of the identity f(x) = x is exact: v^T H v / v^T v for each start vector
+    rng = np.random.default_rng(0)
+    for run in range(2):
+        v = rng.choice([-1.0, 1.0], size=curv.dim)
+        assert math.isclose(np.nansum(weights[run] * nodes[run]), v @ H @ v / (v @ v), rel_tol=1e-8)
+
+
+def test_riemannian_trace_formula_and_euler_identity(problem):
+    from landscape.sharpness import checkpoint_sharpness
+    model, batches = problem
+    out = checkpoint_sharpness(model, batches, batches, probes=20, eigs=0, bn="batch", seed=3)
+    curv = Curvature(model, batches, bn="batch")
+    H = explicit(curv)
+    theta = curv.theta.numpy()
+    g = curv.gradient().numpy()
+    rho = np.linalg.norm(theta)
+    u = theta / rho
+    P = np.eye(len(u)) - np.outer(u, u)
+    n = len(u)
+    # same probes => trace_riemannian - trace is the exact correction
+    expected_shift = -(u @ H @ u) - (n - 1) * (theta @ g) / rho ** 2
+    assert math.isclose(out["trace_riemannian"] - out["trace"], expected_shift, rel_tol=1e-6, abs_tol=1e-8)
+    assert math.isclose(np.trace(P @ H @ P), np.trace(H) - u @ H @ u, rel_tol=1e-9)
+    # scale invariance (Euler): <theta, g> = 0 and H theta = -g, up to BatchNorm's eps
+    assert abs(theta @ g) < 1e-4 * rho * np.linalg.norm(g)
+    np.testing.assert_allclose(H @ theta, -g, atol=1e-3 * np.linalg.norm(g))
+
+
+def test_effective_trace_is_scale_invariant(problem):
+    from landscape.sharpness import checkpoint_sharpness
+    model, batches = problem
+    base = checkpoint_sharpness(model, batches, batches, probes=30, eigs=2, seed=5)
+    scaled = build_model(model_spec("convnet", (1, 12), 3, width=2), 0).double()
+    c = 3.0
+    with torch.no_grad():
+        for _, p in si_groups(scaled):
+            p.mul_(c)
+    out = checkpoint_sharpness(scaled, batches, batches, probes=30, eigs=2, seed=5)
+    assert math.isclose(out["rho"], c * base["rho"], rel_tol=1e-12)
+    for key in ("trace_effective", "eigenvalues_effective", "mean_effective_grad_norm", "grad_cov_trace_effective"):
+        np.testing.assert_allclose(out[key], base[key], rtol=1e-3, err_msg=key)
+    np.testing.assert_allclose(out["trace"], base["trace"] / c ** 2, rtol=1e-3)
+    np.testing.assert_allclose(out["mean_grad_norm"], base["mean_grad_norm"] / c, rtol=1e-3)
+
+
+def test_gradient_noise_against_direct_computation(problem):
+    model, batches = problem
+    noise = gradient_noise(model, batches)
+    grads = []
+    for x, y in batches:
+        m = build_model(model_spec("convnet", (1, 12), 3, width=2), 0).double()
+        m.train()
+        ps = [p for _, p in si_groups(m)]
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, ps)]))
+    G = torch.stack(grads)
+    assert math.isclose(noise["mean_grad_norm"], G.norm(dim=1).mean().item(), rel_tol=1e-10)
+    cov = ((G - G.mean(0)) ** 2).sum(1).mean().item()
+    assert math.isclose(noise["grad_cov_trace"], cov, rel_tol=1e-8)
+
+
+def test_agrees_with_pyhessian_in_running_mode(problem):
+    pyhessian = pytest.importorskip("pyhessian")
+    model, batches = problem
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    # a few BN running-statistics updates so eval mode is not at the identity initialisation
+    model = build_model(model_spec("convnet", (1, 12), 3, width=2), 0).double()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+    curv = Curvature(model, [(x, y)], bn="running")
+    H = explicit(curv)
+    eig = np.linalg.eigvalsh(H)
+    assert eig.max() > abs(eig.min())  # power iteration finds the largest |eigenvalue|
+    ours_trace, ours_se, _ = hutchinson_trace(curv, 400, seed=0)
+    ours_top = top_eigenvalues(curv, 1)[0]
+
+    torch.manual_seed(0)
+    ref = pyhessian.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+    ref_top = ref.eigenvalues(maxIter=300, tol=1e-8, top_n=1)[0][0]
+    ref_samples = np.array(ref.trace(maxIter=400, tol=-1.0))
+    ref_trace, ref_se = ref_samples.mean(), ref_samples.std(ddof=1) / math.sqrt(len(ref_samples))
+    assert math.isclose(ours_top, ref_top, rel_tol=1e-4), (ours_top, ref_top)
+    assert math.isclose(ours_top, eig.max(), rel_tol=1e-6)
+    assert abs(ours_trace - ref_trace) < 4 * math.hypot(ours_se, ref_se)
+    exact = float(np.trace(H))
+    assert abs(ours_trace - exact) < 4 * ours_se and abs(ref_trace - exact) < 4 * ref_se

@@ -1,0 +1,95 @@
+"""`landscape sharpness` end to end: appended results, untouched trajectory, errors (issue 4)."""
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+
+import landscape.sharpness as sharpness_mod
+from landscape import Trajectory, train
+from landscape.cli import main
+from landscape.trajectory import read_analysis
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def traj(tmp_path, tiny):
+    return train(out=str(tmp_path / "t.h5"), **dict(tiny, epochs=2, save_every=1)).path
+
+
+def run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_appends_and_replaces_only_its_group(traj, capsys, tmp_path):
+    before = Trajectory(traj)
+    code, out, err = run(["sharpness", traj, "--epochs", "all", "--probes", "4", "--eigs", "2",
+                          "--batches", "1", "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json")], capsys)
+    assert code == 0, err
+    assert "trace_eff" in out and (tmp_path / "s.png").exists() and (tmp_path / "s.json").exists()
+    res, attrs = read_analysis(traj, "sharpness")
+    assert list(res["epoch"]) == [0, 1, 2]
+    assert res["eigenvalues_effective"].shape == (3, 2)
+    np.testing.assert_allclose(res["trace_effective"], res["trace"] * res["rho"] ** 2)
+    after = Trajectory(traj)
+    for k in before.metrics:
+        np.testing.assert_array_equal(before.metrics[k], after.metrics[k])
+    assert after.checkpoint_epochs == before.checkpoint_epochs
+    # re-running replaces the group (only the last epoch now)
+    assert run(["sharpness", traj + "@2", "--probes", "3", "--eigs", "0", "--batches", "1"], capsys)[0] == 0
+    res2, _ = read_analysis(traj, "sharpness")
+    assert list(res2["epoch"]) == [2] and "eigenvalues" not in res2
+    with h5py.File(traj) as f:
+        assert list(f["analyses"].keys()) == ["sharpness"]
+
+
+def test_interrupted_run_leaves_the_file_as_it_was(traj, monkeypatch):
+    sharpness_mod.sharpness(traj, "last", probes=2, eigs=0, batches=1)
+    before = digest(traj)
+    calls = []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    real = sharpness_mod.checkpoint_sharpness
+    monkeypatch.setattr(sharpness_mod, "checkpoint_sharpness", failing)
+    with pytest.raises(KeyboardInterrupt):
+        sharpness_mod.sharpness(traj, "all", probes=2, eigs=0, batches=1)
+    assert digest(traj) == before
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--epochs", "7"], ["no checkpoint at epoch 7"]),
+    (["--probes", "0"], ["--probes", "positive"]),
+    (["--probes", "-3"], ["--probes", "positive"]),
+    (["--batches", "x"], ["--batches"]),
+    (["--epochs", "every:0"], ["every:K"]),
+])
+def test_bad_input(traj, capsys, extra, words):
+    before = digest(traj)
+    code, _, err = run(["sharpness", traj] + extra, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err
+    assert digest(traj) == before
+
+
+def test_not_a_trajectory(tmp_path, capsys):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = 1
+    code, _, err = run(["sharpness", str(path)], capsys)
+    assert code == 2 and "not a landscape trajectory" in err
+    code, _, err = run(["sharpness", str(tmp_path / "missing.h5")], capsys)
+    assert code == 2 and "no such file" in err
