@@ -205,6 +205,8 @@ def build_parser() -> Parser:
     add_toy_parser(sub)
     from .sharpness import add_sharpness_parser
     add_sharpness_parser(sub)
+    from .interpolation import add_interpolate_parser
+    add_interpolate_parser(sub)
     return parser
 
 

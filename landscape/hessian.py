@@ -27,6 +27,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from .errors import LandscapeError
+from .models import with_batch_statistics
 
 BN_MODES = ("batch", "running")
 HVP_MODES = ("rev", "fwd")
@@ -35,17 +36,9 @@ HVP_MODES = ("rev", "fwd")
 def _prepare(model: torch.nn.Module, bn: str) -> torch.nn.Module:
     if bn not in BN_MODES:
         raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
-    m = copy.deepcopy(model)
     if bn == "batch":
-        # no running buffers: train-mode BN uses batch statistics and mutates nothing
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.track_running_stats = False
-                mod.running_mean = mod.running_var = mod.num_batches_tracked = None
-        m.train()
-    else:
-        m.eval()
-    return m
+        return with_batch_statistics(model)
+    return copy.deepcopy(model).eval()
 
 
 class Curvature:

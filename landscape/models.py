@@ -157,3 +157,36 @@ def si_groups(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def frozen_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(name, p) for name, p in model.named_parameters() if not p.requires_grad]
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def with_batch_statistics(model: nn.Module) -> nn.Module:
+    """A copy whose BatchNorms always normalise by the current batch's statistics and keep no
+    running buffers, so evaluating or differentiating it mutates nothing."""
+    import copy
+    m = copy.deepcopy(model)
+    for bn in batchnorm_layers(m):
+        bn.track_running_stats = False
+        bn.running_mean = bn.running_var = bn.num_batches_tracked = None
+    return m.train()
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> nn.Module:
+    """Reset every BatchNorm's running statistics and recompute them as the exact (cumulative,
+    not exponential) average over one train-mode pass of ``x`` in batches; leaves eval mode."""
+    layers = batchnorm_layers(model)
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None  # PyTorch's cumulative moving average
+    model.train()
+    for i in range(0, len(x), batch_size):
+        if len(x[i:i + batch_size]) > 1:
+            model(x[i:i + batch_size])
+    for bn, mom in zip(layers, momenta):
+        bn.momentum = mom
+    return model.eval()

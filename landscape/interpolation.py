@@ -1,0 +1,311 @@
+"""``landscape interpolate``: the loss on the line between two solutions (paper Sections 5.1,
+5.2; Appendices I and K).
+
+Points theta(alpha), alpha on [-extend, 1 + extend] with 0 and 1 on the grid:
+    chord   (1 - alpha) theta_A + alpha theta_B (every parameter);
+    sphere  the great circle between the SI parameters (slerp of their directions) on the sphere
+            of A's radius (runs of one sphere share it), natural for SI networks whose function
+            depends only on the direction; non-SI parameters follow the chord.
+BatchNorm: ``recompute`` (default) resets the running statistics of each point and recomputes
+them as an exact average over one no-grad train-mode pass of the un-augmented training data,
+then evaluates in eval mode; ``batch`` evaluates with mini-batch statistics.
+Barriers (over alpha in [0, 1]):
+    barrier          max L(alpha) - ((1 - alpha) L(0) + alpha L(1))   (above the chord of the ends)
+    barrier_mean_ends  max L(alpha) - (L(0) + L(1)) / 2               (the other definition in use)
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import torch
+
+from .errors import LandscapeError
+from .models import recompute_batchnorm, si_groups, with_batch_statistics
+from .trajectory import load_point
+
+PATHS = ("chord", "sphere")
+BN_MODES = ("recompute", "batch")
+DATA = ("train", "test", "both")
+
+
+def alpha_grid(points: int = 25, extend: float = 0.2) -> np.ndarray:
+    """``points`` evenly spaced values on [0, 1] plus as many of the same spacing as fit in
+    ``extend`` on each side, so that 0 and 1 are grid points."""
+    if points < 2:
+        raise LandscapeError(f"--points must be at least 2, got {points}")
+    if extend < 0 or not math.isfinite(extend):
+        raise LandscapeError(f"--extend must be a non-negative number, got {extend}")
+    step = 1.0 / (points - 1)
+    extra = int(math.floor(extend / step + 1e-9))
+    return np.arange(-extra, points + extra) * step
+
+
+def check_compatible(meta_a: dict, meta_b: dict, state_a: dict, state_b: dict, names=("A", "B")) -> None:
+    sa, sb = meta_a["model_spec"], meta_b["model_spec"]
+    diff = [f"{k} {sa.get(k)} vs {sb.get(k)}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+    if diff:
+        raise LandscapeError(f"{names[0]} and {names[1]} are different architectures: {'; '.join(diff)}")
+    for k in state_a:
+        if k not in state_b or state_a[k].shape != state_b[k].shape:
+            raise LandscapeError(f"{names[0]} and {names[1]} differ in parameter {k}: "
+                                 f"{tuple(state_a[k].shape)} vs {tuple(state_b[k].shape) if k in state_b else 'missing'}")
+
+
+def angle_between(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    cos = float((a @ b) / (a.norm() * b.norm()))
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+def path_parameters(params_a: dict, params_b: dict, si_names: list[str], alpha: float, path: str) -> dict:
+    """The parameters at ``alpha`` on the chosen path."""
+    out = {k: (1 - alpha) * params_a[k] + alpha * params_b[k] for k in params_a}
+    if path == "chord" or not si_names:
+        return out
+    a = torch.cat([params_a[k].reshape(-1) for k in si_names]).double()
+    b = torch.cat([params_b[k].reshape(-1) for k in si_names]).double()
+    ra = a.norm()
+    ua, ub = a / ra, b / b.norm()
+    omega = torch.arccos(torch.clamp(ua @ ub, -1.0, 1.0))
+    if float(omega) < 1e-7:  # same direction: the great circle is a point
+        direction = ua
+    else:
+        direction = (torch.sin((1 - alpha) * omega) * ua + torch.sin(alpha * omega) * ub) / torch.sin(omega)
+    flat = direction * ra  # on A's sphere: an SI network's function depends only on direction
+    sizes = [params_a[k].numel() for k in si_names]
+    for k, chunk in zip(si_names, flat.split(sizes)):
+        out[k] = chunk.view_as(params_a[k]).to(params_a[k].dtype)
+    return out
+
+
+def evaluate_point(model, data, bn: str, which: str, batch_size: int) -> dict:
+    """Loss and error of ``model`` on the train and/or test data under the BN mode."""
+    from .training import evaluate
+    if bn == "recompute":
+        recompute_batchnorm(model, data.x_train, batch_size)
+        net = model
+    else:
+        net = with_batch_statistics(model)
+    out = {}
+    sets = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
+    for name in (("train", "test") if which == "both" else (which,)):
+        loss, acc = evaluate(net, *sets[name], batch_size=batch_size)
+        out[f"{name}_loss"], out[f"{name}_error"] = loss, 1.0 - acc
+    return out
+
+
+def interpolate_models(model_a, model_b, data, alphas, *, path: str = "chord", bn: str = "recompute",
+                       which: str = "both", batch_size: int = 128, si_names=None, on_point=None) -> dict:
+    """Evaluate every point of the path between two models of one architecture.
+    Returns {"alpha": ..., "<set>_loss": ..., "<set>_error": ...} as numpy arrays."""
+    if path not in PATHS:
+        raise LandscapeError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    if bn not in BN_MODES:
+        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+    if which not in DATA:
+        raise LandscapeError(f"--data must be one of {', '.join(DATA)}, got {which!r}")
+    pa = {k: v.detach().clone() for k, v in model_a.named_parameters()}
+    pb = {k: v.detach().clone() for k, v in model_b.named_parameters()}
+    if si_names is None:
+        si_names = [k for k, _ in si_groups(model_a)]
+    if path == "sphere" and not si_names:
+        raise LandscapeError("--path sphere needs scale-invariant parameter groups")
+    import copy
+    work = copy.deepcopy(model_a)
+    slots = dict(work.named_parameters())
+    rows = []
+    for alpha in alphas:
+        with torch.no_grad():
+            for k, v in path_parameters(pa, pb, si_names, float(alpha), path).items():
+                slots[k].copy_(v)
+        rows.append(evaluate_point(work, data, bn, which, batch_size))
+        if on_point is not None:
+            on_point()
+    result = {"alpha": np.asarray(alphas, dtype=float)}
+    for key in rows[0]:
+        result[key] = np.array([r[key] for r in rows])
+    return result
+
+
+def barrier_summary(alphas: np.ndarray, values: np.ndarray, tol: float | None = None) -> dict:
+    """Both barrier definitions over alpha in [0, 1], and convexity of the whole sampled path
+    (second differences >= -tol; tol defaults to 1e-6 of the values' scale)."""
+    alphas, values = np.asarray(alphas, float), np.asarray(values, float)
+    i0 = int(np.argmin(np.abs(alphas - 0.0)))
+    i1 = int(np.argmin(np.abs(alphas - 1.0)))
+    inside = slice(i0, i1 + 1)
+    a, v = alphas[inside], values[inside]
+    v0, v1 = values[i0], values[i1]
+    above_chord = v - ((1 - a) * v0 + a * v1)
+    k = int(np.argmax(above_chord))
+    scale = max(1e-12, float(np.max(np.abs(values))))
+    tol = 1e-6 * scale if tol is None else tol
+    second = values[2:] - 2 * values[1:-1] + values[:-2]
+    return {"barrier": float(above_chord[k]), "barrier_alpha": float(a[k]),
+            "barrier_mean_ends": float(np.max(v) - (v0 + v1) / 2),
+            "start": float(v0), "end": float(v1), "max_on_segment": float(np.max(v)),
+            "convex": bool(np.all(second >= -tol)) if len(values) >= 3 else True}
+
+
+def summarise(result: dict) -> dict:
+    out = {}
+    for key in result:
+        if key.endswith("_loss") or key.endswith("_error"):
+            out[key] = barrier_summary(result["alpha"], result[key])
+    return out
+
+
+# --- driver -------------------------------------------------------------------------------
+
+def interpolate(a: str, b: str | None = None, *, along: str | None = None, points: int = 25,
+                extend: float = 0.2, data: str = "both", bn: str = "recompute", path: str = "chord",
+                device: str = "cpu", data_root: str | None = None, progress: bool | None = None,
+                write: bool = True) -> dict:
+    """The Python API of ``landscape interpolate`` (see the module docstring).
+    ``interpolate("a.pt", "b.pt")`` or ``interpolate("traj.h5", along="10,20,30")``."""
+    from .data import dataset_of
+    from .trajectory import Trajectory, append_analysis, parse_source, select_epochs
+    alphas = alpha_grid(points, extend)
+    if along is not None:
+        if b is not None:
+            raise LandscapeError("--along takes one trajectory: drop the second input")
+        path_a, epoch = parse_source(a)
+        if epoch is not None:
+            raise LandscapeError("--along takes the epochs: pass the trajectory without @EPOCH")
+        epochs = select_epochs(Trajectory(path_a), along)
+        if len(epochs) < 2:
+            raise LandscapeError(f"--along {along} selects {len(epochs)} checkpoint(s): need at least 2")
+        pairs = [(f"{path_a}@{e0}", f"{path_a}@{e1}") for e0, e1 in zip(epochs[:-1], epochs[1:])]
+    else:
+        if b is None:
+            raise LandscapeError("give two inputs (A B), or one trajectory with --along EPOCHS")
+        pairs = [(a, b)]
+
+    from tqdm.auto import tqdm
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(pairs) * len(alphas), unit="point", disable=not show, desc="interpolate",
+               dynamic_ncols=True)
+    runs = []
+    dataset = None
+    try:
+        for src_a, src_b in pairs:
+            model_a, meta_a = load_point(src_a, device)
+            model_b, meta_b = load_point(src_b, device)
+            check_compatible(meta_a, meta_b, meta_a["state_dict"], meta_b["state_dict"], (src_a, src_b))
+            if dataset is None:
+                dataset = dataset_of(meta_a["config"], data_root, device)
+            si = meta_a["si_group_names"]
+            res = interpolate_models(model_a, model_b, dataset, alphas, path=path, bn=bn, which=data,
+                                     batch_size=meta_a["config"].get("batch_size", 128),
+                                     si_names=si, on_point=bar.update)
+            res["angle_degrees"] = angle_between(
+                torch.cat([dict(model_a.named_parameters())[k].reshape(-1) for k in si]),
+                torch.cat([dict(model_b.named_parameters())[k].reshape(-1) for k in si]))
+            res["summary"] = summarise(res)
+            res["a"], res["b"] = src_a, src_b
+            res["epoch_a"], res["epoch_b"] = meta_a.get("epoch"), meta_b.get("epoch")
+            runs.append(res)
+    finally:
+        bar.close()
+    settings = {"points": points, "extend": extend, "data": data, "bn": bn, "path": path}
+    out = {"settings": settings, "pairs": runs}
+    target = parse_source(pairs[0][0])[0]
+    if write and not target.endswith(".pt"):
+        arrays = {"alpha": alphas, "angle_degrees": np.array([r["angle_degrees"] for r in runs]),
+                  "epoch_a": np.array([r["epoch_a"] for r in runs]),
+                  "epoch_b": np.array([r["epoch_b"] for r in runs])}
+        for key in runs[0]:
+            if key.endswith("_loss") or key.endswith("_error"):
+                arrays[key] = np.stack([r[key] for r in runs])
+                arrays[f"{key}_barrier"] = np.array([r["summary"][key]["barrier"] for r in runs])
+                arrays[f"{key}_barrier_mean_ends"] = np.array([r["summary"][key]["barrier_mean_ends"] for r in runs])
+        append_analysis(target, "interpolation", arrays,
+                        {"settings": settings, "pairs": [[r["a"], r["b"]] for r in runs]})
+        out["appended_to"] = target
+    return out
+
+
+def print_interpolation(out: dict) -> None:
+    for r in out["pairs"]:
+        keys = [k for k in ("train_loss", "train_error", "test_loss", "test_error") if k in r]
+        print(f"{r['a']} -> {r['b']}  (angle between SI weights {r['angle_degrees']:.2f} degrees; "
+              f"path {out['settings']['path']}, BN {out['settings']['bn']})")
+        print(f"{'alpha':>7} " + " ".join(f"{k:>11}" for k in keys))
+        for i, alpha in enumerate(r["alpha"]):
+            mark = " <" if abs(alpha) < 1e-9 or abs(alpha - 1) < 1e-9 else ""
+            print(f"{alpha:>7.3f} " + " ".join(f"{r[k][i]:>11.5g}" for k in keys) + mark)
+        for k in keys:
+            s = r["summary"][k]
+            print(f"  {k:<11} barrier (above the chord of the ends) {s['barrier']:.5g} at alpha "
+                  f"{s['barrier_alpha']:.3f}; barrier (above the ends' mean) {s['barrier_mean_ends']:.5g}; "
+                  f"{'convex' if s['convex'] else 'not convex'}")
+
+
+def plot_interpolation(out: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r in out["pairs"]:
+        label = f"{r['epoch_a']}->{r['epoch_b']}" if len(out["pairs"]) > 1 else ""
+        for ax, metric in zip(axes, ("loss", "error")):
+            for split, style in (("train", "-"), ("test", "--")):
+                key = f"{split}_{metric}"
+                if key in r:
+                    line, = ax.plot(r["alpha"], r[key], style, label=f"{split} {label}".strip())
+                    ends = [i for i, a in enumerate(r["alpha"]) if abs(a) < 1e-9 or abs(a - 1) < 1e-9]
+                    ax.plot(r["alpha"][ends], r[key][ends], "o", color=line.get_color())
+    for ax, metric in zip(axes, ("loss", "error")):
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.axvline(1, color="grey", lw=0.5)
+        ax.set_xlabel("alpha (0 = A, 1 = B)")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    axes[0].set_title(f"{out['settings']['path']} path, BN {out['settings']['bn']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_interpolate_parser(sub):
+    from .cli import _number
+    p = sub.add_parser("interpolate", help="loss and error on the path between two solutions",
+                       description="Loss barriers on the linear (or great-circle) path between two "
+                       "checkpoints: A B as .pt exports or traj.h5@EPOCH, or one trajectory with --along.")
+    p.add_argument("a", help="a.pt or traj.h5@EPOCH (with --along: traj.h5)")
+    p.add_argument("b", nargs="?", help="b.pt or traj.h5@EPOCH")
+    p.add_argument("--along", metavar="EPOCHS", help="paths between consecutive checkpoints: 10,20,30 | all | every:K")
+    p.add_argument("--points", type=_number(int), default=25, help="points on [0, 1] (0 and 1 included)")
+    p.add_argument("--extend", type=_number(float), default=0.2, help="also this far beyond each end")
+    p.add_argument("--data", choices=DATA, default="both")
+    p.add_argument("--bn", choices=BN_MODES, default="recompute")
+    p.add_argument("--path", choices=PATHS, default="chord")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--json", metavar="PATH")
+    p.set_defaults(run=cmd_interpolate)
+
+
+def cmd_interpolate(args):
+    from .cli import write_json
+    out = interpolate(args.a, args.b, along=args.along, points=args.points, extend=args.extend,
+                      data=args.data, bn=args.bn, path=args.path, device=args.device,
+                      data_root=args.data_root)
+    print_interpolation(out)
+    if "appended_to" in out:
+        print(f"appended /analyses/interpolation to {out['appended_to']}")
+    if args.plot:
+        plot_interpolation(out, args.plot)
+        print(f"wrote {args.plot}")
+    if args.json:
+        def clean(x):
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return x.tolist() if isinstance(x, np.ndarray) else x
+        write_json(args.json, clean(out))
+        print(f"wrote {args.json}")

@@ -1,0 +1,192 @@
+"""Interpolation and loss barriers against known answers (issue 5)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from landscape import train
+from landscape.cli import main
+from landscape.data import Dataset
+from landscape.interpolation import (alpha_grid, barrier_summary, interpolate, interpolate_models,
+                                     path_parameters)
+from landscape.models import batchnorm_layers, build_model, model_spec, si_groups
+from landscape.trajectory import read_analysis
+
+
+def _data(x, y, xt=None, yt=None, classes=2):
+    return Dataset("synthetic", x, y, x if xt is None else xt, y if yt is None else yt, classes)
+
+
+def test_grid_holds_both_ends():
+    a = alpha_grid(25, 0.2)
+    assert 0.0 in a and 1.0 in a and a.min() < 0 and a.max() > 1
+    assert len(alpha_grid(2, 0.0)) == 2
+    np.testing.assert_allclose(np.diff(a), 1 / 24)
+
+
+def test_identical_endpoints_give_zero_barrier_and_flat_path(tmp_path, tiny):
+    t = train(out=str(tmp_path / "t.h5"), **tiny)
+    out = interpolate(f"{t.path}@3", f"{t.path}@3", points=5, extend=0.25, write=False)
+    r = out["pairs"][0]
+    for key in ("train_loss", "test_loss", "train_error", "test_error"):
+        assert np.ptp(r[key]) < 1e-6, key
+        assert abs(r["summary"][key]["barrier"]) < 1e-6
+        assert abs(r["summary"][key]["barrier_mean_ends"]) < 1e-6
+    assert r["angle_degrees"] < 1e-3
+
+
+class Softmax(torch.nn.Module):
+    """A linear softmax classifier: cross-entropy is convex in its weights."""
+    def __init__(self, seed):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(3, 5, generator=g, dtype=torch.float64) * 2)
+
+    def forward(self, x):
+        return x @ self.w.T
+
+
+def test_convex_loss_has_no_barrier():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (200,), generator=g)
+    r = interpolate_models(Softmax(1), Softmax(2), _data(x, y, classes=3), alpha_grid(21, 0.3),
+                           which="train", si_names=[])
+    s = barrier_summary(r["alpha"], r["train_loss"])
+    assert s["convex"] and s["barrier"] <= 1e-12
+    # and the chord's loss really is below the chord of the ends everywhere inside
+    inside = (r["alpha"] >= 0) & (r["alpha"] <= 1)
+    a = r["alpha"][inside]
+    assert np.all(r["train_loss"][inside] <= (1 - a) * s["start"] + a * s["end"] + 1e-12)
+
+
+class DoubleWell(torch.nn.Module):
+    """Logits (-g(w), 0) with g(w) = s (w^2 - 1)^2 - 5: for label 0 the loss is softplus(g(w)),
+    a double well in w with minima at w = +-1 and its peak softplus(s - 5) at w = 0."""
+    def __init__(self, w, s=6.0):
+        super().__init__()
+        self.w, self.s = torch.nn.Parameter(torch.tensor([float(w)], dtype=torch.float64)), s
+
+    def forward(self, x):
+        g = self.s * (self.w ** 2 - 1) ** 2 - 5
+        return torch.stack([-g.expand(len(x)), torch.zeros(len(x), dtype=torch.float64)], 1)
+
+
+def test_double_well_barrier_matches_the_analytic_height():
+    x = torch.zeros(10, 1, dtype=torch.float64)
+    y = torch.zeros(10, dtype=torch.long)
+    r = interpolate_models(DoubleWell(-1), DoubleWell(1), _data(x, y), alpha_grid(25, 0.2),
+                           which="train", si_names=[])
+    s = barrier_summary(r["alpha"], r["train_loss"])
+    height = math.log1p(math.exp(1.0)) - math.log1p(math.exp(-5.0))
+    assert math.isclose(s["barrier"], height, rel_tol=1e-9)
+    assert math.isclose(s["barrier_mean_ends"], height, rel_tol=1e-9)
+    assert s["barrier_alpha"] == 0.5 and not s["convex"]
+    # the path itself follows softplus(g(2 alpha - 1))
+    w = 2 * r["alpha"] - 1
+    expected = np.log1p(np.exp(6 * (w ** 2 - 1) ** 2 - 5))
+    np.testing.assert_allclose(r["train_loss"], expected, rtol=1e-10)
+
+
+def test_barrier_definitions_differ_for_unequal_ends():
+    a = np.linspace(0, 1, 11)
+    v = 1 - a  # a straight line from 1 to 0
+    s = barrier_summary(a, v)
+    assert abs(s["barrier"]) < 1e-12 and math.isclose(s["barrier_mean_ends"], 0.5)
+
+
+def _manual_recompute(model, x, batch_size):
+    """Each BN layer's input in a train-mode pass (every BN normalising by its batch), averaged
+    over the batches: per-batch means and unbiased variances, as a recompute must give."""
+    import copy
+    probe = copy.deepcopy(model).train()
+    seen = {}
+    for layer in batchnorm_layers(probe):
+        layer.register_forward_hook(lambda m, inp, out: seen.setdefault(m, []).append(inp[0].detach()))
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            probe(x[i:i + batch_size])
+    out = []
+    for layer in batchnorm_layers(probe):
+        inputs = seen[layer]
+        dims = [0] + list(range(2, inputs[0].dim()))
+        out.append((torch.stack([t.mean(dims) for t in inputs]).mean(0),
+                    torch.stack([t.var(dims, unbiased=True) for t in inputs]).mean(0)))
+    return out
+
+
+def test_batchnorm_recompute_at_the_midpoint(tmp_path, tiny):
+    from landscape.interpolation import evaluate_point
+    from landscape.data import load_dataset
+    t = train(out=str(tmp_path / "t.h5"), **tiny)
+    a, b = t.load_model(1), t.load_model(3)
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=256)
+    mid = t.load_model(1)
+    pa = {k: v.detach() for k, v in a.named_parameters()}
+    pb = {k: v.detach() for k, v in b.named_parameters()}
+    with torch.no_grad():
+        for k, v in path_parameters(pa, pb, [], 0.5, "chord").items():
+            dict(mid.named_parameters())[k].copy_(v)
+    stale = [(l.running_mean.clone(), l.running_var.clone()) for l in batchnorm_layers(mid)]
+    manual = _manual_recompute(mid, data.x_train, 64)
+    evaluate_point(mid, data, "recompute", "train", 64)
+    for layer, (mm, mv), (sm, sv) in zip(batchnorm_layers(mid), manual, stale):
+        torch.testing.assert_close(layer.running_mean, mm, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(layer.running_var, mv, rtol=1e-5, atol=1e-6)
+        assert (layer.running_mean - sm).abs().max() > 1e-2 or (layer.running_var - sv).abs().max() > 1e-2
+
+
+def test_sphere_path_ignores_the_scale_of_b(tmp_path, tiny):
+    t = train(out=str(tmp_path / "t.h5"), **tiny)
+    from landscape.data import load_dataset
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=256)
+    a, b = t.load_model(1), t.load_model(3)
+    scaled = t.load_model(3)
+    with torch.no_grad():
+        for _, p in si_groups(scaled):
+            p.mul_(4.0)
+    alphas = alpha_grid(5, 0.25)
+    base = interpolate_models(a, b, data, alphas, path="sphere", batch_size=64)
+    other = interpolate_models(a, scaled, data, alphas, path="sphere", batch_size=64)
+    for key in ("train_loss", "test_loss", "train_error", "test_error"):
+        np.testing.assert_allclose(other[key], base[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    chord = interpolate_models(a, scaled, data, alphas, path="chord", batch_size=64)
+    assert not np.allclose(chord["train_loss"], base["train_loss"], rtol=1e-3)  # the chord does care
+
+
+def test_cli_along_appends_and_plots(tmp_path, tiny, capsys):
+    t = train(out=str(tmp_path / "t.h5"), **tiny)
+    code = main(["interpolate", t.path, "--along", "1,2,3", "--points", "3", "--extend", "0",
+                 "--data", "train", "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "barrier (above the chord of the ends)" in out and "above the ends' mean" in out
+    res, attrs = read_analysis(t.path, "interpolation")
+    assert res["train_loss"].shape == (2, 3) and list(res["epoch_a"]) == [1, 2]
+    assert (tmp_path / "p.png").exists() and (tmp_path / "p.json").exists()
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_bad_input(tmp_path, tiny, capsys):
+    t = train(out=str(tmp_path / "t.h5"), **tiny)
+    other = train(out=str(tmp_path / "o.h5"), **dict(tiny, width=8, epochs=1))
+    capsys.readouterr()
+    cases = [
+        (["interpolate", str(tmp_path / "missing.pt"), f"{t.path}@3"], "no such file"),
+        (["interpolate", f"{t.path}@3", f"{other.path}@1"], "different architectures: width 4 vs 8"),
+        (["interpolate", f"{t.path}@3", f"{t.path}@1", "--points", "1"], "--points must be at least 2"),
+        (["interpolate", f"{t.path}@9", f"{t.path}@1"], "no checkpoint at epoch 9"),
+        (["interpolate", f"{t.path}@3"], "give two inputs"),
+    ]
+    for argv, words in cases:
+        code, err = _run(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert words in err, err
