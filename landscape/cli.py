@@ -39,19 +39,8 @@ def _number(kind, positive=False, low=None, high=None):
 S = argparse.SUPPRESS  # options not given stay absent, so --resume can tell what was asked
 
 
-def add_train_parser(sub):
-    p = sub.add_parser("train", help="train a fully scale-invariant network on the sphere",
-                       description="Projected SGD on the sphere of radius rho at lr = ELR * rho^2 "
-                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-o", "--out", default=None,
-                   help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
-    p.add_argument("--resume", metavar="TRAJ", default=S,
-                   help="continue this trajectory from its last complete epoch (its stored "
-                   "configuration is used; --epochs may be raised)")
-    p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
-    p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
-                   help="fine-tune: start from this stored checkpoint (model taken from it)")
+def add_training_options(p, with_elr: bool = True):
+    """The options shared by `train` and `sweep`."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="convnet | resnet18 | mlp (default convnet)")
     g.add_argument("--width", type=_number(int, True), default=S,
@@ -70,7 +59,8 @@ def add_train_parser(sub):
     g.add_argument("--augment", action="store_true", default=S,
                    help="random crop (+ flip for images) each batch")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")
+    if with_elr:
+        g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")
     g.add_argument("--rho", type=_number(float, True), default=S,
                    help="sphere radius (default: the initial total norm of the SI weights)")
     g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
@@ -83,7 +73,24 @@ def add_train_parser(sub):
     g.add_argument("--save-every", type=_number(int, True), default=S,
                    help="checkpoint every K epochs; the first and last are always kept (default 10)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default=S, help="default float32")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def add_train_parser(sub):
+    p = sub.add_parser("train", help="train a fully scale-invariant network on the sphere",
+                       description="Projected SGD on the sphere of radius rho at lr = ELR * rho^2 "
+                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-o", "--out", default=None,
+                   help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
+    p.add_argument("--resume", metavar="TRAJ", default=S,
+                   help="continue this trajectory from its last complete epoch (its stored "
+                   "configuration is used; --epochs may be raised)")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
+    p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
+                   help="fine-tune: start from this stored checkpoint (model taken from it)")
+    add_training_options(p)
     p.set_defaults(run=cmd_train)
 
 
@@ -207,6 +214,8 @@ def build_parser() -> Parser:
     add_sharpness_parser(sub)
     from .interpolation import add_interpolate_parser
     add_interpolate_parser(sub)
+    from .sweep import add_sweep_parser
+    add_sweep_parser(sub)
     return parser
 
 

@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = 1
     save_every: int = 10
     device: str = "auto"
+    dtype: str = "float32"            # float64: slower, but rounding no longer seeds chaos
     init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
 
     def validate(self) -> None:
@@ -66,6 +67,8 @@ class TrainConfig:
             positive("rho", self.rho)
         if self.batch_size < 2:
             raise LandscapeError("--batch-size must be at least 2 (train-mode BatchNorm)")
+        if self.dtype not in ("float32", "float64"):
+            raise LandscapeError(f"--dtype must be float32 or float64, got {self.dtype!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -99,16 +102,52 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss.item() / len(y), float(correct) / len(y)
 
 
+class EpochAccumulator:
+    """Sums of per-step statistics on the device (no host synchronisation inside the epoch).
+    With a batch of models every value carries a leading model dimension."""
+
+    def __init__(self):
+        self.sums, self.steps, self.seen = None, 0, 0
+        self.loss_sum = self.correct = self.rho_end_sq = None
+
+    @torch.no_grad()
+    def add(self, stats: dict, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        self.sums = stats if self.sums is None else {k: self.sums[k] + v for k, v in stats.items()}
+        loss = loss.detach().double() * n
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.steps += 1
+        self.seen += n
+
+    def metrics(self, lr: float, index=None) -> tuple[dict, dict]:
+        """(scalar metrics, per-group metrics) of the epoch; ``index`` picks one model of a batch."""
+        pick = (lambda t: t) if index is None else (lambda t: t[index])
+        mean = {k: (pick(v) / self.steps).cpu().numpy() for k, v in self.sums.items()}
+        metrics = {
+            "train_loss": pick(self.loss_sum).item() / self.seen,
+            "train_accuracy": pick(self.correct).item() / self.seen,
+            "effective_grad_norm": float(mean["effective_grad_norm"]),
+            "grad_norm": float(mean["grad_norm"]),
+            "rho": math.sqrt(mean["rho_sq"]),
+            # ELRs from the epoch-mean squared norms, so eq. (3) holds exactly for the logged values
+            "elr": lr / float(mean["rho_sq"]),
+        }
+        metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
+        groups = {
+            "rho": np.sqrt(mean["group_rho_sq"]),
+            "elr": lr / mean["group_rho_sq"],
+            "effective_grad_norm": mean["group_effective_grad_norm"],
+            "effective_step_size": mean["group_effective_step_size"],
+            "rho_end": np.sqrt(pick(self.rho_end_sq).double().cpu().numpy()),
+        }
+        return metrics, groups
+
+
 def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
                 epoch: int, on_step=None) -> tuple[dict, dict]:
     """One epoch of projected SGD. Returns (scalar metrics, per-group metrics)."""
     model.train()
-    dev = data.x_train.device
-    sums = None
-    seen = 0
-    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
-    correct = torch.zeros((), device=dev, dtype=torch.int64)
-    steps = 0
+    acc = EpochAccumulator()
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
         out = model(x)
         loss = F.cross_entropy(out, y)
@@ -116,33 +155,24 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
         with torch.no_grad():
             stats = effective_statistics(group_sq_norms(params).double(),
                                          group_sq_norms(grads).double(), lr)
-            sums = stats if sums is None else {k: sums[k] + v for k, v in stats.items()}
-            loss_sum += loss.double() * len(y)
-            correct += (out.argmax(1) == y).sum()
-        seen += len(y)
-        steps += 1
-        rho_end_sq = projected_sgd_step(params, grads, lr, rho)
+            acc.add(stats, loss, (out.argmax(1) == y).sum(), len(y))
+        acc.rho_end_sq = projected_sgd_step(params, grads, lr, rho)
         if on_step is not None:
-            on_step(epoch, steps, model)
-    mean = {k: (v / steps).cpu().numpy() for k, v in sums.items()}
-    metrics = {
-        "train_loss": loss_sum.item() / seen,
-        "train_accuracy": correct.item() / seen,
-        "effective_grad_norm": float(mean["effective_grad_norm"]),
-        "grad_norm": float(mean["grad_norm"]),
-        "rho": math.sqrt(mean["rho_sq"]),
-        # ELRs from the epoch-mean squared norms, so eq. (3) holds exactly for the logged values
-        "elr": lr / float(mean["rho_sq"]),
-    }
-    metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
-    groups = {
-        "rho": np.sqrt(mean["group_rho_sq"]),
-        "elr": lr / mean["group_rho_sq"],
-        "effective_grad_norm": mean["group_effective_grad_norm"],
-        "effective_step_size": mean["group_effective_step_size"],
-        "rho_end": np.sqrt(rho_end_sq.double().cpu().numpy()),
-    }
-    return metrics, groups
+            on_step(epoch, acc.steps, model)
+    return acc.metrics(lr)
+
+
+def is_eval_epoch(cfg: "TrainConfig", epoch: int) -> bool:
+    return epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+
+
+def is_checkpoint_epoch(cfg: "TrainConfig", epoch: int) -> bool:
+    return epoch % cfg.save_every == 0 or epoch == cfg.epochs
+
+
+def epoch_line(epoch: int, total: int, metrics: dict) -> str:
+    return (f"epoch {epoch}/{total}  train loss {metrics['train_loss']:.4f}  "
+            f"acc {metrics['train_accuracy']:.3f}  eff. grad norm {metrics['effective_grad_norm']:.4g}")
 
 
 def _state(model) -> dict:
@@ -154,15 +184,21 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="epoch", disable=not enabled, dynamic_ncols=True)
 
 
-def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, resume: bool = False,
-          overwrite: bool = False, progress: bool | None = None, on_step=None, **overrides) -> Trajectory:
-    """Train on the sphere and write the trajectory ``out``; returns it opened for reading.
+@dataclass
+class Run:
+    """One run set up for training: its model on the device, SI parameters, sphere and writer."""
+    cfg: TrainConfig
+    out: str
+    model: torch.nn.Module
+    names: list
+    params: list
+    rho: float
+    lr: float
+    start: int
+    writer: TrajectoryWriter
 
-    ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
-    ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
-    training continues from its last committed epoch to the same result as an uninterrupted run.
-    ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run).
-    """
+
+def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConfig:
     if resume:
         stored = Trajectory(out)
         if stored.kind != "train":
@@ -178,10 +214,21 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
             config = TrainConfig.from_dict(config)
         cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     cfg.validate()
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.train_subset,
-                        cfg.label_noise, cfg.data_seed, device)
+    return cfg
 
+
+def load_training_data(cfg: TrainConfig) -> Dataset:
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.train_subset,
+                        cfg.label_noise, cfg.data_seed, resolve_device(cfg.device))
+    dtype = getattr(torch, cfg.dtype)
+    data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
+    return data
+
+
+def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = False,
+                overwrite: bool = False) -> Run:
+    """Build the model (from --init-seed, or from an --init checkpoint), then either create the
+    trajectory (epoch 0) or reopen it at its last committed epoch."""
     source_info = None
     if cfg.init:
         src_path, src_epoch = parse_source(cfg.init)
@@ -205,7 +252,7 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     model = build_model(spec, cfg.init_seed)
     if init_state is not None:
         model.load_state_dict(init_state)
-    model.to(device)
+    model.to(device=data.x_train.device, dtype=getattr(torch, cfg.dtype))
     named = si_groups(model)
     names = [n for n, _ in named]
     params = [p for _, p in named]
@@ -235,32 +282,62 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
                          "original_labels": data.original_labels})
         writer.set_attr("rho", rho)
         writer.set_attr("lr", cfg.elr * rho ** 2)
-    lr = cfg.elr * rho ** 2
+    return Run(cfg, out, model, names, params, rho, cfg.elr * rho ** 2, start, writer)
 
-    # progress: True = a bar, False = silent, None = a bar on a terminal, plain lines otherwise
-    lines = progress is None and not sys.stderr.isatty()
-    bar = _progress(cfg.epochs, start, bool(progress) or (progress is None and not lines))
+
+def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, state: dict, seconds: float) -> None:
+    run.writer.append_epoch(epoch, {k: metrics[k] for k in METRICS}, groups, state,
+                            checkpoint=is_checkpoint_epoch(run.cfg, epoch), seconds=seconds)
+
+
+class EpochReporter:
+    """A progress bar on a terminal, plain lines otherwise, nothing when ``progress`` is False."""
+
+    def __init__(self, total: int, initial: int, progress: bool | None, unit: str = "epoch"):
+        self.lines = progress is None and not sys.stderr.isatty()
+        self.bar = _progress(total, initial, bool(progress) or (progress is None and not self.lines))
+        self.bar.unit = unit
+
+    def update(self, line: str, n: int = 1) -> None:
+        if self.lines:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            self.bar.set_postfix_str(line.split("  ", 1)[-1])
+            self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, resume: bool = False,
+          overwrite: bool = False, progress: bool | None = None, on_step=None, on_epoch=None,
+          **overrides) -> Trajectory:
+    """Train on the sphere and write the trajectory ``out``; returns it opened for reading.
+
+    ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
+    ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
+    training continues from its last committed epoch to the same result as an uninterrupted run.
+    ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run),
+    ``on_epoch(epoch, metrics)`` after every committed epoch.
+    """
+    cfg = resolve_config(config, out, resume, overrides)
+    data = load_training_data(cfg)
+    run = prepare_run(cfg, out, data, resume=resume, overwrite=overwrite)
+    model, params, lr, rho = run.model, run.params, run.lr, run.rho
+    report = EpochReporter(cfg.epochs, run.start, progress)
     try:
-        for epoch in range(start + 1, cfg.epochs + 1):
+        for epoch in range(run.start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             metrics, groups = train_epoch(model, params, data, lr, rho, cfg, epoch, on_step)
-            last = epoch == cfg.epochs
-            if epoch % cfg.eval_every == 0 or last:
+            if is_eval_epoch(cfg, epoch):
                 metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
             else:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
-            writer.append_epoch(epoch, {k: metrics[k] for k in METRICS}, groups, _state(model),
-                                checkpoint=(epoch % cfg.save_every == 0 or last),
-                                seconds=time.perf_counter() - t0)
-            line = (f"epoch {epoch}/{cfg.epochs}  train loss {metrics['train_loss']:.4f}  "
-                    f"acc {metrics['train_accuracy']:.3f}  eff. grad norm "
-                    f"{metrics['effective_grad_norm']:.4g}")
-            if lines:
-                print(line, file=sys.stderr, flush=True)
-            else:
-                bar.set_postfix_str(line.split("  ", 1)[1])
-                bar.update(1)
+            commit_epoch(run, epoch, metrics, groups, _state(model), time.perf_counter() - t0)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            report.update(epoch_line(epoch, cfg.epochs, metrics))
     finally:
-        bar.close()
-        writer.close()
+        report.close()
+        run.writer.close()
     return Trajectory(out)

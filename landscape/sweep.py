@@ -1,0 +1,328 @@
+"""``landscape sweep``: many ELRs from one initialisation and batch order (paper Section 4).
+
+Each ELR gets an ordinary trajectory ``OUT/elr<ELR>.h5`` (read by every analysis) and the sweep an
+index ``OUT/sweep.json`` (ELRs, files, status). Two strategies, one result:
+    processes   worker processes (fresh interpreters), one thread each, each running
+                ``landscape.train`` on its share of the ELRs (faster on a small CPU: see
+                benchmarks/RESULTS.md);
+    vectorised  the N models in one forward/backward: parameters and BN buffers stacked
+                (``torch.func.stack_module_state``), ``vmap`` of ``grad`` of ``functional_call``,
+                each model with its own ELR and sphere through the one ``projected_sgd_step``
+                (``batch_dims=1``). The GPU path: one small network leaves a GPU mostly idle.
+Re-running the same command continues an interrupted sweep: finished runs are kept, the others
+resume from their last committed epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import LandscapeError
+from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
+from .trajectory import Trajectory
+from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, epoch_line,
+                       is_eval_epoch, load_training_data, prepare_run, resolve_device, train)
+from .data import train_batches
+
+STRATEGIES = ("auto", "vectorised", "processes")
+INDEX = "sweep.json"
+
+
+def parse_grid(text: str) -> list[float]:
+    """'0.001,0.002' (a list); '1e-7:1' ({1, 2, 5} x 10^k within the range); '1e-4:1e-2:12'
+    (12 log-spaced values, both ends included)."""
+    text = str(text).strip()
+    bad = LandscapeError(f"bad ELR grid {text!r}: write a list (0.001,0.002), a {{1,2,5}}x10^k "
+                         f"range (1e-7:1) or LO:HI:N for N log-spaced values")
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise bad
+            lo, hi = float(parts[0]), float(parts[1])
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise bad
+            if len(parts) == 3:
+                n = int(parts[2])
+                if n < 1:
+                    raise bad
+                values = [lo] if n == 1 else list(np.geomspace(lo, hi, n))
+            else:
+                values = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                                       math.ceil(math.log10(hi)) + 1)
+                          for m in (1, 2, 5)]
+                values = [float(f"{v:.6g}") for v in values if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise bad from None
+    if not values:
+        raise LandscapeError(f"ELR grid {text!r} is empty")
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise LandscapeError(f"ELR grid {text!r}: every ELR must be a positive number")
+    if len(set(values)) != len(values):
+        raise LandscapeError(f"ELR grid {text!r} repeats a value")
+    return [float(v) for v in values]
+
+
+def run_file(out_dir: str, elr: float) -> str:
+    return os.path.join(out_dir, f"elr{elr:g}.h5")
+
+
+def _write_index(out_dir: str, index: dict) -> None:
+    from .cli import write_json
+    write_json(os.path.join(out_dir, INDEX), index)
+
+
+def _status(path: str, epochs: int) -> tuple[str, int]:
+    if not os.path.exists(path):
+        return "pending", 0
+    done = Trajectory(path).epochs_complete
+    return ("done" if done >= epochs else "partial"), done
+
+
+def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strategy: str = "auto",
+          chunk: int | None = None, workers: int | None = None, progress: bool | None = None,
+          **overrides) -> dict:
+    """Train one run per ELR into ``out_dir``; returns the sweep index."""
+    if isinstance(elrs, str):
+        elrs = parse_grid(elrs)
+    if strategy not in STRATEGIES:
+        raise LandscapeError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    base = dataclasses.replace(config or TrainConfig(), **overrides)
+    base.validate()
+    device = resolve_device(base.device)
+    if strategy == "auto":  # measured: processes win on a CPU, one batched model on a GPU
+        strategy = "vectorised" if device.type == "cuda" else "processes"
+    shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("elr", "device")}
+
+    os.makedirs(out_dir, exist_ok=True)
+    index_path = os.path.join(out_dir, INDEX)
+    if os.path.exists(index_path):
+        try:
+            old = json.load(open(index_path))
+        except (OSError, ValueError):
+            raise LandscapeError(f"{index_path} is damaged: remove it to start the sweep afresh") from None
+        if old.get("config") != shared:
+            diff = sorted(k for k in set(shared) | set(old.get("config", {}))
+                          if shared.get(k) != old.get("config", {}).get(k))
+            raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
+                                 f"differ): pick another --out or repeat its command to continue it")
+    files = [run_file(out_dir, e) for e in elrs]
+    index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
+             "runs": [{"elr": e, "file": os.path.basename(f), "status": _status(f, base.epochs)[0]}
+                      for e, f in zip(elrs, files)]}
+    _write_index(out_dir, index)
+
+    todo = [(e, f) for e, f in zip(elrs, files) if _status(f, base.epochs)[0] != "done"]
+    done_epochs = sum(_status(f, base.epochs)[1] for f in files)
+    report = EpochReporter(len(elrs) * base.epochs, done_epochs, progress, unit="epoch")
+    try:
+        if todo:
+            cfgs = [dataclasses.replace(base, elr=e) for e, _ in todo]
+            if strategy == "processes":
+                _run_processes(cfgs, [f for _, f in todo], workers, report, index, out_dir)
+            else:
+                _run_vectorised(cfgs, [f for _, f in todo], chunk, report)
+    finally:
+        report.close()
+        for run in index["runs"]:
+            run["status"] = _status(os.path.join(out_dir, run["file"]), base.epochs)[0]
+        _write_index(out_dir, index)
+    return index
+
+
+# --- processes -----------------------------------------------------------------------------
+
+def _worker_main() -> None:
+    """A worker process: ``python -c '...' JOB.json`` trains its share of the runs one after
+    another with one thread, and reports each committed epoch as a line on stdout."""
+    torch.set_num_threads(1)
+    job = json.load(open(sys.argv[1]))
+    for cfg_dict, out in job["runs"]:
+        cfg = TrainConfig.from_dict(cfg_dict)
+        resume = os.path.exists(out)
+
+        def report(epoch, metrics, out=out):
+            print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
+
+        try:
+            train(None if resume else cfg, out, resume=resume, progress=False, on_epoch=report,
+                  **({"epochs": cfg.epochs} if resume else {}))
+        except LandscapeError as e:
+            print(f"FAILED\t{out}\t{e}", flush=True)
+            sys.exit(2)
+
+
+def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
+    """Worker processes (separate interpreters, so no fork of a threaded torch and no
+    ``__main__`` guard needed by callers), each with a round-robin share of the runs."""
+    import subprocess
+    import tempfile
+    import threading
+    from queue import Queue
+    workers = max(1, min(len(cfgs), workers or os.cpu_count() or 1))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    lines: Queue = Queue()
+    procs, job_files = [], []
+    for w in range(workers):
+        share = [(dataclasses.asdict(c), o) for c, o in list(zip(cfgs, outs))[w::workers]]
+        fd, path = tempfile.mkstemp(prefix=".sweep-job-", suffix=".json", dir=out_dir)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"runs": share}, f)
+        job_files.append(path)
+        p = subprocess.Popen([sys.executable, "-c", "from landscape.sweep import _worker_main; _worker_main()",
+                              path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(p)
+        threading.Thread(target=lambda p=p: [lines.put(l) for l in p.stdout] + [lines.put(None)],
+                         daemon=True).start()
+    failures, open_pipes = [], len(procs)
+    try:
+        while open_pipes:
+            line = lines.get()
+            if line is None:
+                open_pipes -= 1
+                continue
+            kind, out, *rest = line.rstrip("\n").split("\t")
+            if kind == "EPOCH":
+                report.update(f"{os.path.basename(out)} epoch {rest[0]}  train loss {float(rest[1]):.4f}")
+            elif kind == "FAILED":
+                failures.append(f"{os.path.basename(out)}: {rest[0]}")
+        for p in procs:
+            p.wait()
+            if p.returncode not in (0, 2):
+                failures.append(f"a worker died (exit {p.returncode}): {p.stderr.read().strip()[-500:]}")
+    except BaseException:
+        for p in procs:  # an interrupted sweep stops its workers; their runs resume later
+            p.kill()
+        raise
+    finally:
+        for path in job_files:
+            os.remove(path)
+    if failures:
+        raise LandscapeError("; ".join(failures))
+
+
+# --- vectorised ----------------------------------------------------------------------------
+
+def _run_vectorised(cfgs, outs, chunk, report) -> None:
+    chunk = chunk or len(cfgs)
+    if chunk < 1:
+        raise LandscapeError(f"--chunk must be positive, got {chunk}")
+    data = load_training_data(cfgs[0])
+    for i in range(0, len(cfgs), chunk):
+        runs = []
+        try:
+            for cfg, out in zip(cfgs[i:i + chunk], outs[i:i + chunk]):
+                runs.append(prepare_run(cfg, out, data, resume=os.path.exists(out)))
+            # runs left at different epochs by an interruption train in groups of equal start
+            for start in sorted({r.start for r in runs}):
+                train_batch_of_runs([r for r in runs if r.start == start], data, report)
+        finally:
+            for r in runs:
+                r.writer.close()
+
+
+def train_batch_of_runs(runs, data, report) -> None:
+    """Train runs that share everything but the ELR as one stacked model, epoch by epoch, each
+    committed to its own trajectory exactly as ``landscape train`` commits it."""
+    from torch.func import functional_call, grad, stack_module_state, vmap
+    import copy
+    cfg = runs[0].cfg
+    names = runs[0].names
+    params, buffers = stack_module_state([r.model for r in runs])
+    params = {k: v.detach() for k, v in params.items()}
+    trainable = {k: params[k] for k in names}
+    frozen = {k: v for k, v in params.items() if k not in names}
+    template = copy.deepcopy(runs[0].model).to("meta")
+    dev = data.x_train.device
+    lr = torch.tensor([r.lr for r in runs], dtype=torch.float64, device=dev)
+    lr_step = lr.to(next(iter(trainable.values())).dtype)
+    rho = torch.tensor([r.rho for r in runs], dtype=torch.float64, device=dev).to(lr_step.dtype)
+    si_list = [trainable[k] for k in names]
+
+    def loss_fn(tp, fp, b, x, y):
+        out = functional_call(template, ({**tp, **fp}, b), (x,))
+        loss = F.cross_entropy(out, y)
+        return loss, (loss, (out.argmax(1) == y).sum())
+
+    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, None, None))
+
+    def test_pass(p, b, x, y):
+        out = functional_call(template, (p, b), (x,))
+        return F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum()
+
+    evaluate = vmap(test_pass, in_dims=(0, 0, None, None))
+    for epoch in range(runs[0].start + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        template.train()
+        acc = EpochAccumulator()
+        for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
+            grads, (loss, correct) = step(trainable, frozen, buffers, x, y)
+            grad_list = [grads[k] for k in names]
+            with torch.no_grad():
+                stats = effective_statistics(group_sq_norms(si_list, 1).double(),
+                                             group_sq_norms(grad_list, 1).double(), lr)
+                acc.add(stats, loss, correct, len(y))
+            acc.rho_end_sq = projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1)
+        test = None
+        if is_eval_epoch(cfg, epoch):
+            template.eval()
+            with torch.no_grad():
+                loss_sum = torch.zeros(len(runs), dtype=torch.float64, device=dev)
+                correct = torch.zeros(len(runs), dtype=torch.int64, device=dev)
+                for i in range(0, len(data.y_test), 1000):
+                    ls, cs = evaluate({**trainable, **frozen}, buffers, data.x_test[i:i + 1000],
+                                      data.y_test[i:i + 1000])
+                    loss_sum += ls
+                    correct += cs
+            test = (loss_sum.cpu().numpy() / len(data.y_test), correct.cpu().numpy() / len(data.y_test))
+        seconds = (time.perf_counter() - t0) / len(runs)
+        for j, run in enumerate(runs):
+            metrics, groups = acc.metrics(run.lr, index=j)
+            if test is None:
+                metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
+            else:
+                metrics["test_loss"], metrics["test_accuracy"] = float(test[0][j]), float(test[1][j])
+            state = {k: (params[k][j] if k in params else buffers[k][j]).detach().clone()
+                     for k in run.model.state_dict()}
+            commit_epoch(run, epoch, metrics, groups, state, seconds)
+            report.update(f"{os.path.basename(run.out)} " + epoch_line(epoch, cfg.epochs, metrics))
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+def add_sweep_parser(sub):
+    from .cli import _number, add_training_options
+    p = sub.add_parser("sweep", help="train many ELRs from one initialisation and batch order",
+                       description="One trajectory per ELR in OUT/ plus OUT/sweep.json; re-running "
+                       "the command continues an interrupted sweep.")
+    p.add_argument("--elrs", required=True, metavar="GRID",
+                   help="0.001,0.002 | 1e-7:1 ({1,2,5}x10^k in range) | 1e-4:1e-2:12 (log-spaced)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the runs")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto: processes on a CPU, vectorised on a GPU")
+    p.add_argument("--chunk", type=_number(int, True), help="vectorised: at most N models at once")
+    p.add_argument("--workers", type=_number(int, True), help="processes: pool size (default: CPU count)")
+    add_training_options(p, with_elr=False)
+    p.set_defaults(run=cmd_sweep)
+
+
+def cmd_sweep(args):
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    index = sweep(args.elrs, args.out, TrainConfig(**given), strategy=args.strategy,
+                  chunk=args.chunk, workers=args.workers, progress=False if args.quiet else None)
+    print(f"{'ELR':>10}  {'status':<8} file")
+    for run in index["runs"]:
+        print(f"{run['elr']:>10g}  {run['status']:<8} {os.path.join(args.out, run['file'])}")
+    print(f"wrote {os.path.join(args.out, INDEX)} (strategy {index['strategy']})")

@@ -1,0 +1,122 @@
+"""ELR sweeps: equal to separate runs, isolated, resumable (issue 6)."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+import landscape.sweep as sweep_mod
+from landscape import Trajectory, train
+from landscape.cli import main
+from landscape.sweep import parse_grid, sweep
+
+
+def test_grids():
+    paper = parse_grid("1e-7:5")  # the paper's {1, 2, 5} x 10^-k, k = 0..7
+    assert len(paper) == 24 and paper[0] == 1e-7 and paper[-1] == 5.0
+    assert parse_grid("1e-7:1")[-3:] == [0.2, 0.5, 1.0]
+    assert parse_grid("2e-3:1e-2") == [0.002, 0.005, 0.01]
+    g = parse_grid("1e-4:1e-2:12")
+    assert len(g) == 12 and np.isclose(g[0], 1e-4) and np.isclose(g[-1], 1e-2)
+    np.testing.assert_allclose(np.diff(np.log(g)), np.log(100) / 11)
+    assert parse_grid("0.001, 0.002") == [0.001, 0.002]
+
+
+@pytest.mark.parametrize("grid", ["", "0,1", "-1e-3", "abc", "1:", "1e-2:1e-4", "1e-4:1e-2:0", "1:2:3:4", "1e-3,1e-3"])
+def test_bad_grids(grid, capsys):
+    code = main(["sweep", f"--elrs={grid}", "-o", "unused"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "grid" in err
+    assert not os.path.exists("unused")
+
+
+def _assert_same(a, b, rtol):
+    for k in a.metrics:
+        np.testing.assert_allclose(a.metrics[k], b.metrics[k], rtol=rtol, atol=1e-9, err_msg=k)
+    for k in a.group_metrics:
+        np.testing.assert_allclose(a.group_metrics[k], b.group_metrics[k], rtol=rtol, atol=1e-9, err_msg=k)
+
+
+# In float32 a different summation order (a batched convolution, one thread instead of two)
+# changes the last bits, and at chaotic ELRs three epochs amplify that past 1e-5; float64 runs
+# compare every regime, float32 ones the convergent ELRs.
+@pytest.mark.parametrize("strategy", ["vectorised", "processes"])
+@pytest.mark.parametrize("model,dtype,elrs", [("convnet", "float64", [1e-3, 1e-2, 0.1]),
+                                              ("mlp", "float64", [1e-3, 1e-2, 0.1]),
+                                              ("convnet", "float32", [1e-3, 2e-3])])
+def test_sweep_equals_separate_runs(tmp_path, tiny, strategy, model, dtype, elrs):
+    cfg = dict(tiny, model=model, width=4 if model == "convnet" else 16, epochs=3, save_every=3, dtype=dtype)
+    index = sweep(elrs, str(tmp_path / "sw"), strategy=strategy, workers=2, progress=False, **cfg)
+    assert [r["status"] for r in index["runs"]] == ["done"] * len(elrs)
+    for elr in elrs:
+        ref = train(out=str(tmp_path / f"ref{elr:g}.h5"), progress=False, **dict(cfg, elr=elr))
+        got = Trajectory(str(tmp_path / "sw" / f"elr{elr:g}.h5"))
+        _assert_same(got, ref, rtol=1e-5)
+        np.testing.assert_allclose(got.metrics["elr"], elr, rtol=1e-6)
+        np.testing.assert_allclose((1 / got.group_metrics["elr"]).sum(1), 1 / elr, rtol=1e-6)
+        np.testing.assert_allclose(got.metrics["rho"], got.attrs["rho"], rtol=1e-6)
+        assert got.checkpoint_epochs == ref.checkpoint_epochs
+
+
+def test_vectorised_runs_do_not_leak(tmp_path, tiny):
+    a = sweep([1e-3, 1e-2, 0.1], str(tmp_path / "a"), strategy="vectorised", progress=False, **tiny)
+    b = sweep([1e-3, 0.5, 0.1], str(tmp_path / "b"), strategy="vectorised", progress=False, **tiny)
+    for elr in (1e-3, 0.1):
+        _assert_same(Trajectory(str(tmp_path / "a" / f"elr{elr:g}.h5")),
+                     Trajectory(str(tmp_path / "b" / f"elr{elr:g}.h5")), rtol=1e-6)
+    # and the changed run really differs
+    assert not np.allclose(Trajectory(str(tmp_path / "a" / "elr0.01.h5")).metrics["train_loss"],
+                           Trajectory(str(tmp_path / "b" / "elr0.5.h5")).metrics["train_loss"])
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_vectorised_resume_after_interruption(tmp_path, tiny, monkeypatch):
+    cfg = dict(tiny, epochs=4, save_every=2)
+    elrs = [1e-3, 1e-2, 0.1]
+    full = tmp_path / "full"
+    sweep(elrs, str(full), strategy="vectorised", progress=False, **cfg)
+    commits = []
+    real = sweep_mod.commit_epoch
+
+    def dying(run, epoch, *a):
+        if epoch == 3 and len([c for c in commits if c == 3]) == 1:
+            raise KeyboardInterrupt  # the first run has epoch 3, the others stop at 2
+        commits.append(epoch)
+        return real(run, epoch, *a)
+
+    monkeypatch.setattr(sweep_mod, "commit_epoch", dying)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        sweep(elrs, str(cut), strategy="vectorised", progress=False, **cfg)
+    monkeypatch.setattr(sweep_mod, "commit_epoch", real)
+    assert [Trajectory(str(cut / f"elr{e:g}.h5")).epochs_complete for e in elrs] == [3, 2, 2]
+    index = sweep(elrs, str(cut), strategy="vectorised", progress=False, **cfg)
+    assert [r["status"] for r in index["runs"]] == ["done"] * 3
+    for e in elrs:
+        _assert_same(Trajectory(str(cut / f"elr{e:g}.h5")), Trajectory(str(full / f"elr{e:g}.h5")), rtol=1e-5)
+
+
+def test_processes_resume_keeps_finished_runs(tmp_path, tiny):
+    cfg = dict(tiny, epochs=2)
+    out = tmp_path / "sw"
+    sweep([1e-3], str(out), strategy="processes", progress=False, **cfg)
+    finished = _digest(out / "elr0.001.h5")
+    train(out=str(out / "elr0.01.h5"), progress=False, **dict(cfg, elr=1e-2, epochs=1))  # a partial run
+    index = sweep([1e-3, 1e-2], str(out), strategy="processes", workers=2, progress=False, **cfg)
+    assert [r["status"] for r in index["runs"]] == ["done", "done"]
+    assert _digest(out / "elr0.001.h5") == finished  # not redone
+    resumed = Trajectory(str(out / "elr0.01.h5"))
+    ref = train(out=str(tmp_path / "ref.h5"), progress=False, **dict(cfg, elr=1e-2))
+    _assert_same(resumed, ref, rtol=1e-5)
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, capsys):
+    sweep([1e-3], str(tmp_path / "sw"), strategy="vectorised", progress=False, **dict(tiny, epochs=1))
+    code = main(["sweep", "--elrs", "1e-3", "-o", str(tmp_path / "sw"), "--data-root", tiny["data_root"],
+                 "--width", "8", "--train-subset", "256", "--batch-size", "64", "--epochs", "1", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "other settings" in err and "width" in err
