@@ -216,6 +216,8 @@ def build_parser() -> Parser:
     add_interpolate_parser(sub)
     from .sweep import add_sweep_parser
     add_sweep_parser(sub)
+    from .regimes import add_regime_parsers
+    add_regime_parsers(sub)
     return parser
 
 

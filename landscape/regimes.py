@@ -1,0 +1,301 @@
+"""Regimes of training on the sphere and epoch-wise double descent (paper Section 5,
+Section 5.3 and Appendix G).
+
+Regime of a run, from the last ``tail`` fraction of its epochs (C classes, ln C = the loss of a
+uniform guess):
+    3 divergence    mean train accuracy <= 1/C + ``random_accuracy_margin`` and mean train
+                    loss >= ``random_loss_fraction`` * ln C: random-guess behaviour;
+    1 convergence   the final train loss (mean of the last ``final_fraction`` of epochs) is
+                    <= ``low_loss_fraction`` * ln C, or the loss keeps falling: the mean of the
+                    tail's last third <= ``falling_ratio`` x the mean of its first third;
+    2 equilibrium   otherwise: the loss holds a level away from both zero and random guessing.
+Double descent: a peak of the (smoothed) epoch-wise test error above the minimum that precedes
+it, followed by a second descent; the same detector finds the peak of the effective-gradient
+norm (sharpness) so the two can be compared.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import LandscapeError
+from .trajectory import Trajectory
+
+NAMES = {1: "convergence", 2: "equilibrium", 3: "divergence"}
+
+
+@dataclass
+class RegimeCriteria:
+    tail: float = 0.2
+    final_fraction: float = 0.05
+    low_loss_fraction: float = 0.05
+    falling_ratio: float = 0.5
+    random_loss_fraction: float = 0.9
+    random_accuracy_margin: float = 0.05
+
+
+def classify_curve(train_loss, train_accuracy, num_classes: int,
+                   criteria: RegimeCriteria | None = None) -> dict:
+    """Regime (1, 2, 3) of one run from its per-epoch train loss and accuracy."""
+    c = criteria or RegimeCriteria()
+    loss = np.asarray(train_loss, float)
+    acc = np.asarray(train_accuracy, float)
+    if len(loss) < 3:
+        raise LandscapeError(f"a run needs at least 3 epochs to be classified, got {len(loss)}")
+    n_tail = max(3, int(round(c.tail * len(loss))))
+    tail_loss, tail_acc = loss[-n_tail:], acc[-n_tail:]
+    final = float(loss[-max(1, int(round(c.final_fraction * len(loss)))):].mean())
+    third = max(1, n_tail // 3)
+    first, last = float(tail_loss[:third].mean()), float(tail_loss[-third:].mean())
+    random_loss = math.log(num_classes)
+    if tail_acc.mean() <= 1.0 / num_classes + c.random_accuracy_margin and \
+            tail_loss.mean() >= c.random_loss_fraction * random_loss:
+        regime = 3
+    elif final <= c.low_loss_fraction * random_loss or last <= c.falling_ratio * first:
+        regime = 1
+    else:
+        regime = 2
+    return {"regime": regime, "name": NAMES[regime], "final_train_loss": final,
+            "tail_train_loss": float(tail_loss.mean()), "tail_train_accuracy": float(tail_acc.mean()),
+            "tail_fall_ratio": last / first if first > 0 else float("nan")}
+
+
+def find_trajectories(inputs) -> list[str]:
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(glob.glob(os.path.join(item, "*.h5")))
+            if not found:
+                raise LandscapeError(f"{item}: no trajectories (*.h5) in this folder")
+            paths += found
+        else:
+            paths.append(item)
+    if not paths:
+        raise LandscapeError("give a sweep folder or trajectory files")
+    return paths
+
+
+def _tail_mean(values, tail: float) -> float:
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan")
+    return float(v[-max(1, int(round(tail * len(v)))):].mean())
+
+
+def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
+    """Classify every trajectory; rows sorted by ELR, plus the regime boundaries."""
+    c = criteria or RegimeCriteria()
+    rows = []
+    for path in find_trajectories(inputs):
+        t = Trajectory(path)
+        if t.kind != "train":
+            raise LandscapeError(f"{path}: a {t.kind} trajectory; 'landscape toy' labels those")
+        m = t.metrics
+        res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"], c)
+        test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
+        rows.append({"path": path, "elr": float(t.config["elr"]), **res,
+                     "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
+                     "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
+                     "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
+                     "_trajectory": t})
+    rows.sort(key=lambda r: r["elr"])
+    ones = [r["elr"] for r in rows if r["regime"] == 1]
+    threes = [r["elr"] for r in rows if r["regime"] == 3]
+    return {"rows": rows, "criteria": asdict(c),
+            "largest_regime1_elr": max(ones) if ones else None,
+            "smallest_regime3_elr": min(threes) if threes else None}
+
+
+def print_regimes(result: dict) -> None:
+    print(f"{'ELR':>10}  {'regime':<15} {'final_loss':>11} {'mean_egn':>10} {'test_acc':>9}  file")
+    for r in result["rows"]:
+        print(f"{r['elr']:>10.3g}  {r['regime']} {r['name']:<13} {r['final_train_loss']:>11.4g} "
+              f"{r['mean_effective_grad_norm']:>10.4g} {r['test_accuracy']:>9.4f}  {r['path']}")
+    print(f"largest regime-1 ELR: {result['largest_regime1_elr']}; smallest regime-3 ELR: "
+          f"{result['smallest_regime3_elr']}")
+
+
+def plot_regimes(result: dict, path: str) -> None:
+    """Figure 1: train loss against epoch coloured by ELR; effective-gradient norm against train
+    loss; test error against ELR with regime bands."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["rows"]
+    cmap = plt.get_cmap("viridis")
+    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for i, r in enumerate(rows):
+        m = r["_trajectory"].metrics
+        col = cmap(i / max(1, len(rows) - 1))
+        axes[0].plot(m["epoch"], m["train_loss"], color=col, lw=1, label=f"{r['elr']:.3g}")
+        axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=col, lw=0.6, alpha=0.6)
+        axes[1].scatter([r["tail_train_loss"]], [r["mean_effective_grad_norm"]], color=colors[r["regime"]],
+                        zorder=3, s=18)
+    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log", title="train loss (colour: ELR)")
+    axes[0].legend(fontsize=6, ncol=2, title="ELR", title_fontsize=7)
+    axes[1].set(xlabel="train loss", ylabel="mean stochastic effective grad norm", xscale="log",
+                yscale="log", title="sharpness vs loss (dots: tail means, colour: regime)")
+    elrs = np.array([r["elr"] for r in rows])
+    err = 1 - np.array([r["test_accuracy"] for r in rows])
+    ax = axes[2]
+    for r, lo, hi in zip(rows, np.r_[elrs[:1] / 1.5, np.sqrt(elrs[:-1] * elrs[1:])],
+                         np.r_[np.sqrt(elrs[:-1] * elrs[1:]), elrs[-1:] * 1.5]):
+        ax.axvspan(lo, hi, color=colors[r["regime"]], alpha=0.15, lw=0)
+    ax.plot(elrs, err, "ko-", ms=3)
+    ax.set(xscale="log", xlabel="ELR", ylabel="test error", title="test error (bands: regimes 1 / 2 / 3)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- double descent -------------------------------------------------------------------------
+
+def smooth(values, window: int) -> np.ndarray:
+    """Centred moving average; the ends use the points available."""
+    v = np.asarray(values, float)
+    if window <= 1:
+        return v.copy()
+    half = window // 2
+    return np.array([v[max(0, i - half):i + half + 1].mean() for i in range(len(v))])
+
+
+def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction: float = 0.1) -> dict | None:
+    """The highest rise of the smoothed curve above the minimum before it that is followed by a
+    second descent (the final level at least ``min_height`` below the peak). None if there is none."""
+    s = smooth(values, window)
+    n = len(s)
+    if n < 5:
+        return None
+    k = max(1, int(round(final_fraction * n)))
+    final = float(s[-k:].mean())
+    best = None
+    prefix_min_idx = 0
+    for i in range(1, n - k):  # the peak must come before the final level it descends to
+        if s[i - 1] < s[prefix_min_idx]:
+            prefix_min_idx = i - 1
+        height = s[i] - s[prefix_min_idx]
+        after = s[i] - final
+        if height >= min_height and after >= min_height and (best is None or height > best["height"]):
+            best = {"index": i, "height": float(height), "value": float(s[i]),
+                    "preceding_min_index": prefix_min_idx, "preceding_min": float(s[prefix_min_idx]),
+                    "final": final, "second_descent": float(after)}
+    return best
+
+
+def double_descent(paths, window: int = 5, min_height: float = 0.01) -> list[dict]:
+    rows = []
+    for path in find_trajectories(paths):
+        t = Trajectory(path)
+        noise = float(t.config.get("label_noise", 0.0)) if t.kind == "train" else 0.0
+        if noise <= 0:
+            raise LandscapeError(f"{path}: trained without label noise; epoch-wise double descent "
+                                 f"needs --label-noise P > 0 runs")
+        m = t.metrics
+        ok = ~np.isnan(m["test_accuracy"])
+        epochs = m["epoch"][ok]
+        err = 1 - m["test_accuracy"][ok]
+        peak = find_peak(err, window, min_height)
+        egn_peak = find_peak(m["effective_grad_norm"], window, min_height=0.0)
+        row = {"path": path, "elr": float(t.config["elr"]), "label_noise": noise, "double_descent": peak is not None,
+               "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
+               "effective_grad_norm": m["effective_grad_norm"]}
+        if peak:
+            row.update({"peak_epoch": int(epochs[peak["index"]]), "peak_test_error": peak["value"],
+                        "height": peak["height"], "preceding_min_epoch": int(epochs[peak["preceding_min_index"]]),
+                        "final_test_error": peak["final"], "second_descent": peak["second_descent"]})
+        if egn_peak:
+            row["egn_peak_epoch"] = int(m["epoch"][egn_peak["index"]])
+        if peak and egn_peak:
+            row["epochs_between_peaks"] = abs(row["peak_epoch"] - row["egn_peak_epoch"])
+        rows.append(row)
+    return rows
+
+
+def print_double_descent(rows) -> None:
+    print(f"{'ELR':>9} {'noise':>6} {'peak_ep':>8} {'height':>8} {'final':>8} {'egn_peak_ep':>11} {'|diff|':>7}  file")
+    for r in rows:
+        def g(key, fmt):
+            return format(r[key], fmt) if key in r else "-"
+        print(f"{r['elr']:>9.3g} {r['label_noise']:>6.2f} {g('peak_epoch', '>8d'):>8} {g('height', '>8.4f'):>8} "
+              f"{g('final_test_error', '>8.4f'):>8} {g('egn_peak_epoch', '>11d'):>11} {g('epochs_between_peaks', '>7d'):>7}  {r['path']}")
+
+
+def plot_double_descent(rows, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", label="test error")
+        if r.get("peak_epoch") is not None:
+            ax.axvline(r["peak_epoch"], color="tab:blue", ls="--", lw=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test error", color="tab:blue")
+        tw = ax.twinx()
+        tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8, label="eff. grad norm")
+        if r.get("egn_peak_epoch") is not None:
+            tw.axvline(r["egn_peak_epoch"], color="tab:red", ls=":", lw=0.8)
+        tw.set_ylabel("mean stochastic effective grad norm", color="tab:red")
+        tw.set_yscale("log")
+        ax.set_title(f"ELR {r['elr']:.3g}, label noise {r['label_noise']:.0%}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+def add_regime_parsers(sub):
+    from .cli import _number
+    p = sub.add_parser("regimes", help="classify runs into the three regimes (Figure 1)",
+                       description=__doc__.split("Double descent")[0])
+    p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
+    for f in RegimeCriteria.__dataclass_fields__.values():
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(float), default=f.default)
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--plot", metavar="PNG")
+    p.set_defaults(run=cmd_regimes)
+
+    d = sub.add_parser("double-descent", help="epoch-wise double descent under label noise (Appendix G)")
+    d.add_argument("inputs", nargs="+", help="trajectories trained with --label-noise")
+    d.add_argument("--window", type=_number(int, True), default=5, help="moving-average window (epochs)")
+    d.add_argument("--min-height", type=_number(float), default=0.01, help="smallest peak height (error)")
+    d.add_argument("--json", metavar="PATH")
+    d.add_argument("--plot", metavar="PNG")
+    d.set_defaults(run=cmd_double_descent)
+
+
+def cmd_regimes(args):
+    from .cli import write_json
+    criteria = RegimeCriteria(**{k: getattr(args, k) for k in RegimeCriteria.__dataclass_fields__})
+    result = regimes(args.inputs, criteria)
+    print_regimes(result)
+    if args.json:
+        write_json(args.json, {"criteria": result["criteria"],
+                               "largest_regime1_elr": result["largest_regime1_elr"],
+                               "smallest_regime3_elr": result["smallest_regime3_elr"],
+                               "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                        for r in result["rows"]]})
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_regimes(result, args.plot)
+        print(f"wrote {args.plot}")
+
+
+def cmd_double_descent(args):
+    from .cli import write_json
+    rows = double_descent(args.inputs, args.window, args.min_height)
+    print_double_descent(rows)
+    if args.json:
+        write_json(args.json, [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+                               for r in rows])
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_double_descent(rows, args.plot)
+        print(f"wrote {args.plot}")
