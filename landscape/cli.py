@@ -164,19 +164,30 @@ def cmd_show(args):
         print("analyses: " + ", ".join(t.analyses))
     print_table(t, None if args.all else args.rows)
     if args.json:
-        write_json(args.json, {"config": t.config, "metrics": {k: v.tolist() for k, v in t.metrics.items()},
-                               "group_names": t.group_names,
-                               "group_metrics": {k: v.tolist() for k, v in t.group_metrics.items()}})
+        write_json(args.json, {"config": t.config, "metrics": t.metrics, "group_names": t.group_names,
+                               "group_metrics": t.group_metrics})
+
+
+def jsonable(x):
+    """numpy arrays and scalars (at any depth) as plain lists and numbers."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        return x.tolist()
+    return x
 
 
 def write_json(path: str, payload) -> None:
+    """Write JSON atomically (temp file + rename)."""
     import os
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, allow_nan=True)
+        json.dump(jsonable(payload), f, indent=1, allow_nan=True)
     os.replace(tmp, path)
 
 

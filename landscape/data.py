@@ -180,11 +180,6 @@ def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, au
         yield (augment_batch(x, gen) if augment else x), data.y_train[idx]
 
 
-def num_batches(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 else 0)
-
-
 def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Dataset:
     """The training data of a stored run (same subset and label noise), for analyses."""
     return load_dataset(config["dataset"], data_root or config.get("data_root", "data"),

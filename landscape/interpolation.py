@@ -244,10 +244,8 @@ def print_interpolation(out: dict) -> None:
 
 
 def plot_interpolation(out: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    from .plots import new_figure, save_figure
+    fig, axes = new_figure(2, 5.0)
     for r in out["pairs"]:
         label = f"{r['epoch_a']}->{r['epoch_b']}" if len(out["pairs"]) > 1 else ""
         for ax, metric in zip(axes, ("loss", "error")):
@@ -264,9 +262,7 @@ def plot_interpolation(out: dict, path: str) -> None:
         ax.set_ylabel(metric)
         ax.legend(fontsize=7)
     axes[0].set_title(f"{out['settings']['path']} path, BN {out['settings']['bn']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def add_interpolate_parser(sub):
@@ -301,11 +297,5 @@ def cmd_interpolate(args):
         plot_interpolation(out, args.plot)
         print(f"wrote {args.plot}")
     if args.json:
-        def clean(x):
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list):
-                return [clean(v) for v in x]
-            return x.tolist() if isinstance(x, np.ndarray) else x
-        write_json(args.json, clean(out))
+        write_json(args.json, out)
         print(f"wrote {args.json}")

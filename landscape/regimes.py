@@ -124,12 +124,11 @@ def plot_regimes(result: dict, path: str) -> None:
     """Figure 1: train loss against epoch coloured by ELR; effective-gradient norm against train
     loss; test error against ELR with regime bands."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import new_figure, save_figure
     rows = result["rows"]
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = new_figure(3, 4.7, 4.0)
     for i, r in enumerate(rows):
         m = r["_trajectory"].metrics
         col = cmap(i / max(1, len(rows) - 1))
@@ -149,9 +148,7 @@ def plot_regimes(result: dict, path: str) -> None:
         ax.axvspan(lo, hi, color=colors[r["regime"]], alpha=0.15, lw=0)
     ax.plot(elrs, err, "ko-", ms=3)
     ax.set(xscale="log", xlabel="ELR", ylabel="test error", title="test error (bands: regimes 1 / 2 / 3)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --- double descent -------------------------------------------------------------------------
@@ -227,11 +224,9 @@ def print_double_descent(rows) -> None:
 
 
 def plot_double_descent(rows, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.6), squeeze=False)
-    for ax, r in zip(axes[0], rows):
+    from .plots import new_figure, save_figure
+    fig, axes = new_figure(len(rows), 4.5, 3.6)
+    for ax, r in zip(axes, rows):
         ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", label="test error")
         if r.get("peak_epoch") is not None:
             ax.axvline(r["peak_epoch"], color="tab:blue", ls="--", lw=0.8)
@@ -244,9 +239,7 @@ def plot_double_descent(rows, path: str) -> None:
         tw.set_ylabel("mean stochastic effective grad norm", color="tab:red")
         tw.set_yscale("log")
         ax.set_title(f"ELR {r['elr']:.3g}, label noise {r['label_noise']:.0%}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --- CLI ----------------------------------------------------------------------------------
@@ -293,8 +286,7 @@ def cmd_double_descent(args):
     rows = double_descent(args.inputs, args.window, args.min_height)
     print_double_descent(rows)
     if args.json:
-        write_json(args.json, [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
-                               for r in rows])
+        write_json(args.json, rows)
         print(f"wrote {args.json}")
     if args.plot:
         plot_double_descent(rows, args.plot)

@@ -142,17 +142,14 @@ def print_sharpness(result: dict) -> None:
 
 
 def plot_sharpness(result: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from .plots import new_figure, save_figure
     series = [("trace_effective", "Hessian trace (eff.)"),
               ("mean_effective_grad_norm", "mean stoch. eff. grad norm")]
     if "eigenvalues_effective" in result:
         series.insert(1, ("lambda_max", "top eigenvalue (eff.)"))
     vals = {k: (result["eigenvalues_effective"][:, 0] if k == "lambda_max" else result[k]) for k, _ in series}
     panels = 3 if "density" in result else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8))
+    fig, axes = new_figure(panels)
     for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "loss", "train loss (at checkpoint)")):
         for key, label in series:
             ax.plot(result[xkey], vals[key], "o-", ms=3, label=label)
@@ -168,9 +165,7 @@ def plot_sharpness(result: dict, path: str) -> None:
         ax.semilogy(result["density_grid"][-1], np.maximum(result["density"][-1], 1e-12))
         ax.set_xlabel("eigenvalue (eff.)")
         ax.set_title(f"spectral density, epoch {result['epoch'][-1]}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def add_sharpness_parser(sub):
@@ -218,5 +213,5 @@ def cmd_sharpness(args):
         plot_sharpness(result, args.plot)
         print(f"wrote {args.plot}")
     if args.json:
-        write_json(args.json, {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()})
+        write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -185,11 +185,8 @@ def output_paths(out: str, elrs) -> list[str]:
 
 
 def plot(results: list[dict], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 1 + len(results), figsize=(4.2 * (1 + len(results)), 3.6))
+    from .plots import new_figure, save_figure
+    fig, axes = new_figure(1 + len(results), 4.2, 3.6)
     ax = axes[0]
     for r in results:
         label = f"ELR {r['elr']:g} ({classify(r)['regime']})"
@@ -211,9 +208,7 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_xlabel("iteration")
         ax.set_title(f"individual ELRs, ELR {r['elr']:g}\n(dashed: eq. (9) equilibria)", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(results: list[dict]) -> list[dict]:

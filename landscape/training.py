@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, load_dataset, num_batches, train_batches
+from .data import Dataset, load_dataset, train_batches
 from .errors import LandscapeError
 from .models import build_model, model_spec, si_groups
 from .sphere import effective_statistics, group_sq_norms, project_to_sphere, projected_sgd_step

@@ -21,3 +21,19 @@ def tiny(data_root):
     return dict(model="convnet", width=4, dataset="mnist1d", data_root=data_root,
                 train_subset=256, batch_size=64, epochs=3, elr=1e-2, device="cpu",
                 save_every=1)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: returns (exit status, stdout, stderr)."""
+    from landscape.cli import main
+
+    def run(argv):
+        capsys.readouterr()  # only this command's output
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

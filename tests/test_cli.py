@@ -5,16 +5,6 @@ import sys
 
 import pytest
 
-from landscape.cli import main
-
-
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code, err, *words):
@@ -43,33 +33,33 @@ def base(tiny):
     (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], ["CIFAR-10 not found", "cifar-10-batches-py", "--download"]),
     (["--init", "missing.h5@3"], ["missing.h5", "no such file"]),
 ])
-def test_bad_train_input(tmp_path, base, capsys, extra, words):
+def test_bad_train_input(tmp_path, base, cli, extra, words):
     out = str(tmp_path / "t.h5")
-    code, _, err = run(base + ["-o", out] + extra, capsys)
+    code, _, err = cli(base + ["-o", out] + extra)
     assert_one_line_error(code, err, *words)
     assert not os.path.exists(out)
 
 
-def test_existing_output_is_refused_and_kept(tmp_path, base, capsys):
+def test_existing_output_is_refused_and_kept(tmp_path, base, cli):
     out = tmp_path / "t.h5"
     out.write_bytes(b"precious")
-    code, _, err = run(base + ["-o", str(out)], capsys)
+    code, _, err = cli(base + ["-o", str(out)])
     assert_one_line_error(code, err, "already exists", "--resume", "--overwrite")
     assert out.read_bytes() == b"precious"
 
 
-def test_overwrite_replaces(tmp_path, base, capsys):
+def test_overwrite_replaces(tmp_path, base, cli):
     out = tmp_path / "t.h5"
     out.write_bytes(b"old")
-    code, stdout, err = run(base + ["-o", str(out), "--overwrite"], capsys)
+    code, stdout, err = cli(base + ["-o", str(out), "--overwrite"])
     assert code == 0, err
     from landscape import Trajectory
     assert Trajectory(str(out)).epochs_complete == 1
 
 
-def test_foreign_truncated_and_missing_epoch(tmp_path, base, capsys):
+def test_foreign_truncated_and_missing_epoch(tmp_path, base, cli):
     good = str(tmp_path / "good.h5")
-    assert run(base + ["-o", good, "--epochs", "2", "--save-every", "5"], capsys)[0] == 0
+    assert cli(base + ["-o", good, "--epochs", "2", "--save-every", "5"])[0] == 0
     import h5py
     foreign = str(tmp_path / "foreign.h5")
     with h5py.File(foreign, "w") as f:
@@ -83,22 +73,22 @@ def test_foreign_truncated_and_missing_epoch(tmp_path, base, capsys):
         before = open(path, "rb").read()
         for argv in (["show", path], ["export", path, "-o", str(tmp_path / "a.pt")],
                      base + ["--resume", path], base + ["-o", str(tmp_path / "n.h5"), "--init", path + "@0"]):
-            code, _, err = run(argv, capsys)
+            code, _, err = cli(argv)
             assert_one_line_error(code, err, *words)
         assert open(path, "rb").read() == before
-    code, _, err = run(base + ["-o", str(tmp_path / "ft.h5"), "--init", good + "@1"], capsys)
+    code, _, err = cli(base + ["-o", str(tmp_path / "ft.h5"), "--init", good + "@1"])
     assert_one_line_error(code, err, "no checkpoint at epoch 1", "0, 2")
-    code, _, err = run(["export", good + "@7", "-o", str(tmp_path / "a.pt")], capsys)
+    code, _, err = cli(["export", good + "@7", "-o", str(tmp_path / "a.pt")])
     assert_one_line_error(code, err, "no checkpoint at epoch 7")
 
 
-def test_show_export_and_load(tmp_path, base, capsys):
+def test_show_export_and_load(tmp_path, base, cli):
     traj = str(tmp_path / "t.h5")
-    assert run(base + ["-o", traj, "--epochs", "2"], capsys)[0] == 0
-    code, out, err = run(["show", traj, "--json", str(tmp_path / "t.json")], capsys)
+    assert cli(base + ["-o", traj, "--epochs", "2"])[0] == 0
+    code, out, err = cli(["show", traj, "--json", str(tmp_path / "t.json")])
     assert code == 0 and "train_loss" in out and '"elr": 0.001' in out
     assert (tmp_path / "t.json").exists()
-    code, out, err = run(["export", traj, "--epoch", "2", "-o", str(tmp_path / "a.pt")], capsys)
+    code, out, err = cli(["export", traj, "--epoch", "2", "-o", str(tmp_path / "a.pt")])
     assert code == 0, err
     from landscape import Trajectory, load_point
     import torch
@@ -107,7 +97,7 @@ def test_show_export_and_load(tmp_path, base, capsys):
     for (n, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(a, b), n
     assert meta["si_group_names"] == Trajectory(traj).group_names and meta["epoch"] == 2
-    code, _, err = run(["export", traj, "-o", str(tmp_path / "a.pt")], capsys)
+    code, _, err = cli(["export", traj, "-o", str(tmp_path / "a.pt")])
     assert_one_line_error(code, err, "already exists")
 
 

@@ -1,5 +1,4 @@
 """Curvature against explicit Hessians, PyHessian and scale invariance (issue 4)."""
-import hashlib
 import math
 
 import numpy as np

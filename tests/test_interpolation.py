@@ -2,16 +2,13 @@
 import math
 
 import numpy as np
-import pytest
 import torch
-import torch.nn.functional as F
 
 from landscape import train
-from landscape.cli import main
 from landscape.data import Dataset
 from landscape.interpolation import (alpha_grid, barrier_summary, interpolate, interpolate_models,
                                      path_parameters)
-from landscape.models import batchnorm_layers, build_model, model_spec, si_groups
+from landscape.models import batchnorm_layers, si_groups
 from landscape.trajectory import read_analysis
 
 
@@ -156,29 +153,19 @@ def test_sphere_path_ignores_the_scale_of_b(tmp_path, tiny):
     assert not np.allclose(chord["train_loss"], base["train_loss"], rtol=1e-3)  # the chord does care
 
 
-def test_cli_along_appends_and_plots(tmp_path, tiny, capsys):
+def test_cli_along_appends_and_plots(tmp_path, tiny, cli):
     t = train(out=str(tmp_path / "t.h5"), **tiny)
-    code = main(["interpolate", t.path, "--along", "1,2,3", "--points", "3", "--extend", "0",
-                 "--data", "train", "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
-    out = capsys.readouterr().out
+    code, out, _ = cli(["interpolate", t.path, "--along", "1,2,3", "--points", "3", "--extend", "0",
+                        "--data", "train", "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
     assert code == 0 and "barrier (above the chord of the ends)" in out and "above the ends' mean" in out
     res, attrs = read_analysis(t.path, "interpolation")
     assert res["train_loss"].shape == (2, 3) and list(res["epoch_a"]) == [1, 2]
     assert (tmp_path / "p.png").exists() and (tmp_path / "p.json").exists()
 
 
-def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
-def test_bad_input(tmp_path, tiny, capsys):
+def test_bad_input(tmp_path, tiny, cli):
     t = train(out=str(tmp_path / "t.h5"), **tiny)
-    other = train(out=str(tmp_path / "o.h5"), **dict(tiny, width=8, epochs=1))
-    capsys.readouterr()
+    other = train(out=str(tmp_path / "o.h5"), progress=False, **dict(tiny, width=8, epochs=1))
     cases = [
         (["interpolate", str(tmp_path / "missing.pt"), f"{t.path}@3"], "no such file"),
         (["interpolate", f"{t.path}@3", f"{other.path}@1"], "different architectures: width 4 vs 8"),
@@ -187,6 +174,6 @@ def test_bad_input(tmp_path, tiny, capsys):
         (["interpolate", f"{t.path}@3"], "give two inputs"),
     ]
     for argv, words in cases:
-        code, err = _run(argv, capsys)
+        code, _, err = cli(argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert words in err, err

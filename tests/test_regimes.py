@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from landscape import train
-from landscape.cli import main
 from landscape.regimes import RegimeCriteria, classify_curve, find_peak
 
 C = 10
@@ -74,32 +73,23 @@ def test_monotone_curves_have_no_peak(curve):
     assert find_peak(curve + 0.001 * rng.standard_normal(len(curve)), window=5, min_height=0.01) is None
 
 
-def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli(tmp_path, tiny, capsys):
+def test_cli(tmp_path, tiny, cli):
     for elr in (1e-3, 0.05):
         train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, elr=elr, epochs=5))
-    code, out, err = _run(["regimes", str(tmp_path / "sw"), "--json", str(tmp_path / "r.json"),
-                           "--plot", str(tmp_path / "r.png")], capsys)
+    code, out, err = cli(["regimes", str(tmp_path / "sw"), "--json", str(tmp_path / "r.json"),
+                           "--plot", str(tmp_path / "r.png")])
     assert code == 0, err
     import json
     rows = json.load(open(tmp_path / "r.json"))["rows"]
     assert [r["elr"] for r in rows] == [1e-3, 0.05] and all(r["regime"] in (1, 2, 3) for r in rows)
     assert (tmp_path / "r.png").exists()
     (tmp_path / "empty").mkdir()
-    code, _, err = _run(["regimes", str(tmp_path / "empty")], capsys)
+    code, _, err = cli(["regimes", str(tmp_path / "empty")])
     assert code == 2 and "no trajectories" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _run(["double-descent", str(tmp_path / "sw" / "elr0.001.h5")], capsys)
+    code, _, err = cli(["double-descent", str(tmp_path / "sw" / "elr0.001.h5")])
     assert code == 2 and "without label noise" in err
     noisy = train(out=str(tmp_path / "noisy.h5"), progress=False, **dict(tiny, label_noise=0.2, epochs=6))
-    code, out, err = _run(["double-descent", noisy.path, "--plot", str(tmp_path / "d.png"),
-                           "--json", str(tmp_path / "d.json")], capsys)
+    code, out, err = cli(["double-descent", noisy.path, "--plot", str(tmp_path / "d.png"),
+                           "--json", str(tmp_path / "d.json")])
     assert code == 0, err
     assert (tmp_path / "d.png").exists()

@@ -7,7 +7,6 @@ import pytest
 
 import landscape.sharpness as sharpness_mod
 from landscape import Trajectory, train
-from landscape.cli import main
 from landscape.trajectory import read_analysis
 
 
@@ -20,19 +19,10 @@ def traj(tmp_path, tiny):
     return train(out=str(tmp_path / "t.h5"), **dict(tiny, epochs=2, save_every=1)).path
 
 
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_appends_and_replaces_only_its_group(traj, capsys, tmp_path):
+def test_appends_and_replaces_only_its_group(traj, cli, tmp_path):
     before = Trajectory(traj)
-    code, out, err = run(["sharpness", traj, "--epochs", "all", "--probes", "4", "--eigs", "2",
-                          "--batches", "1", "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json")], capsys)
+    code, out, err = cli(["sharpness", traj, "--epochs", "all", "--probes", "4", "--eigs", "2",
+                          "--batches", "1", "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json")])
     assert code == 0, err
     assert "trace_eff" in out and (tmp_path / "s.png").exists() and (tmp_path / "s.json").exists()
     res, attrs = read_analysis(traj, "sharpness")
@@ -44,7 +34,7 @@ def test_appends_and_replaces_only_its_group(traj, capsys, tmp_path):
         np.testing.assert_array_equal(before.metrics[k], after.metrics[k])
     assert after.checkpoint_epochs == before.checkpoint_epochs
     # re-running replaces the group (only the last epoch now)
-    assert run(["sharpness", traj + "@2", "--probes", "3", "--eigs", "0", "--batches", "1"], capsys)[0] == 0
+    assert cli(["sharpness", traj + "@2", "--probes", "3", "--eigs", "0", "--batches", "1"])[0] == 0
     res2, _ = read_analysis(traj, "sharpness")
     assert list(res2["epoch"]) == [2] and "eigenvalues" not in res2
     with h5py.File(traj) as f:
@@ -76,20 +66,20 @@ def test_interrupted_run_leaves_the_file_as_it_was(traj, monkeypatch):
     (["--batches", "x"], ["--batches"]),
     (["--epochs", "every:0"], ["every:K"]),
 ])
-def test_bad_input(traj, capsys, extra, words):
+def test_bad_input(traj, cli, extra, words):
     before = digest(traj)
-    code, _, err = run(["sharpness", traj] + extra, capsys)
+    code, _, err = cli(["sharpness", traj] + extra)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     for w in words:
         assert w in err
     assert digest(traj) == before
 
 
-def test_not_a_trajectory(tmp_path, capsys):
+def test_not_a_trajectory(tmp_path, cli):
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as f:
         f["a"] = 1
-    code, _, err = run(["sharpness", str(path)], capsys)
+    code, _, err = cli(["sharpness", str(path)])
     assert code == 2 and "not a landscape trajectory" in err
-    code, _, err = run(["sharpness", str(tmp_path / "missing.h5")], capsys)
+    code, _, err = cli(["sharpness", str(tmp_path / "missing.h5")])
     assert code == 2 and "no such file" in err

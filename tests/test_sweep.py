@@ -7,7 +7,6 @@ import pytest
 
 import landscape.sweep as sweep_mod
 from landscape import Trajectory, train
-from landscape.cli import main
 from landscape.sweep import parse_grid, sweep
 
 
@@ -23,9 +22,8 @@ def test_grids():
 
 
 @pytest.mark.parametrize("grid", ["", "0,1", "-1e-3", "abc", "1:", "1e-2:1e-4", "1e-4:1e-2:0", "1:2:3:4", "1e-3,1e-3"])
-def test_bad_grids(grid, capsys):
-    code = main(["sweep", f"--elrs={grid}", "-o", "unused"])
-    err = capsys.readouterr().err
+def test_bad_grids(grid, cli):
+    code, _, err = cli(["sweep", f"--elrs={grid}", "-o", "unused"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "grid" in err
     assert not os.path.exists("unused")
@@ -60,8 +58,8 @@ def test_sweep_equals_separate_runs(tmp_path, tiny, strategy, model, dtype, elrs
 
 
 def test_vectorised_runs_do_not_leak(tmp_path, tiny):
-    a = sweep([1e-3, 1e-2, 0.1], str(tmp_path / "a"), strategy="vectorised", progress=False, **tiny)
-    b = sweep([1e-3, 0.5, 0.1], str(tmp_path / "b"), strategy="vectorised", progress=False, **tiny)
+    sweep([1e-3, 1e-2, 0.1], str(tmp_path / "a"), strategy="vectorised", progress=False, **tiny)
+    sweep([1e-3, 0.5, 0.1], str(tmp_path / "b"), strategy="vectorised", progress=False, **tiny)
     for elr in (1e-3, 0.1):
         _assert_same(Trajectory(str(tmp_path / "a" / f"elr{elr:g}.h5")),
                      Trajectory(str(tmp_path / "b" / f"elr{elr:g}.h5")), rtol=1e-6)
@@ -114,9 +112,8 @@ def test_processes_resume_keeps_finished_runs(tmp_path, tiny):
     _assert_same(resumed, ref, rtol=1e-5)
 
 
-def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, capsys):
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, cli):
     sweep([1e-3], str(tmp_path / "sw"), strategy="vectorised", progress=False, **dict(tiny, epochs=1))
-    code = main(["sweep", "--elrs", "1e-3", "-o", str(tmp_path / "sw"), "--data-root", tiny["data_root"],
-                 "--width", "8", "--train-subset", "256", "--batch-size", "64", "--epochs", "1", "--device", "cpu"])
-    err = capsys.readouterr().err
+    code, _, err = cli(["sweep", "--elrs", "1e-3", "-o", str(tmp_path / "sw"), "--data-root", tiny["data_root"],
+                        "--width", "8", "--train-subset", "256", "--batch-size", "64", "--epochs", "1", "--device", "cpu"])
     assert code == 2 and "other settings" in err and "width" in err

@@ -6,7 +6,6 @@ import landscape
 import landscape.sphere
 import landscape.toy as toy
 from landscape import Trajectory
-from landscape.cli import main
 
 
 def tail_mean(a, frac=0.5):
@@ -68,11 +67,10 @@ def test_eq3_and_eq5_at_every_step():
         np.testing.assert_allclose(predicted, e[1:], rtol=1e-10)
 
 
-def test_figure_2_labels_and_files(tmp_path, capsys):
+def test_figure_2_labels_and_files(tmp_path, cli):
     out = tmp_path / "toy.h5"
-    code = main(["toy", "--alphas", "1", "2", "4", "--elr", "0.1", "0.2", "0.5", "--steps", "3000",
-                 "--out", str(out), "--plot", str(tmp_path / "f.png"), "--json", str(tmp_path / "t.json")])
-    text = capsys.readouterr().out
+    code, text, _ = cli(["toy", "--alphas", "1", "2", "4", "--elr", "0.1", "0.2", "0.5", "--steps", "3000",
+                         "--out", str(out), "--plot", str(tmp_path / "f.png"), "--json", str(tmp_path / "t.json")])
     assert code == 0
     labels = [line.split()[1] for line in text.splitlines() if line.strip()[:3] in ("0.1", "0.2", "0.5")]
     assert labels == ["convergence", "equilibrium", "divergence"]
@@ -95,12 +93,8 @@ def test_figure_2_labels_and_files(tmp_path, capsys):
     (["--steps", "0"], ["--steps", "positive"]),
     (["--steps", "x"], ["--steps", "integer"]),
 ])
-def test_bad_input(argv, words, capsys):
-    try:
-        code = main(["toy"] + argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
+def test_bad_input(argv, words, cli):
+    code, _, err = cli(["toy"] + argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     for w in words:
         assert w in err

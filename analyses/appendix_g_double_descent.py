@@ -1,0 +1,43 @@
+"""Appendix G, Section 5.3: under label noise the epoch-wise test error shows a peak and a
+second descent, near the peak of sharpness (the mean stochastic effective-gradient norm), and
+the peak grows with the noise.
+
+    python analyses/appendix_g_double_descent.py     (after train/label_noise_mnist1d.sh)
+"""
+import glob
+import sys
+
+import matplotlib
+matplotlib.use("Agg")
+
+from common import claim, save
+from landscape.regimes import double_descent, plot_double_descent
+
+
+def main(pattern="runs/mnist1d-k16-noise*"):
+    folders = sorted(f for f in glob.glob(pattern) if not f.endswith("noise0"))
+    rows = double_descent(folders, window=5, min_height=0.01)
+    plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))
+    found = [r for r in rows if r["double_descent"]]
+    close = [r for r in found if r.get("epochs_between_peaks") is not None
+             and r["epochs_between_peaks"] <= 0.15 * len(r["epochs"])]
+    claims = [claim("with label noise, epoch-wise double descent appears in the test error",
+                    len(found) > 0, f"{len(found)} of {len(rows)} noisy runs show a peak and a second descent: " +
+                    ", ".join(f"ELR {r['elr']:g} noise {r['label_noise']:.0%} peak epoch {r['peak_epoch']} height {r['height']:.3f}" for r in found)),
+              claim("the test-error peak sits near the sharpness (eff. grad norm) peak",
+                    len(found) > 0 and len(close) >= len(found) / 2,
+                    f"{len(close)} of {len(found)} within 15% of the run's epochs: " +
+                    ", ".join(f"{r['peak_epoch']} vs {r.get('egn_peak_epoch')}" for r in found))]
+    by_elr = {}
+    for r in rows:
+        by_elr.setdefault(r["elr"], {})[r["label_noise"]] = r.get("height", 0.0)
+    grows = [e for e, h in by_elr.items() if len(h) > 1 and h[max(h)] > h[min(h)]]
+    claims.append(claim("the peak is more noticeable with more label noise",
+                        len(grows) >= max(1, len(by_elr) / 2),
+                        "; ".join(f"ELR {e:g}: " + ", ".join(f"{n:.0%}: {h:.3f}" for n, h in sorted(v.items())) for e, v in by_elr.items())))
+    save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs")} for r in rows],
+                                       "claims": claims})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
