@@ -10,11 +10,12 @@ import sys
 import matplotlib
 matplotlib.use("Agg")
 
-from common import claim, save
+from common import RUNS, claim, save
+import os
 from landscape.regimes import double_descent, plot_double_descent
 
 
-def main(pattern="runs/mnist1d-k16-noise*"):
+def main(pattern=os.path.join(RUNS, "mnist1d-k16-noise*")):
     folders = sorted(f for f in glob.glob(pattern) if not f.endswith("noise0"))
     rows = double_descent(folders, window=5, min_height=0.01)
     plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))

@@ -4,8 +4,11 @@ import os
 import numpy as np
 from scipy.stats import spearmanr
 
-OUT = os.environ.get("ANALYSES_OUT", os.path.join(os.path.dirname(__file__), "out"))
-SWEEP = os.environ.get("SWEEP", "runs/mnist1d-k16")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.environ.get("ANALYSES_OUT", os.path.join(ROOT, "analyses", "out"))
+RUNS = os.environ.get("RUNS", os.path.join(ROOT, "runs"))
+# the main sweep and its finer grid near the regime boundaries (train/sweep_mnist1d.sh)
+SWEEP = [os.path.join(RUNS, "mnist1d-k16"), os.path.join(RUNS, "mnist1d-k16-fine")]
 
 
 def out_path(name: str) -> str:
@@ -23,6 +26,14 @@ def save(name: str, payload: dict, fig=None) -> None:
     for claim in payload.get("claims", []):
         print(f"[{'confirmed' if claim['confirmed'] else 'NOT confirmed'}] {claim['claim']}: {claim['evidence']}")
     print(f"wrote {out_path(name + '.json')}")
+
+
+def sweep_inputs(args) -> list:
+    """Sweep folders from the command line, else the default ones that exist."""
+    folders = list(args) or [f for f in SWEEP if os.path.isdir(f)]
+    if not folders:
+        raise SystemExit(f"no sweep found: run train/sweep_mnist1d.sh first (looked in {SWEEP})")
+    return folders
 
 
 def claim(text: str, confirmed, evidence: str) -> dict:

@@ -10,13 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import SWEEP, claim, save
+from common import sweep_inputs, claim, save
 from landscape.regimes import regimes
 from landscape.trajectory import Trajectory
 
 
-def main(sweep=SWEEP, tail=0.2):
-    rows = regimes([sweep])["rows"]
+def main(sweep, tail=0.2):
+    rows = regimes(sweep)["rows"]
     table = []
     for r in rows:
         t = Trajectory(r["path"])
@@ -54,4 +54,4 @@ def main(sweep=SWEEP, tail=0.2):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sweep_inputs(sys.argv[1:]))

@@ -2,11 +2,10 @@
 Regime 1: a lower ELR continues the same sharpness-vs-loss trajectory; a higher one leaves the
 basin and ends flatter. Regime 2: another regime-2 ELR moves to that ELR's own loss level.
 
-    python analyses/fig5_finetune.py [FINETUNE_DIR] [SWEEP_DIR]   (after train/finetune_mnist1d.sh)
+    python analyses/fig5_finetune.py [FINETUNE_DIR] [SWEEP_DIR...]   (after train/finetune_mnist1d.sh)
 """
 import glob
 import os
-import re
 import sys
 
 import matplotlib
@@ -14,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import SWEEP, claim, save
+from common import RUNS, claim, save, sweep_inputs
+from landscape.regimes import regimes
 from landscape.trajectory import Trajectory
 
 
@@ -22,29 +22,32 @@ def tail(x, frac=0.2):
     return float(np.mean(x[-max(1, int(frac * len(x))):]))
 
 
-def main(folder="runs/mnist1d-k16-finetune", sweep=SWEEP):
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, "from*-to*.h5"))):
-        src, dst = re.match(r"from(.+)-to(.+)\.h5", os.path.basename(path)).groups()
-        runs[(float(src), float(dst))] = Trajectory(path)
-    if not runs:
+def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
+    sweeps = sweep_inputs(sweeps)
+    by_elr = {round(r["elr"], 12): r for r in regimes(sweeps)["rows"]}
+    paths = sorted(glob.glob(os.path.join(folder, "from*-to*.h5")))
+    if not paths:
         raise SystemExit(f"no fine-tuning runs in {folder}: run train/finetune_mnist1d.sh first")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     table, claims = [], []
-    for (src, dst), t in runs.items():
-        base = Trajectory(os.path.join(sweep, f"elr{src:g}.h5"))
-        ref = Trajectory(os.path.join(sweep, f"elr{dst:g}.h5"))
-        start = t.config["init_source"]["epoch"]
-        entry = {"from": src, "to": dst, "from_epoch": start,
+    for path in paths:
+        t = Trajectory(path)
+        src_info = t.config["init_source"]
+        base = Trajectory(src_info["path"])
+        src, dst = float(src_info["elr"]), float(t.config["elr"])
+        src_regime = by_elr[round(src, 12)]["regime"]
+        ref = by_elr.get(round(dst, 12))
+        entry = {"from": src, "from_regime": src_regime, "to": dst,
+                 "to_regime": ref["regime"] if ref else None, "from_epoch": src_info["epoch"],
                  "final_train_loss": tail(t.metrics["train_loss"]),
                  "final_egn": tail(t.metrics["effective_grad_norm"]),
                  "source_final_egn": tail(base.metrics["effective_grad_norm"]),
                  "source_final_train_loss": tail(base.metrics["train_loss"]),
-                 "reference_final_train_loss": tail(ref.metrics["train_loss"]),
-                 "reference_final_egn": tail(ref.metrics["effective_grad_norm"]),
+                 "source_loss_at_switch": float(base.metrics["train_loss"][src_info["epoch"] - 1]),
+                 "reference_final_train_loss": ref["tail_train_loss"] if ref else None,
                  "max_loss_after_switch": float(np.max(t.metrics["train_loss"]))}
         table.append(entry)
-        ax = axes[0 if src <= 2e-3 else 1]
+        ax = axes[0 if src_regime == 1 else 1]
         ax.plot(base.metrics["train_loss"], base.metrics["effective_grad_norm"], color="grey", lw=0.8)
         ax.plot(t.metrics["train_loss"], t.metrics["effective_grad_norm"], label=f"{src:g} -> {dst:g}")
     for ax, title in zip(axes, ("fine-tuning a regime-1 solution", "fine-tuning from regime 2")):
@@ -52,24 +55,24 @@ def main(folder="runs/mnist1d-k16-finetune", sweep=SWEEP):
         ax.invert_xaxis()
         ax.legend(fontsize=7)
     for e in table:
-        if e["to"] < e["from"] and e["from"] <= 2e-3:
-            claims.append(claim(f"from regime-1 ELR {e['from']:g}, a lower ELR {e['to']:g} stays in the basin (loss never rises much)",
-                                e["max_loss_after_switch"] < 2 * e["source_final_train_loss"] + 0.05,
-                                f"largest loss after the switch {e['max_loss_after_switch']:.4g} vs the start's {e['source_final_train_loss']:.4g}"))
-        elif e["to"] > e["from"] and e["from"] <= 2e-3:
+        if e["from_regime"] == 1 and e["to"] < e["from"]:
+            claims.append(claim(f"from regime-1 ELR {e['from']:g}, a lower ELR {e['to']:g} stays in the basin",
+                                e["max_loss_after_switch"] < 2 * e["source_loss_at_switch"] + 0.01,
+                                f"largest loss after the switch {e['max_loss_after_switch']:.4g} vs {e['source_loss_at_switch']:.4g} at the switch"))
+        elif e["from_regime"] == 1:
             claims.append(claim(f"from regime-1 ELR {e['from']:g}, a higher ELR {e['to']:g} ends in a flatter region",
                                 e["final_egn"] < e["source_final_egn"],
-                                f"final eff. grad norm {e['final_egn']:.4g} vs the source's {e['source_final_egn']:.4g}"))
-        elif e["from"] > 2e-3 and e["to"] > 2e-3:
+                                f"final eff. grad norm {e['final_egn']:.4g} vs the source run's {e['source_final_egn']:.4g}"))
+        elif e["to_regime"] == 2:
             rel = abs(e["final_train_loss"] / e["reference_final_train_loss"] - 1)
-            claims.append(claim(f"from regime 2 (ELR {e['from']:g}), ELR {e['to']:g} moves to its own loss level",
-                                rel < 0.3, f"final loss {e['final_train_loss']:.4g} vs a run trained at {e['to']:g} "
-                                f"from the start: {e['reference_final_train_loss']:.4g} ({rel:.0%} apart)"))
+            claims.append(claim(f"from regime 2 (ELR {e['from']:g}), regime-2 ELR {e['to']:g} moves to that ELR's loss level",
+                                rel < 0.3, f"final loss {e['final_train_loss']:.4g} vs {e['reference_final_train_loss']:.4g} "
+                                f"for ELR {e['to']:g} trained from the start ({rel:.0%} apart)"))
         else:
             claims.append(claim(f"from regime 2 (ELR {e['from']:g}), the regime-1 ELR {e['to']:g} converges",
-                                e["final_train_loss"] < 0.5 * e["source_final_train_loss"],
-                                f"final loss {e['final_train_loss']:.4g} vs the start's {e['source_final_train_loss']:.4g}"))
-    save("fig5_finetune", {"folder": folder, "sweep": sweep, "runs": table, "claims": claims}, fig)
+                                e["final_train_loss"] < 0.5 * e["source_loss_at_switch"],
+                                f"final loss {e['final_train_loss']:.4g} vs {e['source_loss_at_switch']:.4g} at the switch"))
+    save("fig5_finetune", {"folder": folder, "sweeps": sweeps, "runs": table, "claims": claims}, fig)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import SWEEP, claim, save
+from common import sweep_inputs, claim, save
 from landscape.regimes import regimes
 from landscape.trajectory import Trajectory
 
@@ -26,8 +26,8 @@ def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
     return (b + int(hit[0]) + 1) if flat and len(hit) else None
 
 
-def main(sweep=SWEEP):
-    rows = regimes([sweep])["rows"]
+def main(sweep):
+    rows = regimes(sweep)["rows"]
     fig, ax = plt.subplots(figsize=(6, 4))
     table = []
     for r in rows:
@@ -49,4 +49,4 @@ def main(sweep=SWEEP):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sweep_inputs(sys.argv[1:]))

@@ -6,7 +6,6 @@ cd "$(dirname "$0")/.."
 bash train/sweep_mnist1d.sh
 bash train/label_noise_mnist1d.sh
 bash train/finetune_mnist1d.sh
-cd analyses
 for script in fig1_regimes fig3_sharpness fig4_equal_ess fig6_transitions fig5_finetune appendix_g_double_descent; do
-  python "$script.py"
+  python "analyses/$script.py"
 done

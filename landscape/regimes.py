@@ -3,11 +3,12 @@ Section 5.3 and Appendix G).
 
 Regime of a run, from the last ``tail`` fraction of its epochs (C classes, ln C = the loss of a
 uniform guess):
-    3 divergence    mean train accuracy <= 1/C + ``random_accuracy_margin`` and mean train
-                    loss >= ``random_loss_fraction`` * ln C: random-guess behaviour;
-    1 convergence   the final train loss (mean of the last ``final_fraction`` of epochs) is
-                    <= ``low_loss_fraction`` * ln C, or the loss keeps falling: the mean of the
-                    tail's last third <= ``falling_ratio`` x the mean of its first third;
+    3 divergence    mean train accuracy <= 1/C + ``random_accuracy_margin`` and median train
+                    loss >= ``random_loss_fraction`` * ln C: random-guess behaviour (with the
+                    frozen norm-10 last layer a diverged run's loss is even above ln C);
+    1 convergence   the final train loss (median of the last ``final_fraction`` of epochs) is
+                    <= ``low_loss_fraction`` * ln C, or the loss keeps falling: the median of
+                    the tail's last third <= ``falling_ratio`` x the median of its first third;
     2 equilibrium   otherwise: the loss holds a level away from both zero and random guessing.
 Double descent: a peak of the (smoothed) epoch-wise test error above the minimum that precedes
 it, followed by a second descent; the same detector finds the peak of the effective-gradient
@@ -48,12 +49,14 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
         raise LandscapeError(f"a run needs at least 3 epochs to be classified, got {len(loss)}")
     n_tail = max(3, int(round(c.tail * len(loss))))
     tail_loss, tail_acc = loss[-n_tail:], acc[-n_tail:]
-    final = float(loss[-max(1, int(round(c.final_fraction * len(loss)))):].mean())
+    # medians: a converging run with rare spikes (the jumps out of the basin that the paper sees
+    # at the highest regime-1 ELRs) must not read as a loss level
+    final = float(np.median(loss[-max(1, int(round(c.final_fraction * len(loss)))):]))
     third = max(1, n_tail // 3)
-    first, last = float(tail_loss[:third].mean()), float(tail_loss[-third:].mean())
+    first, last = float(np.median(tail_loss[:third])), float(np.median(tail_loss[-third:]))
     random_loss = math.log(num_classes)
     if tail_acc.mean() <= 1.0 / num_classes + c.random_accuracy_margin and \
-            tail_loss.mean() >= c.random_loss_fraction * random_loss:
+            np.median(tail_loss) >= c.random_loss_fraction * random_loss:
         regime = 3
     elif final <= c.low_loss_fraction * random_loss or last <= c.falling_ratio * first:
         regime = 1

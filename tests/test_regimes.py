@@ -32,6 +32,12 @@ def test_still_falling_counts_as_convergence():
     assert label(slow, np.full(200, 0.9)) == 1
 
 
+def test_rare_spikes_do_not_hide_convergence():
+    loss = 1e-3 * np.ones(200)
+    loss[[185, 192, 197]] = 2.0  # jumps out of the basin and straight back
+    assert label(loss, np.full(200, 1.0)) == 1
+
+
 def test_late_transition_from_equilibrium_to_convergence():
     loss = np.where(t < 150, 0.9, 0.9 * np.exp(-(t - 150) / 5))
     assert label(loss, np.full(200, 0.8)) == 1

@@ -3,7 +3,7 @@
 # ConvNet k=16 on MNIST-1D, 150 epochs. About 8 minutes on a 2-core CPU.
 set -euo pipefail
 EPOCHS=${EPOCHS:-150}
-ELRS=${ELRS:-1e-3,2e-3,5e-3}
+ELRS=${ELRS:-2e-3,5e-3,1e-2}
 for NOISE in 0 0.1 0.2; do
   landscape sweep --elrs "$ELRS" -o "runs/mnist1d-k16-noise$NOISE" --width 16 --epochs "$EPOCHS" \
     --label-noise "$NOISE" --save-every 25 --device cpu -q "$@"
