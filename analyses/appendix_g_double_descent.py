@@ -15,15 +15,17 @@ import os
 from landscape.regimes import double_descent, plot_double_descent
 
 
-def main(pattern=os.path.join(RUNS, "mnist1d-k16-noise*")):
-    folders = sorted(f for f in glob.glob(pattern) if not f.endswith("noise0"))
-    rows = double_descent(folders, window=5, min_height=0.01)
+def main(*patterns):
+    patterns = patterns or (os.path.join(RUNS, "mnist1d-k16-noise*"), os.path.join(RUNS, "mnist1d-k16-lowelr-noise*"))
+    folders = sorted(f for p in patterns for f in glob.glob(p) if not f.endswith("noise0"))
+    rows = double_descent(folders, window=9, min_height=0.02)
     plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))
     found = [r for r in rows if r["double_descent"]]
     close = [r for r in found if r.get("epochs_between_peaks") is not None
              and r["epochs_between_peaks"] <= 0.15 * len(r["epochs"])]
     claims = [claim("with label noise, epoch-wise double descent appears in the test error",
-                    len(found) > 0, f"{len(found)} of {len(rows)} noisy runs show a peak and a second descent: " +
+                    len(found) > 0, f"{len(found)} of {len(rows)} noisy runs show a peak and a second descent above their "
+                    f"epoch-to-epoch noise (smoothing 9 epochs, 4 sigma): " +
                     ", ".join(f"ELR {r['elr']:g} noise {r['label_noise']:.0%} peak epoch {r['peak_epoch']} height {r['height']:.3f}" for r in found)),
               claim("the test-error peak sits near the sharpness (eff. grad norm) peak",
                     len(found) > 0 and len(close) >= len(found) / 2,

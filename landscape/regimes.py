@@ -11,8 +11,9 @@ uniform guess):
                     the tail's last third <= ``falling_ratio`` x the median of its first third;
     2 equilibrium   otherwise: the loss holds a level away from both zero and random guessing.
 Double descent: a peak of the (smoothed) epoch-wise test error above the minimum that precedes
-it, followed by a second descent; the same detector finds the peak of the effective-gradient
-norm (sharpness) so the two can be compared.
+it, followed by a second descent, both larger than the curve's own epoch-to-epoch noise; the
+same detector finds the peak of the effective-gradient norm (sharpness) so the two can be
+compared.
 """
 from __future__ import annotations
 
@@ -165,13 +166,23 @@ def smooth(values, window: int) -> np.ndarray:
     return np.array([v[max(0, i - half):i + half + 1].mean() for i in range(len(v))])
 
 
-def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction: float = 0.1) -> dict | None:
+def fluctuation(values) -> float:
+    """Robust epoch-to-epoch noise of a curve: 1.4826 x the median absolute first difference / sqrt 2."""
+    d = np.diff(np.asarray(values, float))
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)) if len(d) else 0.0
+
+
+def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction: float = 0.1,
+              significance: float = 4.0) -> dict | None:
     """The highest rise of the smoothed curve above the minimum before it that is followed by a
-    second descent (the final level at least ``min_height`` below the peak). None if there is none."""
+    second descent (the final level below the peak by as much). Both must exceed ``min_height``
+    and ``significance`` x the curve's noise after smoothing (``fluctuation / sqrt(window)``), so
+    epoch-to-epoch chaos is not read as a peak. None if there is none."""
     s = smooth(values, window)
     n = len(s)
     if n < 5:
         return None
+    min_height = max(min_height, significance * fluctuation(values) / math.sqrt(max(1, window)))
     k = max(1, int(round(final_fraction * n)))
     final = float(s[-k:].mean())
     best = None
@@ -188,7 +199,7 @@ def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction:
     return best
 
 
-def double_descent(paths, window: int = 5, min_height: float = 0.01) -> list[dict]:
+def double_descent(paths, window: int = 5, min_height: float = 0.01, significance: float = 4.0) -> list[dict]:
     rows = []
     for path in find_trajectories(paths):
         t = Trajectory(path)
@@ -200,9 +211,10 @@ def double_descent(paths, window: int = 5, min_height: float = 0.01) -> list[dic
         ok = ~np.isnan(m["test_accuracy"])
         epochs = m["epoch"][ok]
         err = 1 - m["test_accuracy"][ok]
-        peak = find_peak(err, window, min_height)
-        egn_peak = find_peak(m["effective_grad_norm"], window, min_height=0.0)
+        peak = find_peak(err, window, min_height, significance=significance)
+        egn_peak = find_peak(m["effective_grad_norm"], window, min_height=0.0, significance=significance)
         row = {"path": path, "elr": float(t.config["elr"]), "label_noise": noise, "double_descent": peak is not None,
+               "test_error_fluctuation": fluctuation(err),
                "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
                "effective_grad_norm": m["effective_grad_norm"]}
         if peak:
@@ -262,6 +274,8 @@ def add_regime_parsers(sub):
     d.add_argument("inputs", nargs="+", help="trajectories trained with --label-noise")
     d.add_argument("--window", type=_number(int, True), default=5, help="moving-average window (epochs)")
     d.add_argument("--min-height", type=_number(float), default=0.01, help="smallest peak height (error)")
+    d.add_argument("--significance", type=_number(float), default=4.0,
+                   help="a peak must also exceed this many times the smoothed curve's noise")
     d.add_argument("--json", metavar="PATH")
     d.add_argument("--plot", metavar="PNG")
     d.set_defaults(run=cmd_double_descent)
@@ -286,7 +300,7 @@ def cmd_regimes(args):
 
 def cmd_double_descent(args):
     from .cli import write_json
-    rows = double_descent(args.inputs, args.window, args.min_height)
+    rows = double_descent(args.inputs, args.window, args.min_height, args.significance)
     print_double_descent(rows)
     if args.json:
         write_json(args.json, rows)

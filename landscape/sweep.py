@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .errors import LandscapeError
 from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
 from .trajectory import Trajectory
-from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, epoch_line,
+from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch,
                        is_eval_epoch, load_training_data, prepare_run, resolve_device, train)
 from .data import train_batches
 
@@ -126,7 +126,8 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
 
     todo = [(e, f) for e, f in zip(elrs, files) if _status(f, base.epochs)[0] != "done"]
     done_epochs = sum(_status(f, base.epochs)[1] for f in files)
-    report = EpochReporter(len(elrs) * base.epochs, done_epochs, progress, unit="epoch")
+    finished = sum(_status(f, base.epochs)[0] == "done" for f in files)
+    report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
     try:
         if todo:
             cfgs = [dataclasses.replace(base, elr=e) for e, _ in todo]
@@ -140,6 +141,23 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
             run["status"] = _status(os.path.join(out_dir, run["file"]), base.epochs)[0]
         _write_index(out_dir, index)
     return index
+
+
+class SweepProgress:
+    """One display for the whole sweep: epochs done over all runs, and runs finished."""
+
+    def __init__(self, runs: int, epochs: int, done_epochs: int, finished: int, progress):
+        self.runs, self.epochs, self.finished = runs, epochs, finished
+        self.reporter = EpochReporter(runs * epochs, done_epochs, progress, unit="epoch")
+
+    def update(self, out: str, epoch: int, train_loss: float) -> None:
+        self.finished += epoch == self.epochs
+        line = (f"{os.path.basename(out)} epoch {epoch}/{self.epochs}  train loss {train_loss:.4f}  "
+                f"runs finished {self.finished}/{self.runs}")
+        self.reporter.update(line, postfix=line)
+
+    def close(self) -> None:
+        self.reporter.close()
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -195,7 +213,7 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
                 continue
             kind, out, *rest = line.rstrip("\n").split("\t")
             if kind == "EPOCH":
-                report.update(f"{os.path.basename(out)} epoch {rest[0]}  train loss {float(rest[1]):.4f}")
+                report.update(out, int(rest[0]), float(rest[1]))
             elif kind == "FAILED":
                 failures.append(f"{os.path.basename(out)}: {rest[0]}")
         for p in procs:
@@ -297,7 +315,7 @@ def train_batch_of_runs(runs, data, report) -> None:
             state = {k: (params[k][j] if k in params else buffers[k][j]).detach().clone()
                      for k in run.model.state_dict()}
             commit_epoch(run, epoch, metrics, groups, state, seconds)
-            report.update(f"{os.path.basename(run.out)} " + epoch_line(epoch, cfg.epochs, metrics))
+            report.update(run.out, epoch, metrics["train_loss"])
 
 
 # --- CLI -----------------------------------------------------------------------------------

@@ -298,12 +298,14 @@ class EpochReporter:
         self.bar = _progress(total, initial, bool(progress) or (progress is None and not self.lines))
         self.bar.unit = unit
 
-    def update(self, line: str, n: int = 1) -> None:
+    def update(self, line: str, postfix: str | None = None) -> None:
+        """``line`` on a non-terminal; on the bar ``postfix`` (default: the line less its
+        first field, which the bar already counts)."""
         if self.lines:
             print(line, file=sys.stderr, flush=True)
         else:
-            self.bar.set_postfix_str(line.split("  ", 1)[-1])
-            self.bar.update(n)
+            self.bar.set_postfix_str(line.split("  ", 1)[-1] if postfix is None else postfix)
+            self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()

@@ -73,6 +73,14 @@ def test_planted_double_descent_peak_is_found():
     assert peak["height"] > 0.08 and peak["second_descent"] > 0.1
 
 
+def test_chaos_is_not_a_peak():
+    noisy = 0.4 + 0.15 * rng.standard_normal(150)  # a run whose test error jumps epoch to epoch
+    assert find_peak(noisy, window=5, min_height=0.01) is None
+    planted = noisy * 0 + 0.4 + 0.02 * rng.standard_normal(150)
+    planted[60:80] += 0.2
+    assert find_peak(planted, window=5, min_height=0.01) is not None
+
+
 @pytest.mark.parametrize("curve", [np.linspace(0.5, 0.1, 100), np.linspace(0.1, 0.5, 100),
                                    0.1 + 0.4 * np.exp(-np.arange(100) / 10)])
 def test_monotone_curves_have_no_peak(curve):
