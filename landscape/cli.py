@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -240,6 +241,9 @@ def main(argv=None) -> int:
     except LandscapeError as e:
         print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted; completed epochs are saved "
               f"(continue with --resume)", file=sys.stderr)

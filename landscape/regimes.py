@@ -240,7 +240,7 @@ def print_double_descent(rows) -> None:
 
 def plot_double_descent(rows, path: str) -> None:
     from .plots import new_figure, save_figure
-    fig, axes = new_figure(len(rows), 4.5, 3.6)
+    fig, axes = new_figure(len(rows), 4.5, 3.6, max_cols=3)
     for ax, r in zip(axes, rows):
         ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", label="test error")
         if r.get("peak_epoch") is not None:
