@@ -245,8 +245,10 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print(f"landscape {args.command}: interrupted; completed epochs are saved "
-              f"(continue with --resume)", file=sys.stderr)
+        how = {"train": "continue with --resume", "sweep": "re-run the same command to continue"}
+        print(f"landscape {args.command}: interrupted; "
+              + (f"completed epochs are saved ({how[args.command]})" if args.command in how
+                 else "nothing was written"), file=sys.stderr)
         return 130
     return 0
 

@@ -221,8 +221,17 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
             if p.returncode not in (0, 2):
                 failures.append(f"a worker died (exit {p.returncode}): {p.stderr.read().strip()[-500:]}")
     except BaseException:
-        for p in procs:  # an interrupted sweep stops its workers; their runs resume later
-            p.kill()
+        # an interrupted sweep stops its workers the way Ctrl-C would, so each closes its file
+        # with the epoch in flight uncommitted; their runs resume on the next call
+        import signal
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         raise
     finally:
         for path in job_files:
