@@ -262,8 +262,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         writer = TrajectoryWriter(out)
         start, state = writer.latest_state()
         model.load_state_dict(state)
-        rho = float(writer.f.attrs["rho"])
-        stored_config = json.loads(writer.f.attrs["config"])
+        rho = float(writer.attr("rho"))
+        stored_config = json.loads(writer.attr("config"))
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
             writer.set_attr("config", json.dumps(stored_config, sort_keys=True))

@@ -16,6 +16,7 @@ reference):
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -127,8 +128,18 @@ class TrajectoryWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self.f = open_h5(path, "a")
-        self._discard_uncommitted()
+        with self._open() as f:
+            self._discard_uncommitted(f)
+
+    @contextlib.contextmanager
+    def _open(self):
+        """The file is open only while an epoch is written: between epochs it is closed and
+        consistent on disk, so a kill at almost any moment leaves a readable trajectory."""
+        f = open_h5(self.path, "a")
+        try:
+            yield f
+        finally:
+            f.close()
 
     @staticmethod
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
@@ -151,69 +162,71 @@ class TrajectoryWriter:
 
     @property
     def epochs_complete(self) -> int:
-        return int(self.f.attrs["epochs_complete"])
+        with self._open() as f:
+            return int(f.attrs["epochs_complete"])
 
-    def _discard_uncommitted(self) -> None:
+    def attr(self, name: str):
+        with self._open() as f:
+            value = f.attrs[name]
+        return value.decode() if isinstance(value, bytes) else value
+
+    @staticmethod
+    def _discard_uncommitted(f) -> None:
         """Drop whatever a killed run wrote past the last committed epoch."""
-        done = self.epochs_complete
-        for name, ds in list(self._datasets()):
-            if ds.shape[0] > done:
-                ds.resize(done, axis=0)
-        for grp in ("checkpoints", "state"):
-            for key in list(self.f.get(grp, {}).keys()):
-                if int(key) > done:
-                    del self.f[f"{grp}/{key}"]
-
-    def _datasets(self):
+        done = int(f.attrs["epochs_complete"])
         for parent in ("metrics", "metrics/groups", "timing"):
-            for name, ds in self.f.get(parent, {}).items():
-                if isinstance(ds, h5py.Dataset):
-                    yield f"{parent}/{name}", ds
+            for ds in f.get(parent, {}).values():
+                if isinstance(ds, h5py.Dataset) and ds.shape[0] > done:
+                    ds.resize(done, axis=0)
+        for grp in ("checkpoints", "state"):
+            for key in list(f.get(grp, {}).keys()):
+                if int(key) > done:
+                    del f[f"{grp}/{key}"]
 
     def latest_state(self) -> tuple[int, dict]:
-        done = self.epochs_complete
-        if f"state/{_key(done)}" not in self.f:
-            raise LandscapeError(f"{self.path}: no model state for epoch {done}; the file is "
-                                 f"damaged and cannot be resumed")
-        return done, _read_state(self.f[f"state/{_key(done)}"])
+        with self._open() as f:
+            done = int(f.attrs["epochs_complete"])
+            if f"state/{_key(done)}" not in f:
+                raise LandscapeError(f"{self.path}: no model state for epoch {done}; the file is "
+                                     f"damaged and cannot be resumed")
+            return done, _read_state(f[f"state/{_key(done)}"])
 
-    def _append(self, name: str, row) -> None:
+    @staticmethod
+    def _append(f, name: str, row) -> None:
         row = np.asarray(row, dtype=np.float64)
-        if name not in self.f:
-            self.f.create_dataset(name, shape=(0,) + row.shape, maxshape=(None,) + row.shape,
-                                  dtype=np.float64, chunks=(64,) + row.shape)
-        ds = self.f[name]
+        if name not in f:
+            f.create_dataset(name, shape=(0,) + row.shape, maxshape=(None,) + row.shape,
+                             dtype=np.float64, chunks=(64,) + row.shape)
+        ds = f[name]
         ds.resize(ds.shape[0] + 1, axis=0)
         ds[-1] = row
 
     def append_epoch(self, epoch: int, metrics: dict, group_metrics: dict, state: dict,
                      checkpoint: bool, seconds: float = float("nan")) -> None:
-        assert epoch == self.epochs_complete + 1, "epochs are appended in order"
-        self._append("metrics/epoch", epoch)
-        for name, value in metrics.items():
-            self._append(f"metrics/{name}", value)
-        for name, row in group_metrics.items():
-            self._append(f"metrics/groups/{name}", row)
-        self._append("timing/epoch_seconds", seconds)
-        if checkpoint:
-            ck = self.f.create_group(f"checkpoints/{_key(epoch)}")
-            ck.attrs["epoch"] = epoch
-            _write_state(ck, state, compress=True)
-        st = self.f.create_group(f"state/{_key(epoch)}")
-        st.attrs["epoch"] = epoch
-        _write_state(st, state, compress=False)
-        self.f.attrs["epochs_complete"] = epoch  # the commit
-        del self.f[f"state/{_key(epoch - 1)}"]
-        self.f.flush()
+        with self._open() as f:
+            assert epoch == int(f.attrs["epochs_complete"]) + 1, "epochs are appended in order"
+            self._append(f, "metrics/epoch", epoch)
+            for name, value in metrics.items():
+                self._append(f, f"metrics/{name}", value)
+            for name, row in group_metrics.items():
+                self._append(f, f"metrics/groups/{name}", row)
+            self._append(f, "timing/epoch_seconds", seconds)
+            if checkpoint:
+                ck = f.create_group(f"checkpoints/{_key(epoch)}")
+                ck.attrs["epoch"] = epoch
+                _write_state(ck, state, compress=True)
+            st = f.create_group(f"state/{_key(epoch)}")
+            st.attrs["epoch"] = epoch
+            _write_state(st, state, compress=False)
+            f.attrs["epochs_complete"] = epoch  # the commit
+            del f[f"state/{_key(epoch - 1)}"]
 
     def set_attr(self, name: str, value) -> None:
-        self.f.attrs[name] = value
-        self.f.flush()
+        with self._open() as f:
+            f.attrs[name] = value
 
     def close(self) -> None:
-        if self.f:
-            self.f.close()
-            self.f = None
+        """Nothing stays open between epochs; kept so callers can close symmetrically."""
 
 
 class Trajectory:

@@ -169,3 +169,30 @@ def test_trajectory_file_layout(tmp_path, tiny):
         assert ck["features.0.weight"].compression == "gzip"
         assert "features.1.running_mean" in ck  # BN buffers are stored
         assert list(f["state"].keys()) == ["000005"]
+
+
+def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
+    """A real kill (SIGKILL, no clean-up) of `landscape train`, then --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    cfg = dict(tiny, epochs=40, save_every=5)
+    args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(tmp_path / "killed.h5")]
+    for k, v in cfg.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    proc = subprocess.Popen(args)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and done < 3:
+        time.sleep(0.2)
+        try:
+            with h5py.File(tmp_path / "killed.h5", "r", locking=False) as f:
+                done = int(f.attrs["epochs_complete"])
+        except (OSError, KeyError):
+            pass  # not created yet, or caught mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= Trajectory(str(tmp_path / "killed.h5")).epochs_complete < 40
+    resumed = train(out=str(tmp_path / "killed.h5"), resume=True, progress=False)
+    _same_trajectory(resumed, train(out=str(tmp_path / "full.h5"), progress=False, **cfg))
