@@ -182,14 +182,13 @@ def jsonable(x):
 
 def write_json(path: str, payload) -> None:
     """Write JSON atomically (temp file + rename)."""
-    import os
-    import tempfile
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(jsonable(payload), f, indent=1, allow_nan=True)
-    os.replace(tmp, path)
+    from .files import atomic_write
+    text = json.dumps(jsonable(payload), indent=1, allow_nan=True)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write, suffix=".json")
 
 
 def add_export_parser(sub):

@@ -8,13 +8,13 @@ saved random state.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .errors import LandscapeError
+from .files import atomic_write
 
 DATASETS = ("mnist1d", "cifar10", "cifar100")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -46,18 +46,6 @@ def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
 
 
-def _atomic_save_npz(path: str, **arrays) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp.npz")  # savez appends .npz to other names
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _mnist1d(root: str):
     """MNIST-1D with its reference settings (4000 train / 1000 test signals of length 40),
     generated locally by the mnist1d package and cached as ``root/mnist1d.npz``."""
@@ -73,8 +61,10 @@ def _mnist1d(root: str):
         d = make_dataset(get_dataset_args())
     finally:
         np.random.set_state(state)
-    _atomic_save_npz(path, x=d["x"].astype(np.float32), y=d["y"].astype(np.int64),
-                     x_test=d["x_test"].astype(np.float32), y_test=d["y_test"].astype(np.int64))
+    arrays = dict(x=d["x"].astype(np.float32), y=d["y"].astype(np.int64),
+                  x_test=d["x_test"].astype(np.float32), y_test=d["y_test"].astype(np.int64))
+    # the suffix: np.savez appends .npz to any other name
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     with np.load(path) as d:
         return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], 10
 

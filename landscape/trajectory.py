@@ -20,13 +20,13 @@ import contextlib
 import datetime
 import json
 import os
-import tempfile
 
 import h5py
 import numpy as np
 import torch
 
 from .errors import LandscapeError
+from .files import atomic_write
 
 FORMAT = "landscape-trajectory"
 FORMAT_VERSION = 1
@@ -81,17 +81,11 @@ def atomic_create(path: str, overwrite: bool, build) -> None:
     if os.path.exists(path) and not overwrite:
         raise LandscapeError(f"{path} already exists: pass --resume to continue it or "
                              f"--overwrite to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".h5")
-    os.close(fd)
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             build(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, write, suffix=".h5")
 
 
 def _write_state(group: h5py.Group, state: dict, compress: bool) -> None:
@@ -280,6 +274,16 @@ class Trajectory:
         with open_h5(self.path) as f:
             return _read_state(f[f"checkpoints/{_key(epoch)}"])
 
+    def checkpoint(self, epoch: int | None = None) -> dict:
+        """One stored epoch with what rebuilds its model: state_dict, model_spec, config,
+        si_group_names, epoch, rho."""
+        if self.kind != "train":
+            raise LandscapeError(f"{self.path}: only network trajectories hold model checkpoints")
+        epoch = self.resolve_epoch(epoch)
+        return {"state_dict": self.state_dict(epoch), "model_spec": self.model_spec,
+                "config": self.config, "si_group_names": self.group_names, "epoch": int(epoch),
+                "rho": float(self.attrs["rho"])}
+
     def load_model(self, epoch: int | None = None, device="cpu") -> torch.nn.Module:
         from .models import build_model
         model = build_model(self.model_spec, self.config.get("init_seed", 0))
@@ -299,26 +303,11 @@ CHECKPOINT_FORMAT = "landscape-checkpoint"
 def export_checkpoint(traj_path: str, epoch: int | None, out: str, overwrite: bool = False) -> dict:
     """Write a self-describing ``.pt`` (state dict, model spec, config, SI group names) of one
     stored epoch, atomically. Returns what was written."""
-    t = Trajectory(traj_path)
-    if t.kind != "train":
-        raise LandscapeError(f"{traj_path}: only network trajectories hold model checkpoints")
-    epoch = t.resolve_epoch(epoch)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
-               "state_dict": t.state_dict(epoch), "model_spec": t.model_spec, "config": t.config,
-               "si_group_names": t.group_names, "epoch": int(epoch), "rho": float(t.attrs["rho"]),
-               "source": os.path.abspath(traj_path)}
+               **Trajectory(traj_path).checkpoint(epoch), "source": os.path.abspath(traj_path)}
     if os.path.exists(out) and not overwrite:
         raise LandscapeError(f"{out} already exists: pass --overwrite to replace it")
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(out, lambda tmp: torch.save(payload, tmp), suffix=".pt")
     return payload
 
 
@@ -346,13 +335,7 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
             raise LandscapeError(f"{source}: '@EPOCH' applies to trajectories, not .pt files")
         meta = load_checkpoint(path)
     else:
-        t = Trajectory(path)
-        if t.kind != "train":
-            raise LandscapeError(f"{path}: only network trajectories hold model checkpoints")
-        epoch = t.resolve_epoch(epoch)
-        meta = {"state_dict": t.state_dict(epoch), "model_spec": t.model_spec, "config": t.config,
-                "si_group_names": t.group_names, "epoch": epoch, "rho": float(t.attrs["rho"]),
-                "source": path}
+        meta = {**Trajectory(path).checkpoint(epoch), "source": path}
     model = build_model(meta["model_spec"], meta["config"].get("init_seed", 0))
     model.load_state_dict(meta["state_dict"])
     return model.to(device), meta
