@@ -85,11 +85,15 @@ class Curvature:
     def unflatten(self, flat: torch.Tensor) -> dict:
         return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
 
-    def loss(self, flat: torch.Tensor) -> torch.Tensor:
+    def batch_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of one mini-batch at the SI parameters ``flat``."""
         state = {**self.fixed, **self.unflatten(flat)}
+        return F.cross_entropy(functional_call(self.model, state, (x,)), y)
+
+    def loss(self, flat: torch.Tensor) -> torch.Tensor:
         total = 0.0
         for (x, y), w in zip(self.batches, self.weights):
-            total = total + w * F.cross_entropy(functional_call(self.model, state, (x,)), y)
+            total = total + w * self.batch_loss(flat, x, y)
         return total
 
     def gradient(self, flat: torch.Tensor | None = None) -> torch.Tensor:
@@ -224,31 +228,20 @@ def gradient_noise(model, batches, params=None, dtype=None) -> dict:
     """Mean stochastic gradient norm over the given mini-batches (no update) and the trace of the
     mini-batch gradient covariance, mean_B |g_B - g_mean|^2 (BN in batch mode: per-example
     gradients are not defined when BatchNorm couples the examples of a batch)."""
-    m = _prepare(model, "batch")
-    if dtype is not None:
-        m = m.to(dtype)
-    named = dict(m.named_parameters())
-    names = params or [n for n, p in named.items() if p.requires_grad]
-    fixed = {n: p.detach() for n, p in named.items() if n not in names}
-    theta = {n: named[n].detach() for n in names}
-    dt = next(iter(theta.values())).dtype
-
-    def loss(ps, x, y):
-        return F.cross_entropy(functional_call(m, {**fixed, **ps}, (x,)), y)
-
-    g_sum, sq_sum, norm_sum, n = None, 0.0, 0.0, 0
-    for x, y in batches:
-        g = grad(loss)(theta, x.to(dt), y)
-        flat = torch.cat([g[k].reshape(-1) for k in names]).double()
+    batches = list(batches)
+    if not batches:
+        raise LandscapeError("no mini-batch to measure gradient noise on")
+    curv = Curvature(model, batches, bn="batch", dtype=dtype, params=params)
+    g_sum, sq_sum, norm_sum = None, 0.0, 0.0
+    for x, y in curv.batches:
+        flat = grad(curv.batch_loss)(curv.theta, x, y).double()
         g_sum = flat if g_sum is None else g_sum + flat
         sq = float(flat @ flat)
         sq_sum += sq
         norm_sum += math.sqrt(sq)
-        n += 1
-    if n == 0:
-        raise LandscapeError("no mini-batch to measure gradient noise on")
+    n = len(curv.batches)
     mean = g_sum / n
-    rho = math.sqrt(sum(float(t.double().square().sum()) for t in theta.values()))
+    rho = curv.rho
     cov_trace = sq_sum / n - float(mean @ mean)
     return {"mean_grad_norm": norm_sum / n, "mean_effective_grad_norm": rho * norm_sum / n,
             "grad_cov_trace": cov_trace, "grad_cov_trace_effective": rho ** 2 * cov_trace,
