@@ -119,14 +119,15 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
             raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
                                  f"differ): pick another --out or repeat its command to continue it")
     files = [run_file(out_dir, e) for e in elrs]
+    status = [_status(f, base.epochs) for f in files]  # (state, epochs done), read once
     index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
-             "runs": [{"elr": e, "file": os.path.basename(f), "status": _status(f, base.epochs)[0]}
-                      for e, f in zip(elrs, files)]}
+             "runs": [{"elr": e, "file": os.path.basename(f), "status": st}
+                      for e, f, (st, _) in zip(elrs, files, status)]}
     _write_index(out_dir, index)
 
-    todo = [(e, f) for e, f in zip(elrs, files) if _status(f, base.epochs)[0] != "done"]
-    done_epochs = sum(_status(f, base.epochs)[1] for f in files)
-    finished = sum(_status(f, base.epochs)[0] == "done" for f in files)
+    todo = [(e, f) for e, f, (st, _) in zip(elrs, files, status) if st != "done"]
+    done_epochs = sum(done for _, done in status)
+    finished = sum(st == "done" for st, _ in status)
     report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
     try:
         if todo:
