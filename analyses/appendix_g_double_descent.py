@@ -18,7 +18,8 @@ from landscape.regimes import double_descent, plot_double_descent
 def main(*patterns):
     patterns = patterns or (os.path.join(RUNS, "mnist1d-k16-noise*"), os.path.join(RUNS, "mnist1d-k16-lowelr-noise*"))
     folders = sorted(f for p in patterns for f in glob.glob(p) if not f.endswith("noise0"))
-    rows = double_descent(folders, window=9, min_height=0.02)
+    skipped = []
+    rows = double_descent(folders, window=9, min_height=0.02, skipped=skipped)
     plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))
     found = [r for r in rows if r["double_descent"]]
     close = [r for r in found if r.get("epochs_between_peaks") is not None
@@ -39,7 +40,7 @@ def main(*patterns):
                         len(grows) >= max(1, len(by_elr) / 2),
                         "; ".join(f"ELR {e:g}: " + ", ".join(f"{n:.0%}: {h:.3f}" for n, h in sorted(v.items())) for e, v in by_elr.items())))
     save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs")} for r in rows],
-                                       "claims": claims})
+                                       "skipped": skipped, "claims": claims})
 
 
 if __name__ == "__main__":

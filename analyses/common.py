@@ -23,6 +23,8 @@ def save(name: str, payload: dict, fig=None) -> None:
     write_json(out_path(name + ".json"), payload)
     if fig is not None:
         save_figure(fig, out_path(name + ".png"))
+    for s in payload.get("skipped", []):  # runs a folder held that the figure could not use
+        print(f"skipped {s['path']}: {s['reason']}")
     for claim in payload.get("claims", []):
         print(f"[{'confirmed' if claim['confirmed'] else 'NOT confirmed'}] {claim['claim']}: {claim['evidence']}")
     print(f"wrote {out_path(name + '.json')}")

@@ -16,7 +16,8 @@ from landscape.trajectory import Trajectory
 
 
 def main(sweep, tail=0.2):
-    rows = regimes(sweep)["rows"]
+    res = regimes(sweep)
+    rows = [r for r in res["rows"] if r["regime"]]  # not the runs ended by non-finite values
     table = []
     for r in rows:
         t = Trajectory(r["path"])

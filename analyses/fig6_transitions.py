@@ -27,7 +27,8 @@ def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
 
 
 def main(sweep):
-    rows = regimes(sweep)["rows"]
+    res = regimes(sweep)
+    rows = [r for r in res["rows"] if r["regime"]]  # not the runs ended by non-finite values
     fig, ax = plt.subplots(figsize=(6, 4))
     table = []
     for r in rows:

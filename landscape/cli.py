@@ -110,6 +110,12 @@ def cmd_train(args):
     if not args.quiet:
         print_table(traj, rows=10)
         print(f"wrote {traj.path}")
+    if traj.status == "nonfinite":
+        from .training import EXIT_NONFINITE, nonfinite_message
+        print(f"landscape train: stopped: {nonfinite_message(traj.status_detail)} in {traj.path} "
+              f"(status 'nonfinite' recorded)", file=sys.stderr)
+        return EXIT_NONFINITE
+    return 0
 
 
 def add_show_parser(sub):
@@ -151,12 +157,28 @@ def print_table(traj, rows: int | None = 20) -> None:
         print("  ".join(cells))
 
 
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.3g} MB"
+
+
 def cmd_show(args):
-    from .trajectory import Trajectory
+    from .locks import describe, writer_of
+    from .trajectory import Trajectory, storage
     t = Trajectory(args.trajectory)
     print(f"{t.path}: {t.kind} trajectory, {t.epochs_complete} "
           f"{'steps' if t.kind == 'toy' else 'epochs'} complete, format v{t.attrs['format_version']}, "
           f"landscape {t.attrs.get('landscape_version')}, torch {t.attrs.get('torch_version')}")
+    size = storage(t.path)
+    dead = size["file_bytes"] - size["live_bytes"]
+    print(f"file {megabytes(size['file_bytes'])}, live data {megabytes(size['live_bytes'])}"
+          + (f" ({megabytes(dead)} reclaimable: landscape repack {t.path})"
+             if dead > max(1e6, 0.1 * size["live_bytes"]) else ""))
+    status = t.status
+    if status == "nonfinite":
+        from .training import nonfinite_message
+        status += f": {nonfinite_message(t.status_detail)}"
+    writer = writer_of(t.path)
+    print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer else ""))
     print("config: " + json.dumps(t.config, sort_keys=True))
     if t.kind == "train":
         print(f"model: {json.dumps(t.model_spec, sort_keys=True)}; rho {t.attrs.get('rho'):.6g}; "
@@ -170,20 +192,23 @@ def cmd_show(args):
 
 
 def jsonable(x):
-    """numpy arrays and scalars (at any depth) as plain lists and numbers."""
+    """numpy arrays and scalars (at any depth) as plain lists and numbers; NaN and ±inf as None
+    (JSON has no such numbers: ``null``)."""
     if isinstance(x, dict):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [jsonable(v) for v in x]
     if isinstance(x, (np.ndarray, np.generic)):
-        return x.tolist()
+        return jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
     return x
 
 
 def write_json(path: str, payload) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write valid JSON atomically (temp file + rename)."""
     from .files import atomic_write
-    text = json.dumps(jsonable(payload), indent=1, allow_nan=True)
+    text = json.dumps(jsonable(payload), indent=1, allow_nan=False)
 
     def write(tmp):
         with open(tmp, "w") as f:
@@ -212,6 +237,24 @@ def cmd_export(args):
           f"({payload['model_spec']['name']}, {len(payload['si_group_names'])} SI groups)")
 
 
+def add_repack_parser(sub):
+    p = sub.add_parser("repack", help="rewrite trajectories with their live data only",
+                       description="Copies each trajectory's live data into a new file and "
+                       "renames it into place (atomically, refused while a run writes it). "
+                       "Files of format version 1 (which kept a dead model state per epoch) "
+                       "become version 2.")
+    p.add_argument("trajectories", nargs="+")
+    p.set_defaults(run=cmd_repack)
+
+
+def cmd_repack(args):
+    from .trajectory import repack
+    for path in args.trajectories:
+        r = repack(path)
+        print(f"{path}: {megabytes(r['before']['file_bytes'])} -> {megabytes(r['after']['file_bytes'])} "
+              f"(live data {megabytes(r['after']['live_bytes'])})")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="landscape", description="Scale-invariant networks trained on the sphere "
                     "at a fixed effective learning rate, and their loss landscape.")
@@ -219,6 +262,7 @@ def build_parser() -> Parser:
     add_train_parser(sub)
     add_show_parser(sub)
     add_export_parser(sub)
+    add_repack_parser(sub)
     from .toy import add_toy_parser
     add_toy_parser(sub)
     from .sharpness import add_sharpness_parser
@@ -236,7 +280,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except LandscapeError as e:
         print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -249,7 +293,7 @@ def main(argv=None) -> int:
               + (f"completed epochs are saved ({how[args.command]})" if args.command in how
                  else "nothing was written"), file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

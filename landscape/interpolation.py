@@ -166,6 +166,7 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
     """The Python API of ``landscape interpolate`` (see the module docstring).
     ``interpolate("a.pt", "b.pt")`` or ``interpolate("traj.h5", along="10,20,30")``."""
     from .data import dataset_of
+    from .locks import refuse_if_written
     from .trajectory import Trajectory, append_analysis, parse_source, select_epochs
     alphas = alpha_grid(points, extend)
     if along is not None:
@@ -182,6 +183,9 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
         if b is None:
             raise LandscapeError("give two inputs (A B), or one trajectory with --along EPOCHS")
         pairs = [(a, b)]
+    target = parse_source(pairs[0][0])[0]
+    if write and not target.endswith(".pt"):  # the results go into the file: fail now
+        refuse_if_written(target)
 
     from tqdm.auto import tqdm
     show = sys.stderr.isatty() if progress is None else progress
@@ -211,7 +215,6 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
         bar.close()
     settings = {"points": points, "extend": extend, "data": data, "bn": bn, "path": path}
     out = {"settings": settings, "pairs": runs}
-    target = parse_source(pairs[0][0])[0]
     if write and not target.endswith(".pt"):
         arrays = {"alpha": alphas, "angle_degrees": np.array([r["angle_degrees"] for r in runs]),
                   "epoch_a": np.array([r["epoch_a"] for r in runs]),

@@ -83,6 +83,46 @@ def find_trajectories(inputs) -> list[str]:
     return paths
 
 
+MIN_EPOCHS = 3  # fewer committed epochs than this say nothing about a regime
+
+
+def usable_runs(inputs, *, min_epochs: int = MIN_EPOCHS, nonfinite_ok: bool = True,
+                need=None) -> tuple[list[Trajectory], list[dict]]:
+    """The network trajectories among ``inputs`` (files and folders) that an analysis can use,
+    and the others as ``{"path", "reason"}`` (damaged, foreign, a toy run, too short, ended by
+    non-finite values unless ``nonfinite_ok``, or ``need(t)`` returned a reason). One bad run does
+    not stop the rest; nothing usable at all is an error that lists why."""
+    usable, skipped = [], []
+    for path in find_trajectories(inputs):
+        try:
+            t = Trajectory(path)
+        except LandscapeError as e:
+            skipped.append({"path": path, "reason": str(e).removeprefix(f"{path}: ")})
+            continue
+        nonfinite = t.status == "nonfinite"
+        if t.kind != "train":
+            reason = f"a {t.kind} trajectory, not a network run"
+        elif nonfinite and not nonfinite_ok:
+            reason = "ended by non-finite values"
+        elif t.epochs_complete < min_epochs and not nonfinite:
+            reason = f"too short: {t.epochs_complete} epochs, needs at least {min_epochs}"
+        else:
+            reason = need(t) if need is not None else None
+        if reason:
+            skipped.append({"path": path, "reason": reason})
+        else:
+            usable.append(t)
+    if not usable:
+        raise LandscapeError("no usable trajectory: " + "; ".join(f"{s['path']} ({s['reason']})"
+                                                                  for s in skipped))
+    return usable, skipped
+
+
+def print_skipped(skipped: list[dict]) -> None:
+    for s in skipped:
+        print(f"skipped {s['path']}: {s['reason']}")
+
+
 def _tail_mean(values, tail: float) -> float:
     v = np.asarray(values, float)
     v = v[~np.isnan(v)]
@@ -92,17 +132,26 @@ def _tail_mean(values, tail: float) -> float:
 
 
 def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
-    """Classify every trajectory; rows sorted by ELR, plus the regime boundaries."""
+    """Classify every usable trajectory; rows sorted by ELR, plus the regime boundaries and the
+    runs skipped (with why). A run that met non-finite values (its status, or NaN in its train
+    curve) gets regime None, name 'nonfinite': that is what happened, not a guess."""
     c = criteria or RegimeCriteria()
     rows = []
-    for path in find_trajectories(inputs):
-        t = Trajectory(path)
-        if t.kind != "train":
-            raise LandscapeError(f"{path}: a {t.kind} trajectory; 'landscape toy' labels those")
+    runs, skipped = usable_runs(inputs)
+    for t in runs:
         m = t.metrics
-        res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"], c)
+        curves = np.concatenate([m["train_loss"], m["train_accuracy"]])
+        if t.status == "nonfinite" or not np.all(np.isfinite(curves)):
+            detail = t.status_detail
+            res = {"regime": None, "name": "nonfinite",
+                   "nonfinite_epoch": detail.get("epoch"), "nonfinite_what": detail.get("what"),
+                   "final_train_loss": float(m["train_loss"][-1]) if len(m["train_loss"]) else float("nan"),
+                   "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan"),
+                   "tail_fall_ratio": float("nan")}
+        else:
+            res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"], c)
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
-        rows.append({"path": path, "elr": float(t.config["elr"]), **res,
+        rows.append({"path": t.path, "elr": float(t.config["elr"]), **res,
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
@@ -110,7 +159,7 @@ def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
     rows.sort(key=lambda r: r["elr"])
     ones = [r["elr"] for r in rows if r["regime"] == 1]
     threes = [r["elr"] for r in rows if r["regime"] == 3]
-    return {"rows": rows, "criteria": asdict(c),
+    return {"rows": rows, "criteria": asdict(c), "skipped": skipped,
             "largest_regime1_elr": max(ones) if ones else None,
             "smallest_regime3_elr": min(threes) if threes else None}
 
@@ -118,10 +167,13 @@ def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
 def print_regimes(result: dict) -> None:
     print(f"{'ELR':>10}  {'regime':<15} {'final_loss':>11} {'mean_egn':>10} {'test_acc':>9}  file")
     for r in result["rows"]:
-        print(f"{r['elr']:>10.3g}  {r['regime']} {r['name']:<13} {r['final_train_loss']:>11.4g} "
+        label = f"{r['regime']} {r['name']:<13}" if r["regime"] else \
+            f"- nonfinite (ep. {r.get('nonfinite_epoch')})".ljust(15)
+        print(f"{r['elr']:>10.3g}  {label} {r['final_train_loss']:>11.4g} "
               f"{r['mean_effective_grad_norm']:>10.4g} {r['test_accuracy']:>9.4f}  {r['path']}")
     print(f"largest regime-1 ELR: {result['largest_regime1_elr']}; smallest regime-3 ELR: "
           f"{result['smallest_regime3_elr']}")
+    print_skipped(result["skipped"])
 
 
 def plot_regimes(result: dict, path: str) -> None:
@@ -131,7 +183,7 @@ def plot_regimes(result: dict, path: str) -> None:
     from .plots import new_figure, save_figure
     rows = result["rows"]
     cmap = matplotlib.colormaps["viridis"]
-    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
+    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
     fig, axes = new_figure(3, 4.7, 4.0)
     for i, r in enumerate(rows):
         m = r["_trajectory"].metrics
@@ -199,14 +251,20 @@ def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction:
     return best
 
 
-def double_descent(paths, window: int = 5, min_height: float = 0.01, significance: float = 4.0) -> list[dict]:
+def double_descent(paths, window: int = 5, min_height: float = 0.01, significance: float = 4.0,
+                   skipped: list | None = None) -> list[dict]:
+    """Peak detection on every usable label-noise run; runs it cannot use are appended to
+    ``skipped`` (with why) when a list is given."""
+    def needs_noise(t):
+        if float(t.config.get("label_noise", 0.0)) <= 0:
+            return ("trained without label noise; epoch-wise double descent needs --label-noise "
+                    "P > 0 runs")
+    runs, left = usable_runs(paths, min_epochs=5, nonfinite_ok=False, need=needs_noise)
+    if skipped is not None:
+        skipped.extend(left)
     rows = []
-    for path in find_trajectories(paths):
-        t = Trajectory(path)
-        noise = float(t.config.get("label_noise", 0.0)) if t.kind == "train" else 0.0
-        if noise <= 0:
-            raise LandscapeError(f"{path}: trained without label noise; epoch-wise double descent "
-                                 f"needs --label-noise P > 0 runs")
+    for t in runs:
+        path, noise = t.path, float(t.config["label_noise"])
         m = t.metrics
         ok = ~np.isnan(m["test_accuracy"])
         epochs = m["epoch"][ok]
@@ -290,6 +348,7 @@ def cmd_regimes(args):
         write_json(args.json, {"criteria": result["criteria"],
                                "largest_regime1_elr": result["largest_regime1_elr"],
                                "smallest_regime3_elr": result["smallest_regime3_elr"],
+                               "skipped": result["skipped"],
                                "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
                                         for r in result["rows"]]})
         print(f"wrote {args.json}")
@@ -300,10 +359,12 @@ def cmd_regimes(args):
 
 def cmd_double_descent(args):
     from .cli import write_json
-    rows = double_descent(args.inputs, args.window, args.min_height, args.significance)
+    skipped = []
+    rows = double_descent(args.inputs, args.window, args.min_height, args.significance, skipped)
     print_double_descent(rows)
+    print_skipped(skipped)
     if args.json:
-        write_json(args.json, rows)
+        write_json(args.json, {"rows": rows, "skipped": skipped})
         print(f"wrote {args.json}")
     if args.plot:
         plot_double_descent(rows, args.plot)

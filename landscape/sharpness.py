@@ -23,6 +23,7 @@ import torch
 from .data import dataset_of, train_batches
 from .errors import LandscapeError
 from .hessian import BN_MODES, Curvature, gradient_noise, hutchinson_trace, spectral_density, top_eigenvalues
+from .locks import refuse_if_written
 from .trajectory import Trajectory, append_analysis, select_epochs
 
 
@@ -89,6 +90,8 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
     traj = Trajectory(path)
     if traj.kind != "train":
         raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
+    if write:  # the results go into the file: fail now, not after the computation
+        refuse_if_written(path)
     chosen = select_epochs(traj, epochs)
     data = dataset_of(traj.config, data_root, device)
     bs = traj.config["batch_size"]

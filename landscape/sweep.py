@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LandscapeError
+from .locks import WriterLock
 from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
 from .trajectory import Trajectory
-from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch,
-                       is_eval_epoch, load_training_data, prepare_run, resolve_device, train)
+from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, end_nonfinite,
+                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run,
+                       resolve_device, train)
 from .data import train_batches
 
 STRATEGIES = ("auto", "vectorised", "processes")
@@ -82,10 +84,20 @@ def _write_index(out_dir: str, index: dict) -> None:
     write_json(os.path.join(out_dir, INDEX), index)
 
 
+FINISHED = ("done", "nonfinite")  # statuses a re-run leaves alone
+
+
 def _status(path: str, epochs: int) -> tuple[str, int]:
+    """(pending | partial | done | nonfinite | damaged, epochs committed) of one run's file."""
     if not os.path.exists(path):
         return "pending", 0
-    done = Trajectory(path).epochs_complete
+    try:
+        t = Trajectory(path)
+    except LandscapeError:
+        return "damaged", 0
+    if t.status == "nonfinite":
+        return "nonfinite", t.epochs_complete
+    done = t.epochs_complete
     return ("done" if done >= epochs else "partial"), done
 
 
@@ -108,6 +120,12 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
 
     os.makedirs(out_dir, exist_ok=True)
     index_path = os.path.join(out_dir, INDEX)
+    # one sweep per folder at a time: a second one is refused with the first one's details
+    with WriterLock(index_path, f"sweep {out_dir}"):
+        return _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, workers, progress)
+
+
+def _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, workers, progress) -> dict:
     if os.path.exists(index_path):
         try:
             old = json.load(open(index_path))
@@ -125,9 +143,13 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
                       for e, f, (st, _) in zip(elrs, files, status)]}
     _write_index(out_dir, index)
 
-    todo = [(e, f) for e, f, (st, _) in zip(elrs, files, status) if st != "done"]
-    done_epochs = sum(done for _, done in status)
-    finished = sum(st == "done" for st, _ in status)
+    damaged = [f for f, (st, _) in zip(files, status) if st == "damaged"]
+    if damaged:
+        raise LandscapeError(f"{', '.join(damaged)}: damaged, cannot be resumed: move "
+                             f"{'it' if len(damaged) == 1 else 'them'} away to train afresh")
+    todo = [(e, f) for e, f, (st, _) in zip(elrs, files, status) if st not in FINISHED]
+    done_epochs = sum(base.epochs if st in FINISHED else done for st, done in status)
+    finished = sum(st in FINISHED for st, _ in status)
     report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
     try:
         if todo:
@@ -157,6 +179,11 @@ class SweepProgress:
                 f"runs finished {self.finished}/{self.runs}")
         self.reporter.update(line, postfix=line)
 
+    def ended(self, out: str, message: str) -> None:
+        """A run that stopped early (non-finite values): finished, with its reason shown."""
+        self.finished += 1
+        self.reporter.note(f"{os.path.basename(out)}: {message}")
+
     def close(self) -> None:
         self.reporter.close()
 
@@ -176,8 +203,10 @@ def _worker_main() -> None:
             print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
 
         try:
-            train(None if resume else cfg, out, resume=resume, progress=False, on_epoch=report,
-                  **({"epochs": cfg.epochs} if resume else {}))
+            traj = train(None if resume else cfg, out, resume=resume, progress=False,
+                         on_epoch=report, **({"epochs": cfg.epochs} if resume else {}))
+            if traj.status == "nonfinite":
+                print(f"NONFINITE\t{out}\t{nonfinite_message(traj.status_detail)}", flush=True)
         except LandscapeError as e:
             print(f"FAILED\t{out}\t{e}", flush=True)
             sys.exit(2)
@@ -215,6 +244,8 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
             kind, out, *rest = line.rstrip("\n").split("\t")
             if kind == "EPOCH":
                 report.update(out, int(rest[0]), float(rest[1]))
+            elif kind == "NONFINITE":
+                report.ended(out, rest[0])
             elif kind == "FAILED":
                 failures.append(f"{os.path.basename(out)}: {rest[0]}")
         for p in procs:
@@ -291,7 +322,10 @@ def train_batch_of_runs(runs, data, report) -> None:
         return F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum()
 
     evaluate = vmap(test_pass, in_dims=(0, 0, None, None))
+    ended = set()  # runs stopped by non-finite values
     for epoch in range(runs[0].start + 1, cfg.epochs + 1):
+        if len(ended) == len(runs):
+            break
         t0 = time.perf_counter()
         template.train()
         acc = EpochAccumulator()
@@ -302,7 +336,7 @@ def train_batch_of_runs(runs, data, report) -> None:
                 stats = effective_statistics(group_sq_norms(si_list, 1).double(),
                                              group_sq_norms(grad_list, 1).double(), lr)
                 acc.add(stats, loss, correct, len(y))
-            acc.rho_end_sq = projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1)
+            acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
         test = None
         if is_eval_epoch(cfg, epoch):
             template.eval()
@@ -317,6 +351,14 @@ def train_batch_of_runs(runs, data, report) -> None:
             test = (loss_sum.cpu().numpy() / len(data.y_test), correct.cpu().numpy() / len(data.y_test))
         seconds = (time.perf_counter() - t0) / len(runs)
         for j, run in enumerate(runs):
+            if j in ended:  # its model keeps computing NaN beside the others, uncommitted
+                continue
+            bad = acc.nonfinite(index=j)
+            if bad is not None:
+                end_nonfinite(run, epoch, bad)
+                ended.add(j)
+                report.ended(run.out, nonfinite_message(json.loads(run.writer.attr("status_detail"))))
+                continue
             metrics, groups = acc.metrics(run.lr, index=j)
             if test is None:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")

@@ -28,6 +28,8 @@ from .trajectory import Trajectory, TrajectoryWriter, parse_source
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
            "grad_norm", "effective_step_size", "rho", "elr")
 GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")
+NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
+EXIT_NONFINITE = 3  # `landscape train` exit status of a run ended by non-finite values
 
 
 @dataclass
@@ -109,15 +111,45 @@ class EpochAccumulator:
     def __init__(self):
         self.sums, self.steps, self.seen = None, 0, 0
         self.loss_sum = self.correct = self.rho_end_sq = None
+        self.bad_step = self.bad_what = None  # first step with a non-finite value, and which
 
     @torch.no_grad()
     def add(self, stats: dict, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
         self.sums = stats if self.sums is None else {k: self.sums[k] + v for k, v in stats.items()}
-        loss = loss.detach().double() * n
+        loss = loss.detach().double()
+        self.steps += 1
+        self._flag(NONFINITE["loss"] * ~torch.isfinite(loss)
+                   + NONFINITE["gradient"] * ~torch.isfinite(stats["grad_norm"]))
+        loss = loss * n
         self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
         self.correct = correct if self.correct is None else self.correct + correct
-        self.steps += 1
         self.seen += n
+
+    @torch.no_grad()
+    def end_step(self, rho_end_sq: torch.Tensor) -> None:
+        """After the step: the new group norms (the next step's rho_i^2), checked as well."""
+        self.rho_end_sq = rho_end_sq
+        self._flag(NONFINITE["parameters"] * ~torch.isfinite(rho_end_sq.sum(-1)))
+
+    def _flag(self, what: torch.Tensor) -> None:
+        """Remember the first step at which something went non-finite, on the device (checking
+        on the host every step would synchronise; the epoch's end looks once)."""
+        what = what.long()
+        if self.bad_step is None:
+            self.bad_step, self.bad_what = torch.full_like(what, -1), torch.zeros_like(what)
+        self.bad_step = torch.where((self.bad_step < 0) & (what > 0), self.steps, self.bad_step)
+        self.bad_what = torch.where(self.bad_step == self.steps, self.bad_what | what, self.bad_what)
+
+    def nonfinite(self, index=None) -> dict | None:
+        """None, or the first step of the epoch (1-based) at which the loss, a gradient or the
+        parameters were not finite, with which of them."""
+        if self.bad_step is None:
+            return None
+        step = int(self.bad_step if index is None else self.bad_step[index])
+        if step < 0:
+            return None
+        what = int(self.bad_what if index is None else self.bad_what[index])
+        return {"step": step, "what": [k for k, bit in NONFINITE.items() if what & bit]}
 
     def metrics(self, lr: float, index=None) -> tuple[dict, dict]:
         """(scalar metrics, per-group metrics) of the epoch; ``index`` picks one model of a batch."""
@@ -144,8 +176,9 @@ class EpochAccumulator:
 
 
 def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
-                epoch: int, on_step=None) -> tuple[dict, dict]:
-    """One epoch of projected SGD. Returns (scalar metrics, per-group metrics)."""
+                epoch: int, on_step=None) -> EpochAccumulator:
+    """One epoch of projected SGD; its statistics are read from the returned accumulator
+    (``.metrics(lr)``, ``.nonfinite()``)."""
     model.train()
     acc = EpochAccumulator()
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
@@ -156,10 +189,10 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
             stats = effective_statistics(group_sq_norms(params).double(),
                                          group_sq_norms(grads).double(), lr)
             acc.add(stats, loss, (out.argmax(1) == y).sum(), len(y))
-        acc.rho_end_sq = projected_sgd_step(params, grads, lr, rho)
+        acc.end_step(projected_sgd_step(params, grads, lr, rho))
         if on_step is not None:
             on_step(epoch, acc.steps, model)
-    return acc.metrics(lr)
+    return acc
 
 
 def is_eval_epoch(cfg: "TrainConfig", epoch: int) -> bool:
@@ -203,6 +236,10 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
         stored = Trajectory(out)
         if stored.kind != "train":
             raise LandscapeError(f"{out}: a {stored.kind} trajectory cannot be resumed by 'train'")
+        if stored.status == "nonfinite":
+            raise LandscapeError(f"{out}: {nonfinite_message(stored.status_detail)}; resuming "
+                                 f"would meet them again (training is deterministic): start a "
+                                 f"new run, e.g. with a lower --elr")
         cfg = TrainConfig.from_dict(stored.config)
         for k, v in overrides.items():
             if k not in ("epochs", "device", "data_root"):
@@ -290,6 +327,20 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, state: dict,
                             checkpoint=is_checkpoint_epoch(run.cfg, epoch), seconds=seconds)
 
 
+def nonfinite_message(detail: dict) -> str:
+    return (f"non-finite {' and '.join(detail.get('what', ['values']))} at epoch "
+            f"{detail.get('epoch')}, step {detail.get('step')} (ELR {detail.get('elr', float('nan')):g}); "
+            f"epochs up to {int(detail.get('epoch', 1)) - 1} are kept")
+
+
+def end_nonfinite(run: Run, epoch: int, bad: dict) -> None:
+    """A run whose loss, gradient or parameters went non-finite ends here: the epoch in flight
+    is not committed (its state is not finite), the status records where and what."""
+    detail = {"epoch": epoch, **bad, "elr": run.cfg.elr}
+    run.writer.set_attr("status", "nonfinite")
+    run.writer.set_attr("status_detail", json.dumps(detail))
+
+
 class EpochReporter:
     """A progress bar on a terminal, plain lines otherwise, nothing when ``progress`` is False."""
 
@@ -307,6 +358,13 @@ class EpochReporter:
             self.bar.set_postfix_str(line.split("  ", 1)[-1] if postfix is None else postfix)
             self.bar.update(1)
 
+    def note(self, line: str) -> None:
+        """A line that stays (not a progress update), unless progress is off."""
+        if self.lines:
+            print(line, file=sys.stderr, flush=True)
+        elif not self.bar.disable:
+            self.bar.write(line, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -320,7 +378,9 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
     training continues from its last committed epoch to the same result as an uninterrupted run.
     ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run),
-    ``on_epoch(epoch, metrics)`` after every committed epoch.
+    ``on_epoch(epoch, metrics)`` after every committed epoch. A run whose loss, gradient or
+    parameters go non-finite ends cleanly: the returned trajectory has ``status == 'nonfinite'``
+    and ``status_detail`` (epoch, step, what); its committed epochs are kept.
     """
     cfg = resolve_config(config, out, resume, overrides)
     data = load_training_data(cfg)
@@ -330,7 +390,12 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     try:
         for epoch in range(run.start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            metrics, groups = train_epoch(model, params, data, lr, rho, cfg, epoch, on_step)
+            acc = train_epoch(model, params, data, lr, rho, cfg, epoch, on_step)
+            bad = acc.nonfinite()
+            if bad is not None:
+                end_nonfinite(run, epoch, bad)
+                break
+            metrics, groups = acc.metrics(lr)
             if is_eval_epoch(cfg, epoch):
                 metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
             else:

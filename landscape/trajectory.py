@@ -1,18 +1,31 @@
 """The HDF5 trajectory file: written epoch by epoch by training, read by every analysis.
 
-Layout (format ``landscape-trajectory``, version 1; the README's "File format" section is the
+Layout (format ``landscape-trajectory``, version 2; the README's "File format" section is the
 reference):
 
     /                      attrs: format, format_version, kind, config (JSON), model_spec (JSON),
                            group_names (JSON), landscape_version, torch_version, created,
-                           epochs_complete (the commit marker: rows past it are ignored)
+                           epochs_complete (the commit marker: rows past it are ignored),
+                           status / status_detail (only when a run ended early: 'nonfinite')
     /metrics/<name>        float64 [epoch]           (row k is epoch metrics/epoch[k])
     /metrics/groups/<name> float64 [epoch, group]    attr group_names
     /checkpoints/<EEEEEE>  one dataset per state-dict entry (gzip), attr epoch
-    /state/<EEEEEE>        the latest model state, kept for --resume
+    /state/slot0, slot1    the model state for --resume: two fixed slots written in place in
+                           turn (epoch E goes to slot E % 2, attr epoch), so the state of the
+                           committed epoch is never overwritten and the file does not grow
     /data/...              subset_indices, noisy_indices, original_labels
     /timing/epoch_seconds  wall time of each epoch (kept out of /metrics: not reproducible)
     /analyses/<name>       results appended by analyses
+
+Version 1 kept the state as a new group per epoch (``/state/<EEEEEE>``), which left one dead
+model state in the file per epoch; such files are read as they are and repacked into version 2
+when written again (``repack``).
+
+Concurrency: one writer per file (``locks.WriterLock`` on ``FILE.lock``, held for the whole run);
+the writer opens the file only for the milliseconds in which an epoch is committed, without HDF5
+file locking, so readers (a notebook's ``h5py.File``, ``landscape show``) never block it; readers
+reopen the file each time, retry while a live writer may be mid-commit, and see only committed
+epochs.
 """
 from __future__ import annotations
 
@@ -20,6 +33,7 @@ import contextlib
 import datetime
 import json
 import os
+import time
 
 import h5py
 import numpy as np
@@ -27,9 +41,14 @@ import torch
 
 from .errors import LandscapeError
 from .files import atomic_write
+from .locks import WriterLock, writer_of
 
 FORMAT = "landscape-trajectory"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SLOTS = ("state/slot0", "state/slot1")
+# Free space is tracked across closes: without it HDF5 forgets at close the space that replaced
+# analyses or a discarded epoch freed, and the file grows with every rewrite.
+CREATE_OPTIONS = {"fs_strategy": "fsm", "fs_persist": True, "fs_threshold": 1}
 
 
 def _key(epoch: int) -> str:
@@ -50,42 +69,136 @@ def parse_source(source: str) -> tuple[str, int | None]:
                              f"or 'last'") from None
 
 
-def open_h5(path: str, mode: str = "r") -> h5py.File:
+def _open_in_this_process(path: str) -> bool:
+    """Whether an h5py handle of this process holds ``path`` open: HDF5 would then share that
+    handle's cached metadata (a stale, even inconsistent view) instead of reading the file."""
+    real = os.path.realpath(path)
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            name = fid.name
+        except (ValueError, RuntimeError):
+            continue
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        if os.path.realpath(name) == real:
+            return True
+    return False
+
+
+def _h5_open_error(path: str, e: OSError) -> LandscapeError:
+    msg = str(e).lower()
+    if "truncated" in msg:
+        return LandscapeError(f"{path}: truncated HDF5 file (the copy is incomplete); "
+                              f"restore it from a full copy")
+    if "already open" in msg:
+        return LandscapeError(f"{path} is open in this process in another mode: close that "
+                              f"h5py handle first")
+    return LandscapeError(f"{path}: not a readable HDF5 file ({e.__class__.__name__}); "
+                          f"pass a trajectory written by 'landscape train'")
+
+
+@contextlib.contextmanager
+def _h5_file(path: str, mode: str):
+    """An h5py file that works beside other handles. Writing ('a'): no HDF5 file locking, so a
+    reader holding the file open elsewhere does not block the writer (our own WriterLock keeps
+    writers apart). Reading: a fresh view through a Python file object when this process already
+    holds the file open; otherwise h5py's default locking, then the settings another handle may
+    have used (HDF5 refuses mismatched locking flags in one process), then none (a writer-like
+    handle elsewhere holds HDF5's exclusive lock)."""
+    if mode != "r":
+        try:
+            f = h5py.File(path, mode, locking=False)
+        except OSError as e:
+            raise _h5_open_error(path, e) from None
+        try:
+            yield f
+        finally:
+            f.close()
+        return
+    if _open_in_this_process(path):
+        with open(path, "rb") as raw:
+            try:
+                f = h5py.File(raw, "r")
+            except OSError as e:
+                raise _h5_open_error(path, e) from None
+            try:
+                yield f
+            finally:
+                f.close()
+        return
+    f, error = None, None
+    for locking in (None, False, True):
+        try:
+            f = h5py.File(path, "r", locking=locking)
+            break
+        except OSError as e:
+            error = e
+            if "lock" not in str(e).lower():
+                break
+    if f is None:
+        raise _h5_open_error(path, error) from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@contextlib.contextmanager
+def open_h5(path: str, mode: str = "r"):
     """Open a trajectory, turning every way it can be wrong into a one-line error."""
     if not os.path.exists(path):
         raise LandscapeError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, mode, locking=False)
-    except OSError as e:
-        msg = str(e).lower()
-        if "truncated" in msg:
-            raise LandscapeError(f"{path}: truncated HDF5 file (the copy is incomplete); "
-                                 f"restore it from a full copy") from None
-        raise LandscapeError(f"{path}: not a readable HDF5 file ({e.__class__.__name__}); "
-                             f"pass a trajectory written by 'landscape train'") from None
-    if f.attrs.get("format") != FORMAT:
-        f.close()
-        raise LandscapeError(f"{path}: HDF5 file but not a landscape trajectory (no "
-                             f"format={FORMAT!r} attribute); pass a file written by 'landscape train'")
-    version = int(f.attrs.get("format_version", -1))
-    if version > FORMAT_VERSION:
-        f.close()
-        raise LandscapeError(f"{path}: trajectory format version {version} is newer than this "
-                             f"landscape ({FORMAT_VERSION}); upgrade landscape")
-    return f
+    with _h5_file(path, mode) as f:
+        if f.attrs.get("format") != FORMAT:
+            raise LandscapeError(f"{path}: HDF5 file but not a landscape trajectory (no "
+                                 f"format={FORMAT!r} attribute); pass a file written by "
+                                 f"'landscape train'")
+        version = int(f.attrs.get("format_version", -1))
+        if version > FORMAT_VERSION:
+            raise LandscapeError(f"{path}: trajectory format version {version} is newer than "
+                                 f"this landscape ({FORMAT_VERSION}); upgrade landscape")
+        yield f
 
 
-def atomic_create(path: str, overwrite: bool, build) -> None:
+class _Incomplete(Exception):
+    """A read that saw a commit half-way (possible only while a writer is live)."""
+
+
+def read_h5(path: str, read, retry_seconds: float = 3.0):
+    """``read(h5file)`` on a fresh read-only handle. While a live writer holds the file, a read
+    that lands in the milliseconds of a commit can fail or see it half-way: it is retried."""
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        opened = False
+        try:
+            with open_h5(path) as f:
+                opened = True
+                return read(f)
+        except (LandscapeError, KeyError, ValueError, OSError, _Incomplete) as e:
+            if isinstance(e, LandscapeError) and opened:  # read's own verdict: final
+                raise
+            if time.monotonic() < deadline and os.path.exists(path) and writer_of(path) is not None:
+                time.sleep(0.02)
+                continue
+            if isinstance(e, LandscapeError):
+                raise
+            raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
+
+
+def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = None) -> None:
     """Create ``path`` by ``build(h5file)`` on a temporary file, then rename it into place, so a
-    failure never leaves a half-written file nor destroys an existing one."""
-    if os.path.exists(path) and not overwrite:
-        raise LandscapeError(f"{path} already exists: pass --resume to continue it or "
-                             f"--overwrite to replace it")
+    failure never leaves a half-written file nor destroys an existing one. Holds ``path``'s
+    writer lock meanwhile (``lock`` when the caller holds it already)."""
+    with contextlib.ExitStack() as stack:
+        if lock is None:
+            lock = stack.enter_context(WriterLock(path, "creating"))
+        if os.path.exists(path) and not overwrite:
+            raise LandscapeError(f"{path} already exists: pass --resume to continue it or "
+                                 f"--overwrite to replace it")
 
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            build(f)
-    atomic_write(path, write, suffix=".h5")
+        def write(tmp):
+            with h5py.File(tmp, "w", **CREATE_OPTIONS) as f:
+                build(f)
+        atomic_write(path, write, suffix=".h5")
 
 
 def _write_state(group: h5py.Group, state: dict, compress: bool) -> None:
@@ -97,6 +210,73 @@ def _write_state(group: h5py.Group, state: dict, compress: bool) -> None:
 
 def _read_state(group: h5py.Group) -> dict:
     return {name: torch.from_numpy(np.asarray(ds[()])) for name, ds in group.items()}
+
+
+def _create_slots(f: h5py.File, state: dict, epoch: int) -> None:
+    """The two fixed resume slots (contiguous, uncompressed: overwritten in place)."""
+    for i, slot in enumerate(SLOTS):
+        g = f.create_group(slot)
+        _write_state(g, state, compress=False)
+        g.attrs["epoch"] = epoch if i == epoch % 2 else -1
+
+
+def _committed_state(f: h5py.File, path: str) -> tuple[int, dict]:
+    """(epochs_complete, its model state) in either layout."""
+    done = int(f.attrs["epochs_complete"])
+    for name in SLOTS + (f"state/{_key(done)}",):  # version 2, then version 1
+        if name in f and (name not in SLOTS or int(f[name].attrs["epoch"]) == done):
+            return done, _read_state(f[name])
+    raise LandscapeError(f"{path}: no model state for epoch {done}; the file is damaged and "
+                         f"cannot be resumed")
+
+
+def storage(path: str) -> dict:
+    """The file's size and its live data (the stored size of every dataset): the difference is
+    space HDF5 holds for nothing, which ``repack`` returns."""
+    live = []
+
+    def visit(_, obj):
+        if isinstance(obj, h5py.Dataset):
+            live.append(obj.id.get_storage_size())
+    read_h5(path, lambda f: f.visititems(visit))
+    return {"file_bytes": os.path.getsize(path), "live_bytes": int(sum(live))}
+
+
+def _discard_uncommitted(f) -> None:
+    """Drop whatever a killed run wrote past the last committed epoch."""
+    done = int(f.attrs["epochs_complete"])
+    for parent in ("metrics", "metrics/groups", "timing"):
+        for ds in f.get(parent, {}).values():
+            if isinstance(ds, h5py.Dataset) and ds.shape[0] > done:
+                ds.resize(done, axis=0)
+    for key in list(f.get("checkpoints", {}).keys()):
+        if int(key) > done:
+            del f[f"checkpoints/{key}"]
+
+
+def repack(path: str, lock: WriterLock | None = None) -> dict:
+    """Rewrite ``path`` with its live data only (atomically, under its writer lock): returns the
+    sizes before and after. Version-1 files become version 2 (their resume state in the slots)."""
+    before = storage(path)
+
+    def copy(tmp):
+        with open_h5(path) as src, h5py.File(tmp, "w", **CREATE_OPTIONS) as dst:
+            for k, v in src.attrs.items():
+                dst.attrs[k] = v
+            for name in src:
+                if name != "state":
+                    src.copy(src[name], dst, name=name)
+            _discard_uncommitted(dst)
+            if "state" in src:
+                done, state = _committed_state(src, path)
+                _create_slots(dst, state, done)
+            dst.attrs["format_version"] = FORMAT_VERSION
+
+    with contextlib.ExitStack() as stack:
+        if lock is None:
+            stack.enter_context(WriterLock(path, "repack"))
+        atomic_write(path, copy, suffix=".h5")
+    return {"before": before, "after": storage(path)}
 
 
 def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: list[str],
@@ -118,41 +298,54 @@ def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: l
 
 
 class TrajectoryWriter:
-    """Appends one epoch at a time and commits it with the ``epochs_complete`` marker."""
+    """Appends one epoch at a time and commits it with the ``epochs_complete`` marker.
 
-    def __init__(self, path: str):
+    Holds the file's writer lock from construction to ``close``; a second writer is refused."""
+
+    def __init__(self, path: str, lock: WriterLock | None = None):
         self.path = path
-        with self._open() as f:
-            self._discard_uncommitted(f)
+        self.lock = lock or WriterLock(path, "resuming").acquire()
+        try:
+            version = read_h5(path, lambda f: int(f.attrs["format_version"]))
+            if version < 2:  # the old layout leaked a model state per epoch: rewrite it once
+                repack(path, lock=self.lock)
+            with self._open() as f:
+                _discard_uncommitted(f)
+        except BaseException:
+            self.lock.release()
+            raise
 
     @contextlib.contextmanager
     def _open(self):
         """The file is open only while an epoch is written: between epochs it is closed and
         consistent on disk, so a kill at almost any moment leaves a readable trajectory."""
-        f = open_h5(self.path, "a")
-        try:
+        if self.lock.fd is None:
+            raise LandscapeError(f"{self.path}: this writer was closed")
+        with open_h5(self.path, "a") as f:
             yield f
-        finally:
-            f.close()
 
     @staticmethod
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
-               overwrite: bool = False) -> "TrajectoryWriter":
+               overwrite: bool = False, attrs: dict | None = None) -> "TrajectoryWriter":
         def build(f):
             write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
+            f.attrs.update(attrs or {})
             for name, arr in data_arrays.items():
                 if arr is not None:
                     f.create_dataset(f"data/{name}", data=np.asarray(arr))
             ck = f.create_group(f"checkpoints/{_key(0)}")
             ck.attrs["epoch"] = 0
             _write_state(ck, initial_state, compress=True)
-            st = f.create_group(f"state/{_key(0)}")
-            st.attrs["epoch"] = 0
-            _write_state(st, initial_state, compress=False)
+            _create_slots(f, initial_state, 0)
 
-        atomic_create(path, overwrite, build)
-        return TrajectoryWriter(path)
+        lock = WriterLock(path, "training").acquire()
+        try:
+            atomic_create(path, overwrite, build, lock=lock)
+            return TrajectoryWriter(path, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @property
     def epochs_complete(self) -> int:
@@ -164,26 +357,9 @@ class TrajectoryWriter:
             value = f.attrs[name]
         return value.decode() if isinstance(value, bytes) else value
 
-    @staticmethod
-    def _discard_uncommitted(f) -> None:
-        """Drop whatever a killed run wrote past the last committed epoch."""
-        done = int(f.attrs["epochs_complete"])
-        for parent in ("metrics", "metrics/groups", "timing"):
-            for ds in f.get(parent, {}).values():
-                if isinstance(ds, h5py.Dataset) and ds.shape[0] > done:
-                    ds.resize(done, axis=0)
-        for grp in ("checkpoints", "state"):
-            for key in list(f.get(grp, {}).keys()):
-                if int(key) > done:
-                    del f[f"{grp}/{key}"]
-
     def latest_state(self) -> tuple[int, dict]:
         with self._open() as f:
-            done = int(f.attrs["epochs_complete"])
-            if f"state/{_key(done)}" not in f:
-                raise LandscapeError(f"{self.path}: no model state for epoch {done}; the file is "
-                                     f"damaged and cannot be resumed")
-            return done, _read_state(f[f"state/{_key(done)}"])
+            return _committed_state(f, self.path)
 
     @staticmethod
     def _append(f, name: str, row) -> None:
@@ -197,8 +373,19 @@ class TrajectoryWriter:
 
     def append_epoch(self, epoch: int, metrics: dict, group_metrics: dict, state: dict,
                      checkpoint: bool, seconds: float = float("nan")) -> None:
+        try:
+            self._commit(epoch, metrics, group_metrics, state, checkpoint, seconds)
+        except OSError as e:  # disk full, quota, I/O error: the previous commit stands
+            raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
+                                 f"the epochs committed before it: fix the cause (disk space?) and "
+                                 f"continue with --resume") from None
+
+    def _commit(self, epoch, metrics, group_metrics, state, checkpoint, seconds) -> None:
         with self._open() as f:
-            assert epoch == int(f.attrs["epochs_complete"]) + 1, "epochs are appended in order"
+            done = int(f.attrs["epochs_complete"])
+            if epoch != done + 1:
+                raise LandscapeError(f"{self.path}: epoch {epoch} does not follow the committed "
+                                     f"epoch {done}")
             self._append(f, "metrics/epoch", epoch)
             for name, value in metrics.items():
                 self._append(f, f"metrics/{name}", value)
@@ -209,18 +396,21 @@ class TrajectoryWriter:
                 ck = f.create_group(f"checkpoints/{_key(epoch)}")
                 ck.attrs["epoch"] = epoch
                 _write_state(ck, state, compress=True)
-            st = f.create_group(f"state/{_key(epoch)}")
-            st.attrs["epoch"] = epoch
-            _write_state(st, state, compress=False)
-            f.attrs["epochs_complete"] = epoch  # the commit
-            del f[f"state/{_key(epoch - 1)}"]
+            # the other slot holds the committed epoch's state: this one may be overwritten
+            slot = f[SLOTS[epoch % 2]]
+            slot.attrs.modify("epoch", -1)
+            for name, tensor in state.items():
+                slot[name][...] = tensor.detach().cpu().numpy()
+            slot.attrs.modify("epoch", epoch)
+            f.attrs.modify("epochs_complete", epoch)  # the commit
 
     def set_attr(self, name: str, value) -> None:
         with self._open() as f:
-            f.attrs[name] = value
+            f.attrs.modify(name, value)
 
     def close(self) -> None:
-        """Nothing stays open between epochs; kept so callers can close symmetrically."""
+        """Nothing stays open between epochs; releases the writer lock."""
+        self.lock.release()
 
 
 class Trajectory:
@@ -233,25 +423,47 @@ class Trajectory:
 
     def __init__(self, path: str):
         self.path = path
-        with open_h5(path) as f:
-            try:
-                self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-                self.config = json.loads(self.attrs["config"])
-                self.model_spec = json.loads(self.attrs["model_spec"])
-                self.group_names = json.loads(self.attrs["group_names"])
-                self.kind = str(self.attrs.get("kind", "train"))
-                done = int(self.attrs["epochs_complete"])
-                self.metrics = {n: ds[:done] for n, ds in f["metrics"].items()
-                                if isinstance(ds, h5py.Dataset)}
-                self.group_metrics = {n: ds[:done] for n, ds in f["metrics/groups"].items()}
-                self.checkpoint_epochs = sorted(int(k) for k in f["checkpoints"].keys()
-                                                if int(k) <= done)
-                self.data = {n: ds[()] for n, ds in f.get("data", {}).items()}
-                self.timing = {n: ds[:done] for n, ds in f.get("timing", {}).items()}
-                self.analyses = list(f.get("analyses", {}).keys())
-            except (KeyError, ValueError, OSError) as e:
-                raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
-        self.epochs_complete = done
+
+        def read(f):
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            done = int(attrs["epochs_complete"])
+            metrics = {n: ds[:done] for n, ds in f["metrics"].items() if isinstance(ds, h5py.Dataset)}
+            groups = {n: ds[:done] for n, ds in f["metrics/groups"].items()}
+            timing = {n: ds[:done] for n, ds in f.get("timing", {}).items()}
+            if any(len(v) < done for d in (metrics, groups, timing) for v in d.values()):
+                raise _Incomplete(f"fewer rows than the {done} committed epochs")
+            return {"attrs": attrs, "done": done, "metrics": metrics, "groups": groups,
+                    "timing": timing,
+                    "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
+                    "data": {n: ds[()] for n, ds in f.get("data", {}).items()},
+                    "analyses": list(f.get("analyses", {}).keys())}
+
+        r = read_h5(path, read)
+        try:
+            self.attrs = r["attrs"]
+            self.config = json.loads(self.attrs["config"])
+            self.model_spec = json.loads(self.attrs["model_spec"])
+            self.group_names = json.loads(self.attrs["group_names"])
+        except (KeyError, ValueError) as e:
+            raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
+        self.kind = str(self.attrs.get("kind", "train"))
+        self.epochs_complete = r["done"]
+        self.metrics, self.group_metrics, self.timing = r["metrics"], r["groups"], r["timing"]
+        self.checkpoint_epochs, self.data, self.analyses = r["checkpoints"], r["data"], r["analyses"]
+
+    @property
+    def status(self) -> str:
+        """'nonfinite' (the run met NaN/inf and ended: see ``status_detail``), 'done' (every
+        configured epoch committed) or 'partial' (more to train: --resume)."""
+        if self.attrs.get("status"):
+            return str(self.attrs["status"])
+        if self.kind != "train":
+            return "done"
+        return "done" if self.epochs_complete >= int(self.config.get("epochs", 0)) else "partial"
+
+    @property
+    def status_detail(self) -> dict:
+        return json.loads(self.attrs.get("status_detail") or "{}")
 
     @property
     def epochs(self) -> np.ndarray:
@@ -271,8 +483,7 @@ class Trajectory:
 
     def state_dict(self, epoch: int | None = None) -> dict:
         epoch = self.resolve_epoch(epoch)
-        with open_h5(self.path) as f:
-            return _read_state(f[f"checkpoints/{_key(epoch)}"])
+        return read_h5(self.path, lambda f: _read_state(f[f"checkpoints/{_key(epoch)}"]))
 
     def checkpoint(self, epoch: int | None = None) -> dict:
         """One stored epoch with what rebuilds its model: state_dict, model_spec, config,
@@ -367,9 +578,10 @@ def select_epochs(traj: "Trajectory", spec: str) -> list[int]:
 
 def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
     """Store an analysis under /analyses/<name>, replacing only that group. Everything is
-    computed before this is called; the file is touched only here, and the new group is written
-    beside the old one and swapped in, so an interruption leaves the previous results whole."""
-    with open_h5(path, "a") as f:
+    computed before this is called; the file is touched only here, under its writer lock (a live
+    training run is not written to), and the new group is written beside the old one and
+    swapped in, so an interruption leaves the previous results whole."""
+    with WriterLock(path, f"appending /analyses/{name}"), open_h5(path, "a") as f:
         tmp = f"analyses/.{name}.tmp"
         if tmp in f:
             del f[tmp]
@@ -384,8 +596,9 @@ def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
 
 
 def read_analysis(path: str, name: str) -> tuple[dict, dict]:
-    with open_h5(path) as f:
+    def read(f):
         if f"analyses/{name}" not in f:
             raise LandscapeError(f"{path}: no /analyses/{name}; run 'landscape {name} {path}' first")
         g = f[f"analyses/{name}"]
         return {k: ds[()] for k, ds in g.items()}, dict(g.attrs)
+    return read_h5(path, read)

@@ -168,7 +168,10 @@ def test_trajectory_file_layout(tmp_path, tiny):
         ck = f["checkpoints/000002"]
         assert ck["features.0.weight"].compression == "gzip"
         assert "features.1.running_mean" in ck  # BN buffers are stored
-        assert list(f["state"].keys()) == ["000005"]
+        # the resume state: two fixed slots in turn, the committed epoch's in slot 5 % 2
+        assert list(f["state"].keys()) == ["slot0", "slot1"]
+        assert f["state/slot1"].attrs["epoch"] == 5 and f["state/slot0"].attrs["epoch"] == 4
+        assert f.attrs["format_version"] == 2
 
 
 def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
