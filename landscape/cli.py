@@ -172,7 +172,7 @@ def cmd_show(args):
     dead = size["file_bytes"] - size["live_bytes"]
     print(f"file {megabytes(size['file_bytes'])}, live data {megabytes(size['live_bytes'])}"
           + (f" ({megabytes(dead)} reclaimable: landscape repack {t.path})"
-             if dead > max(1e6, 0.1 * size["live_bytes"]) else ""))
+             if dead > 0.25 * size["live_bytes"] + 256e3 else ""))  # beyond HDF5's own ~100 kB
     status = t.status
     if status == "nonfinite":
         from .training import nonfinite_message

@@ -311,14 +311,19 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         config_dict = dataclasses.asdict(cfg)
         if source_info:
             config_dict["init_source"] = source_info
+        dtype = getattr(torch, cfg.dtype)
+        if not cfg.elr * rho ** 2 < torch.finfo(dtype).max:
+            raise LandscapeError(f"--elr {cfg.elr:g}: the learning rate ELR * rho^2 = "
+                                 f"{cfg.elr * rho ** 2:.3g} overflows {cfg.dtype}; use a smaller "
+                                 f"ELR or --dtype float64")
         writer = TrajectoryWriter.create(
             out, config=config_dict, model_spec=spec, group_names=names,
-            initial_state=_state(model), overwrite=overwrite,
+            initial_state=_state(model), overwrite=overwrite, metric_names=METRICS,
+            group_metric_names=GROUP_METRICS,
             data_arrays={"subset_indices": data.subset_indices,
                          "noisy_indices": data.noisy_indices,
-                         "original_labels": data.original_labels})
-        writer.set_attr("rho", rho)
-        writer.set_attr("lr", cfg.elr * rho ** 2)
+                         "original_labels": data.original_labels},
+            attrs={"rho": rho, "lr": cfg.elr * rho ** 2})
     return Run(cfg, out, model, names, params, rho, cfg.elr * rho ** 2, start, writer)
 
 

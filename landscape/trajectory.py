@@ -98,12 +98,23 @@ def _h5_open_error(path: str, e: OSError) -> LandscapeError:
 
 @contextlib.contextmanager
 def _h5_file(path: str, mode: str):
-    """An h5py file that works beside other handles. Writing ('a'): no HDF5 file locking, so a
-    reader holding the file open elsewhere does not block the writer (our own WriterLock keeps
-    writers apart). Reading: a fresh view through a Python file object when this process already
-    holds the file open; otherwise h5py's default locking, then the settings another handle may
+    """An h5py file that works beside other handles. When this process already holds the file
+    open (a notebook's ``h5py.File``), a fresh handle through a Python file object. Writing
+    ('a'): no HDF5 file locking, so a reader holding the file open elsewhere does not block the
+    writer (our own WriterLock keeps writers apart). Reading: h5py's default locking, then the settings another handle may
     have used (HDF5 refuses mismatched locking flags in one process), then none (a writer-like
     handle elsewhere holds HDF5's exclusive lock)."""
+    if _open_in_this_process(path):
+        with open(path, "rb" if mode == "r" else "r+b") as raw:
+            try:
+                f = h5py.File(raw, "r" if mode == "r" else "r+")
+            except OSError as e:
+                raise _h5_open_error(path, e) from None
+            try:
+                yield f
+            finally:
+                f.close()
+        return
     if mode != "r":
         try:
             f = h5py.File(path, mode, locking=False)
@@ -113,17 +124,6 @@ def _h5_file(path: str, mode: str):
             yield f
         finally:
             f.close()
-        return
-    if _open_in_this_process(path):
-        with open(path, "rb") as raw:
-            try:
-                f = h5py.File(raw, "r")
-            except OSError as e:
-                raise _h5_open_error(path, e) from None
-            try:
-                yield f
-            finally:
-                f.close()
         return
     f, error = None, None
     for locking in (None, False, True):
@@ -327,10 +327,19 @@ class TrajectoryWriter:
     @staticmethod
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
-               overwrite: bool = False, attrs: dict | None = None) -> "TrajectoryWriter":
+               overwrite: bool = False, attrs: dict | None = None, metric_names=(),
+               group_metric_names=()) -> "TrajectoryWriter":
+        """A new trajectory at epoch 0 (``overwrite`` replaces an existing file, atomically);
+        the named metrics exist from the start, empty, so a run that ends before its first
+        epoch still reads like every other."""
         def build(f):
             write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
             f.attrs.update(attrs or {})
+            for name in ("epoch",) + tuple(metric_names):
+                TrajectoryWriter._rows(f, f"metrics/{name}", ())
+            for name in group_metric_names:
+                TrajectoryWriter._rows(f, f"metrics/groups/{name}", (len(group_names),))
+            TrajectoryWriter._rows(f, "timing/epoch_seconds", ())
             for name, arr in data_arrays.items():
                 if arr is not None:
                     f.create_dataset(f"data/{name}", data=np.asarray(arr))
@@ -362,12 +371,17 @@ class TrajectoryWriter:
             return _committed_state(f, self.path)
 
     @staticmethod
+    def _rows(f, name: str, row_shape: tuple) -> h5py.Dataset:
+        """The growable float64 dataset of per-epoch rows ``name`` (created empty if missing)."""
+        if name not in f:
+            f.create_dataset(name, shape=(0,) + row_shape, maxshape=(None,) + row_shape,
+                             dtype=np.float64, chunks=(64,) + row_shape)
+        return f[name]
+
+    @staticmethod
     def _append(f, name: str, row) -> None:
         row = np.asarray(row, dtype=np.float64)
-        if name not in f:
-            f.create_dataset(name, shape=(0,) + row.shape, maxshape=(None,) + row.shape,
-                             dtype=np.float64, chunks=(64,) + row.shape)
-        ds = f[name]
+        ds = TrajectoryWriter._rows(f, name, row.shape)
         ds.resize(ds.shape[0] + 1, axis=0)
         ds[-1] = row
 

@@ -57,7 +57,12 @@ def test_sweep_equals_separate_runs(tmp_path, tiny, strategy, model, dtype, elrs
         assert got.checkpoint_epochs == ref.checkpoint_epochs
 
 
+# Every comparison below that includes a chaotic ELR (0.1 for this model) runs in float64: in
+# float32 the rounding of the machine's kernels seeds the chaos and the runs part within epochs
+# on some CPUs (epoch-4 effective grad norm 577 vs 1140 seen), so such a test would depend on
+# the machine rather than on the code.
 def test_vectorised_runs_do_not_leak(tmp_path, tiny):
+    tiny = dict(tiny, dtype="float64")
     sweep([1e-3, 1e-2, 0.1], str(tmp_path / "a"), strategy="vectorised", progress=False, **tiny)
     sweep([1e-3, 0.5, 0.1], str(tmp_path / "b"), strategy="vectorised", progress=False, **tiny)
     for elr in (1e-3, 0.1):
@@ -73,7 +78,7 @@ def _digest(path):
 
 
 def test_vectorised_resume_after_interruption(tmp_path, tiny, monkeypatch):
-    cfg = dict(tiny, epochs=4, save_every=2)
+    cfg = dict(tiny, epochs=4, save_every=2, dtype="float64")  # 0.1 is chaotic: see above
     elrs = [1e-3, 1e-2, 0.1]
     full = tmp_path / "full"
     sweep(elrs, str(full), strategy="vectorised", progress=False, **cfg)
@@ -99,7 +104,7 @@ def test_vectorised_resume_after_interruption(tmp_path, tiny, monkeypatch):
 
 
 def test_processes_resume_keeps_finished_runs(tmp_path, tiny):
-    cfg = dict(tiny, epochs=2)
+    cfg = dict(tiny, epochs=2, dtype="float64")  # a worker's one thread against this process's two
     out = tmp_path / "sw"
     sweep([1e-3], str(out), strategy="processes", progress=False, **cfg)
     finished = _digest(out / "elr0.001.h5")

@@ -1,6 +1,7 @@
 """landscape train against independent truth (issue 2)."""
 import json
 import math
+import os
 
 import h5py
 import numpy as np
@@ -184,7 +185,9 @@ def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
     args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(tmp_path / "killed.h5")]
     for k, v in cfg.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    proc = subprocess.Popen(args)
+    # the same number of threads as this process (conftest), so the same float32 kernels
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.Popen(args, env=env)
     deadline = time.time() + 120
     done = 0
     while time.time() < deadline and done < 3:
