@@ -12,6 +12,7 @@ Where the file system has no locks at all, the holder's pid is checked instead (
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -123,10 +124,28 @@ class WriterLock:
                 "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "command": " ".join([os.path.basename(sys.argv[0] or "python")] + sys.argv[1:])[:300],
                 "what": self.what}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self.info = {**info, "seq": 0, "writing": False}
+        self._store()
         _HELD[key] = self
         return self
+
+    def _store(self) -> None:
+        data = json.dumps(self.info).encode()
+        os.pwrite(self.fd, data, 0)  # then cut what is left of a longer old text
+        os.ftruncate(self.fd, len(data))
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Brackets one change of the target (a commit): a reader whose read overlapped it (the
+        ``seq`` moved, or ``writing`` was set) reads again -- a sequence lock across processes."""
+        self.info["writing"] = True
+        self._store()
+        try:
+            yield
+        finally:
+            self.info["seq"] += 1
+            self.info["writing"] = False
+            self._store()
 
     def release(self) -> None:
         if self.fd is None:
@@ -168,6 +187,21 @@ def writer_of(target: str) -> dict | None:
         return None  # a stale file left by a killed writer
     finally:
         os.close(fd)
+
+
+def commit_marker(target: str):
+    """(seq, writing) of ``target``'s writer as its lock file says, without locking (cheap:
+    read before and after every read of a trajectory); None when there is no lock file."""
+    try:
+        with open(lock_path(target), "rb") as f:
+            text = f.read(4096)
+    except OSError:
+        return None
+    try:
+        info = json.loads(text)
+        return info["seq"], bool(info["writing"])
+    except (ValueError, KeyError, TypeError):
+        return None, True  # being rewritten, or written by a writer without markers
 
 
 def refuse_if_written(target: str) -> None:

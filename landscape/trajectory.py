@@ -41,7 +41,7 @@ import torch
 
 from .errors import LandscapeError
 from .files import atomic_write
-from .locks import WriterLock, writer_of
+from .locks import WriterLock, commit_marker, writer_of
 
 FORMAT = "landscape-trajectory"
 FORMAT_VERSION = 2
@@ -163,25 +163,37 @@ class _Incomplete(Exception):
     """A read that saw a commit half-way (possible only while a writer is live)."""
 
 
-def read_h5(path: str, read, retry_seconds: float = 3.0):
-    """``read(h5file)`` on a fresh read-only handle. While a live writer holds the file, a read
-    that lands in the milliseconds of a commit can fail or see it half-way: it is retried."""
+def read_h5(path: str, read, retry_seconds: float = 5.0):
+    """``read(h5file)`` on a fresh read-only handle, consistent with the writer: a read that
+    overlapped a commit of a live writer (its lock file's marker moved, or the read failed) is
+    done again, so readers see whole committed epochs only."""
     deadline = time.monotonic() + retry_seconds
     while True:
-        opened = False
+        before = commit_marker(path)
+        opened, error = False, None
         try:
             with open_h5(path) as f:
                 opened = True
-                return read(f)
-        except (LandscapeError, KeyError, ValueError, OSError, _Incomplete) as e:
-            if isinstance(e, LandscapeError) and opened:  # read's own verdict: final
+                result = read(f)
+        except LandscapeError as e:
+            if opened:  # read's own verdict: final
                 raise
-            if time.monotonic() < deadline and os.path.exists(path) and writer_of(path) is not None:
-                time.sleep(0.02)
-                continue
-            if isinstance(e, LandscapeError):
-                raise
-            raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
+            error = e
+        except Exception as e:  # h5py raises many kinds on a file changing under it
+            error = e
+        if before is None or (not before[1] and commit_marker(path) == before):
+            if error is None:
+                return result
+        elif error is None:
+            error = _Incomplete("the file changed while it was read")
+        if not (time.monotonic() < deadline and writer_of(path) is not None):
+            break  # no live writer: what was read stands (a killed writer's marker is stale)
+        time.sleep(0.01)
+    if error is None or isinstance(error, _Incomplete) and writer_of(path) is None:
+        return result
+    if isinstance(error, LandscapeError):
+        raise error
+    raise LandscapeError(f"{path}: damaged trajectory ({error}); it cannot be read") from None
 
 
 def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = None) -> None:
@@ -321,7 +333,7 @@ class TrajectoryWriter:
         consistent on disk, so a kill at almost any moment leaves a readable trajectory."""
         if self.lock.fd is None:
             raise LandscapeError(f"{self.path}: this writer was closed")
-        with open_h5(self.path, "a") as f:
+        with self.lock.writing(), open_h5(self.path, "a") as f:
             yield f
 
     @staticmethod
@@ -595,7 +607,8 @@ def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
     computed before this is called; the file is touched only here, under its writer lock (a live
     training run is not written to), and the new group is written beside the old one and
     swapped in, so an interruption leaves the previous results whole."""
-    with WriterLock(path, f"appending /analyses/{name}"), open_h5(path, "a") as f:
+    with WriterLock(path, f"appending /analyses/{name}") as lock, lock.writing(), \
+            open_h5(path, "a") as f:
         tmp = f"analyses/.{name}.tmp"
         if tmp in f:
             del f[tmp]

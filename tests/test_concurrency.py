@@ -1,0 +1,177 @@
+"""Readers beside open handles and live writers; one writer per file (issue 11)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape import Trajectory, train
+from landscape.errors import LandscapeError
+from landscape.locks import WriterLock, lock_path, writer_of
+from landscape.trajectory import TrajectoryWriter
+
+
+def _train_args(cfg, out):
+    args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(out)]
+    for k, v in cfg.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+
+
+def _wait_for(pred, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _epochs(path):
+    try:
+        return Trajectory(str(path)).epochs_complete
+    except LandscapeError:
+        return 0
+
+
+def test_a_trajectory_open_in_a_notebook_can_be_read_and_written(tmp_path, tiny, cli):
+    path = str(tmp_path / "t.h5")
+    train(out=path, progress=False, **dict(tiny, epochs=2))
+    notebook = h5py.File(path, "r")  # h5py's defaults, left open as in a notebook
+    try:
+        t = Trajectory(path)
+        assert t.epochs_complete == 2 and len(t.metrics["train_loss"]) == 2
+        assert t.state_dict(2)
+        code, out, err = cli(["show", path])
+        assert code == 0 and "2 epochs complete" in out, err
+        # a run in the same process continues the file beside the open handle
+        ext = train(out=path, resume=True, progress=False, epochs=3)
+        assert ext.epochs_complete == 3
+        assert Trajectory(path).epochs_complete == 3  # a fresh view, not the handle's cache
+    finally:
+        notebook.close()
+    with h5py.File(path, "r", locking=False) as other:  # other locking settings too
+        assert Trajectory(path).epochs_complete == 3
+
+
+def test_reader_in_another_process_while_training_writes(tmp_path, tiny):
+    """`landscape train` in a subprocess, a notebook handle and a polling reader here: the
+    writer is never blocked, the reader only ever sees committed epochs."""
+    path = tmp_path / "live.h5"
+    cfg = dict(tiny, epochs=40, save_every=7)
+    proc = subprocess.Popen(_train_args(cfg, path), env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _epochs(path) >= 1, "the first epoch")
+        notebook = h5py.File(path, "r")  # held for the whole run
+        seen, live = [], []
+        while proc.poll() is None:
+            t = Trajectory(str(path))
+            done = t.epochs_complete
+            seen.append(done)
+            assert list(t.epochs) == list(range(1, done + 1))
+            for name, values in list(t.metrics.items()) + list(t.group_metrics.items()):
+                assert len(values) == done, name
+            assert np.all(np.isfinite(t.metrics["train_loss"]))
+            assert t.checkpoint_epochs == sorted(t.checkpoint_epochs) and t.checkpoint_epochs[-1] <= done
+            live.append(writer_of(str(path)) is not None)
+            time.sleep(0.01)  # a polling reader, not a busy loop competing for the 2 cores
+        notebook.close()
+        assert proc.wait() == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert seen == sorted(seen) and len(set(seen)) > 3  # saw the run progress
+    assert any(live)  # ... while its writer held the lock
+    final = Trajectory(str(path))
+    assert final.epochs_complete == 40 and final.status == "done"
+    assert writer_of(str(path)) is None and not os.path.exists(lock_path(str(path)))
+
+
+def assert_refused(code, err, pid):
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"pid {pid}" in err and socket.gethostname() in err and "since" in err, err
+
+
+def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_path, tiny, cli):
+    path = tmp_path / "live.h5"
+    cfg = dict(tiny, epochs=100000, save_every=1000)
+    proc = subprocess.Popen(_train_args(cfg, path), env=_env())
+    try:
+        _wait_for(lambda: _epochs(path) >= 2, "two epochs")
+        code, _, err = cli(["train", "--resume", str(path), "-q"])
+        assert_refused(code, err, proc.pid)
+        base = ["--data-root", tiny["data_root"], "--width", "4", "--train-subset", "256",
+                "--batch-size", "64", "--epochs", "1", "--device", "cpu", "-q"]
+        code, _, err = cli(["train", "-o", str(path), "--overwrite"] + base)
+        assert_refused(code, err, proc.pid)
+        code, _, err = cli(["sharpness", str(path), "--probes", "2"])  # it would append results
+        assert_refused(code, err, proc.pid)
+        code, _, err = cli(["repack", str(path)])
+        assert_refused(code, err, proc.pid)
+        with pytest.raises(LandscapeError, match=f"pid {proc.pid}"):
+            TrajectoryWriter(str(path))
+        code, out, _ = cli(["show", str(path)])
+        assert code == 0 and f"being written by pid {proc.pid}" in out
+        before = _epochs(path)
+        time.sleep(0.5)
+        assert _epochs(path) > before  # the first writer goes on, unharmed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # the kill leaves the lock file behind; the kernel dropped the lock: it is taken over
+    assert os.path.exists(lock_path(str(path))) and writer_of(str(path)) is None
+    killed = Trajectory(str(path))
+    done = killed.epochs_complete
+    assert done >= 2 and killed.status == "partial"
+    lock = WriterLock(str(path)).acquire()
+    assert lock.taken_over["pid"] == proc.pid  # what the killed writer left, recognised as stale
+    lock.release()
+    resumed = train(out=str(path), resume=True, progress=False, epochs=done + 2)
+    assert resumed.epochs_complete == done + 2
+    np.testing.assert_array_equal(resumed.metrics["train_loss"][:done], killed.metrics["train_loss"])
+
+
+def test_a_writer_in_this_process_is_exclusive(tmp_path, tiny):
+    path = str(tmp_path / "t.h5")
+    train(out=path, progress=False, **dict(tiny, epochs=1))
+    writer = TrajectoryWriter(path)
+    try:
+        with pytest.raises(LandscapeError, match="already being written by this process"):
+            TrajectoryWriter(path)
+        with pytest.raises(LandscapeError, match="already being written"):
+            train(out=path, resume=True, progress=False, epochs=2)
+    finally:
+        writer.close()
+    assert train(out=path, resume=True, progress=False, epochs=2).epochs_complete == 2
+
+
+def test_a_second_sweep_on_a_live_folder_is_refused(tmp_path, tiny, cli):
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "landscape", "sweep", "--elrs", "1e-3,2e-3", "-o", str(out), "-q",
+            "--strategy", "vectorised", "--data-root", tiny["data_root"], "--width", "4",
+            "--train-subset", "256", "--batch-size", "64", "--epochs", "100000", "--device", "cpu",
+            "--save-every", "1000"]
+    proc = subprocess.Popen(args, env=_env())
+    try:
+        _wait_for(lambda: _epochs(out / "elr0.001.h5") >= 1, "the sweep's first epoch")
+        code, _, err = cli(args[3:])
+        assert_refused(code, err, proc.pid)
+        code, _, err = cli(["train", "--resume", str(out / "elr0.002.h5"), "-q"])  # one of its runs
+        assert_refused(code, err, proc.pid)
+        index = json.load(open(out / "sweep.json"))
+        assert [r["status"] for r in index["runs"]] == ["pending", "pending"]  # untouched
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
