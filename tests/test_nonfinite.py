@@ -1,0 +1,152 @@
+"""Non-finite values end runs cleanly; folder commands skip what they cannot use; JSON is JSON
+(issue 11)."""
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import landscape.training as training
+from landscape import Trajectory, train
+from landscape.errors import LandscapeError
+from landscape.sweep import sweep
+
+from test_cli import assert_one_line_error
+
+
+def strict_json(path):
+    """Python's json accepts NaN and Infinity; JSON does not."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(open(path).read(), parse_constant=refuse)
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """From epoch 3, step 2 on, one input signal is inf: BatchNorm turns it into NaN (the way a
+    bad sample or an overflow poisons a real run)."""
+    real = training.train_batches
+
+    def batches(data, batch_size, epoch, *a, **k):
+        for step, (x, y) in enumerate(real(data, batch_size, epoch, *a, **k), 1):
+            if (epoch, step) >= (3, 2):
+                x = x.clone()
+                x[0] = math.inf
+            yield x, y
+    monkeypatch.setattr(training, "train_batches", batches)
+
+
+def _args(tiny, out, **extra):
+    cfg = dict(tiny, epochs=6, save_every=2, **extra)
+    args = ["train", "-o", str(out)]
+    for k, v in cfg.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def test_a_nonfinite_run_ends_with_its_status_and_keeps_its_epochs(tmp_path, tiny, poisoned, monkeypatch, cli):
+    path = tmp_path / "sw" / "elr0.01.h5"
+    code, out, err = cli(_args(tiny, path))
+    assert code == training.EXIT_NONFINITE == 3, err
+    assert "stopped: non-finite loss" in err and "epoch 3, step 2" in err and str(path) in err
+    t = Trajectory(str(path))
+    assert t.status == "nonfinite" and t.epochs_complete == 2 and list(t.epochs) == [1, 2]
+    assert t.status_detail == {"epoch": 3, "step": 2, "what": ["loss", "gradient", "parameters"],
+                               "elr": tiny["elr"]}
+    assert t.checkpoint_epochs == [0, 2]
+    for name, values in t.metrics.items():
+        assert np.all(np.isfinite(values)), name
+    assert all(torch.isfinite(v.double()).all() for v in t.state_dict(2).values())
+    # resuming says so instead of running into it again
+    code, _, err = cli(["train", "--resume", str(path), "-q"])
+    assert_one_line_error(code, err, "non-finite", "epoch 3", "lower --elr")
+    code, out, _ = cli(["show", str(path)])
+    assert code == 0 and "status: nonfinite: non-finite loss" in out
+    # regimes: its own label, next to a normal run, valid JSON
+    monkeypatch.undo()  # clean data again
+    train(out=str(tmp_path / "sw" / "elr0.001.h5"), progress=False, **dict(tiny, elr=1e-3, epochs=4))
+    code, out, err = cli(["regimes", str(tmp_path / "sw"), "--json", str(tmp_path / "r.json"),
+                          "--plot", str(tmp_path / "r.png")])
+    assert code == 0, err
+    rows = {r["elr"]: r for r in strict_json(tmp_path / "r.json")["rows"]}
+    assert rows[0.01]["name"] == "nonfinite" and rows[0.01]["regime"] is None
+    assert rows[0.01]["nonfinite_epoch"] == 3
+    assert rows[0.001]["regime"] in (1, 2, 3)
+    assert "nonfinite (ep. 3)" in out
+
+
+def test_an_overflowing_elr_ends_one_run_of_a_vectorised_sweep(tmp_path, tiny):
+    """ELR 1e20 in float32: the step overflows the parameters at the first step. The other
+    run of the same stacked model trains on, equal to a separate run."""
+    cfg = dict(tiny, epochs=3)
+    index = sweep([1e-3, 1e20], str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
+    assert [r["status"] for r in index["runs"]] == ["done", "nonfinite"]
+    bad = Trajectory(str(tmp_path / "sw" / "elr1e+20.h5"))
+    assert bad.epochs_complete == 0 and bad.status_detail["what"] == ["parameters"]
+    assert bad.status_detail["epoch"] == 1 and bad.status_detail["step"] == 1
+    good = Trajectory(str(tmp_path / "sw" / "elr0.001.h5"))
+    ref = train(out=str(tmp_path / "ref.h5"), progress=False, **dict(cfg, elr=1e-3))
+    np.testing.assert_allclose(good.metrics["train_loss"], ref.metrics["train_loss"], rtol=1e-5)
+    # a re-run leaves both alone
+    again = sweep([1e-3, 1e20], str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
+    assert [r["status"] for r in again["runs"]] == ["done", "nonfinite"]
+
+
+def test_processes_sweep_records_nonfinite_runs(tmp_path, tiny):
+    index = sweep([1e20], str(tmp_path / "sw"), strategy="processes", progress=False, **dict(tiny, epochs=2))
+    assert [r["status"] for r in index["runs"]] == ["nonfinite"]
+
+
+def test_a_learning_rate_beyond_the_dtype_is_a_one_line_error(tmp_path, tiny, cli):
+    code, _, err = cli(_args(tiny, tmp_path / "t.h5", elr=1e40) + ["-q"])
+    assert_one_line_error(code, err, "overflows float32", "--dtype float64")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_folders_skip_and_list_what_they_cannot_use(tmp_path, tiny, cli):
+    sw = tmp_path / "sw"
+    good = train(out=str(sw / "elr0.001.h5"), progress=False, **dict(tiny, elr=1e-3, epochs=5))
+    train(out=str(sw / "elr0.002.h5"), progress=False, **dict(tiny, elr=2e-3, epochs=2))
+    data = open(good.path, "rb").read()
+    open(sw / "elr0.005.h5", "wb").write(data[:len(data) // 2])  # a truncated copy
+    (sw / "notes.h5").write_bytes(b"not hdf5")                   # a foreign file
+    code, out, err = cli(["regimes", str(sw), "--json", str(tmp_path / "r.json")])
+    assert code == 0, err
+    result = strict_json(tmp_path / "r.json")
+    assert [r["elr"] for r in result["rows"]] == [1e-3]
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in result["skipped"]}
+    assert set(skipped) == {"elr0.002.h5", "elr0.005.h5", "notes.h5"}
+    assert "too short: 2 epochs" in skipped["elr0.002.h5"]
+    assert "truncated" in skipped["elr0.005.h5"]
+    assert "not a readable HDF5" in skipped["notes.h5"]
+    for name in skipped:
+        assert f"skipped {sw / name}:" in out
+    # double descent: the same, plus runs without label noise
+    code, out, err = cli(["double-descent", str(sw)])
+    assert_one_line_error(code, err, "no usable trajectory", "without label noise", "truncated")
+    noisy = train(out=str(sw / "noisy.h5"), progress=False, **dict(tiny, label_noise=0.2, epochs=6))
+    code, out, err = cli(["double-descent", str(sw), "--json", str(tmp_path / "d.json")])
+    assert code == 0, err
+    d = strict_json(tmp_path / "d.json")
+    assert [r["path"] for r in d["rows"]] == [noisy.path] and len(d["skipped"]) == 4
+    # nothing usable at all is still an error
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(sw / "elr0.005.h5", bad)
+    code, _, err = cli(["regimes", str(bad)])
+    assert_one_line_error(code, err, "no usable trajectory", "truncated")
+
+
+def test_json_outputs_carry_null_for_nan(tmp_path, tiny, cli):
+    t = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, epochs=3, eval_every=2))
+    assert np.isnan(t.metrics["test_loss"][0])
+    code, _, err = cli(["show", t.path, "--json", str(tmp_path / "s.json")])
+    assert code == 0, err
+    metrics = strict_json(tmp_path / "s.json")["metrics"]
+    assert metrics["test_loss"][0] is None and metrics["test_loss"][1] is not None
+    from landscape.cli import write_json
+    write_json(str(tmp_path / "x.json"), {"a": float("inf"), "b": np.array([1.0, np.nan]), "c": np.float32("nan")})
+    assert strict_json(tmp_path / "x.json") == {"a": None, "b": [1.0, None], "c": None}
