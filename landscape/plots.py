@@ -19,7 +19,11 @@ def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_col
 
 
 def save_figure(fig, path: str) -> None:
+    """Write the figure atomically (its format from the extension of ``path``)."""
+    import os
     import matplotlib.pyplot as plt
+    from .files import atomic_write
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    suffix = os.path.splitext(path)[1]
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:] or "png"), suffix=suffix)
     plt.close(fig)
