@@ -392,7 +392,7 @@ def cmd_sweep(args):
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     index = sweep(args.elrs, args.out, TrainConfig(**given), strategy=args.strategy,
                   chunk=args.chunk, workers=args.workers, progress=False if args.quiet else None)
-    print(f"{'ELR':>10}  {'status':<8} file")
+    print(f"{'ELR':>10}  {'status':<9} file")
     for run in index["runs"]:
-        print(f"{run['elr']:>10g}  {run['status']:<8} {os.path.join(args.out, run['file'])}")
+        print(f"{run['elr']:>10g}  {run['status']:<9} {os.path.join(args.out, run['file'])}")
     print(f"wrote {os.path.join(args.out, INDEX)} (strategy {index['strategy']})")

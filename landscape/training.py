@@ -333,9 +333,10 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, state: dict,
 
 
 def nonfinite_message(detail: dict) -> str:
+    kept = int(detail.get("epoch", 1)) - 1
     return (f"non-finite {' and '.join(detail.get('what', ['values']))} at epoch "
             f"{detail.get('epoch')}, step {detail.get('step')} (ELR {detail.get('elr', float('nan')):g}); "
-            f"epochs up to {int(detail.get('epoch', 1)) - 1} are kept")
+            + (f"epochs up to {kept} are kept" if kept else "no epoch was completed"))
 
 
 def end_nonfinite(run: Run, epoch: int, bad: dict) -> None:

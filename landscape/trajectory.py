@@ -101,45 +101,30 @@ def _h5_file(path: str, mode: str):
     """An h5py file that works beside other handles. When this process already holds the file
     open (a notebook's ``h5py.File``), a fresh handle through a Python file object. Writing
     ('a'): no HDF5 file locking, so a reader holding the file open elsewhere does not block the
-    writer (our own WriterLock keeps writers apart). Reading: h5py's default locking, then the settings another handle may
-    have used (HDF5 refuses mismatched locking flags in one process), then none (a writer-like
-    handle elsewhere holds HDF5's exclusive lock)."""
-    if _open_in_this_process(path):
-        with open(path, "rb" if mode == "r" else "r+b") as raw:
+    writer (our own WriterLock keeps writers apart). Reading: h5py's default locking, then the
+    settings another handle may have used (HDF5 refuses mismatched locking flags in one
+    process), then none (a writer-like handle elsewhere holds HDF5's exclusive lock)."""
+    with contextlib.ExitStack() as stack:
+        if _open_in_this_process(path):
+            raw = stack.enter_context(open(path, "rb" if mode == "r" else "r+b"))
+            attempts = [lambda: h5py.File(raw, "r" if mode == "r" else "r+")]
+        elif mode != "r":
+            attempts = [lambda: h5py.File(path, mode, locking=False)]
+        else:
+            attempts = [lambda lk=lk: h5py.File(path, "r", locking=lk) for lk in (None, False, True)]
+        f = error = None
+        for attempt in attempts:
             try:
-                f = h5py.File(raw, "r" if mode == "r" else "r+")
-            except OSError as e:
-                raise _h5_open_error(path, e) from None
-            try:
-                yield f
-            finally:
-                f.close()
-        return
-    if mode != "r":
-        try:
-            f = h5py.File(path, mode, locking=False)
-        except OSError as e:
-            raise _h5_open_error(path, e) from None
-        try:
-            yield f
-        finally:
-            f.close()
-        return
-    f, error = None, None
-    for locking in (None, False, True):
-        try:
-            f = h5py.File(path, "r", locking=locking)
-            break
-        except OSError as e:
-            error = e
-            if "lock" not in str(e).lower():
+                f = attempt()
                 break
-    if f is None:
-        raise _h5_open_error(path, error) from None
-    try:
+            except OSError as e:
+                error = e
+                if "lock" not in str(e).lower():
+                    break
+        if f is None:
+            raise _h5_open_error(path, error) from None
+        stack.callback(f.close)
         yield f
-    finally:
-        f.close()
 
 
 @contextlib.contextmanager
