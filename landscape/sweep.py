@@ -355,9 +355,8 @@ def train_batch_of_runs(runs, data, report) -> None:
                 continue
             bad = acc.nonfinite(index=j)
             if bad is not None:
-                end_nonfinite(run, epoch, bad)
                 ended.add(j)
-                report.ended(run.out, nonfinite_message(json.loads(run.writer.attr("status_detail"))))
+                report.ended(run.out, nonfinite_message(end_nonfinite(run, epoch, bad)))
                 continue
             metrics, groups = acc.metrics(run.lr, index=j)
             if test is None:

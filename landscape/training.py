@@ -303,7 +303,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         stored_config = json.loads(writer.attr("config"))
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
-            writer.set_attr("config", json.dumps(stored_config, sort_keys=True))
+            writer.set_attrs({"config": json.dumps(stored_config, sort_keys=True)})
     else:
         if cfg.rho is not None:
             project_to_sphere(params, cfg.rho)
@@ -339,12 +339,12 @@ def nonfinite_message(detail: dict) -> str:
             + (f"epochs up to {kept} are kept" if kept else "no epoch was completed"))
 
 
-def end_nonfinite(run: Run, epoch: int, bad: dict) -> None:
+def end_nonfinite(run: Run, epoch: int, bad: dict) -> dict:
     """A run whose loss, gradient or parameters went non-finite ends here: the epoch in flight
-    is not committed (its state is not finite), the status records where and what."""
+    is not committed (its state is not finite), the status records where and what (returned)."""
     detail = {"epoch": epoch, **bad, "elr": run.cfg.elr}
-    run.writer.set_attr("status", "nonfinite")
-    run.writer.set_attr("status_detail", json.dumps(detail))
+    run.writer.set_attrs({"status": "nonfinite", "status_detail": json.dumps(detail)})
+    return detail
 
 
 class EpochReporter:

@@ -145,7 +145,7 @@ def open_h5(path: str, mode: str = "r"):
 
 
 class _Incomplete(Exception):
-    """A read that saw a commit half-way (possible only while a writer is live)."""
+    """A read that saw a commit half-way."""
 
 
 def read_h5(path: str, read, retry_seconds: float = 5.0):
@@ -166,19 +166,16 @@ def read_h5(path: str, read, retry_seconds: float = 5.0):
             error = e
         except Exception as e:  # h5py raises many kinds on a file changing under it
             error = e
-        if before is None or (not before[1] and commit_marker(path) == before):
-            if error is None:
-                return result
-        elif error is None:
-            error = _Incomplete("the file changed while it was read")
-        if not (time.monotonic() < deadline and writer_of(path) is not None):
-            break  # no live writer: what was read stands (a killed writer's marker is stale)
-        time.sleep(0.01)
-    if error is None or isinstance(error, _Incomplete) and writer_of(path) is None:
-        return result
-    if isinstance(error, LandscapeError):
-        raise error
-    raise LandscapeError(f"{path}: damaged trajectory ({error}); it cannot be read") from None
+        if error is None and (before is None or (not before[1] and commit_marker(path) == before)):
+            return result
+        if time.monotonic() < deadline and writer_of(path) is not None:
+            time.sleep(0.01)
+            continue
+        if error is None:  # the marker moved, but its writer is gone: it was killed mid-commit
+            return result
+        if isinstance(error, LandscapeError):
+            raise error
+        raise LandscapeError(f"{path}: damaged trajectory ({error}); it cannot be read") from None
 
 
 def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = None) -> None:
@@ -415,9 +412,11 @@ class TrajectoryWriter:
             slot.attrs.modify("epoch", epoch)
             f.attrs.modify("epochs_complete", epoch)  # the commit
 
-    def set_attr(self, name: str, value) -> None:
+    def set_attrs(self, values: dict) -> None:
+        """Root attributes, written together in one commit."""
         with self._open() as f:
-            f.attrs.modify(name, value)
+            for name, value in values.items():
+                f.attrs.modify(name, value)
 
     def close(self) -> None:
         """Nothing stays open between epochs; releases the writer lock."""
