@@ -16,7 +16,7 @@ def main(sweep):
     ordered = all(a <= b for a, b in zip(labels, labels[1:]))
     claims = [claim("three regimes appear in order of ELR (1: convergence, 2: chaotic equilibrium, 3: divergence)",
                     ordered and {1, 2, 3} <= set(labels),
-                    "regimes by ELR: " + ", ".join(f"{e:g}:{l}" for e, l in zip(elrs, labels)))]
+                    "regimes by ELR: " + ", ".join(f"{e:g}:{r['regime'] or r['name']}" for e, r in zip(elrs, rows)))]
     two = [r for r in rows if r["regime"] == 2]
     if len(two) >= 3:
         c_loss = rank_correlation([r["elr"] for r in two], [r["tail_train_loss"] for r in two])

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common import RUNS, claim, save, sweep_inputs
-from landscape.regimes import regimes
+from landscape.regimes import regimes, usable_runs
 from landscape.trajectory import Trajectory
 
 
@@ -28,13 +28,16 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
     paths = sorted(glob.glob(os.path.join(folder, "from*-to*.h5")))
     if not paths:
         raise SystemExit(f"no fine-tuning runs in {folder}: run train/finetune_mnist1d.sh first")
+    runs, skipped = usable_runs(paths, nonfinite_ok=False)  # damaged or short runs are listed
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     table, claims = [], []
-    for path in paths:
-        t = Trajectory(path)
+    for t in runs:
         src_info = t.config["init_source"]
         base = Trajectory(src_info["path"])
         src, dst = float(src_info["elr"]), float(t.config["elr"])
+        if by_elr.get(round(src, 12)) is None:
+            skipped.append({"path": t.path, "reason": f"its source run (ELR {src:g}) is not a usable sweep run"})
+            continue
         src_regime = by_elr[round(src, 12)]["regime"]
         ref = by_elr.get(round(dst, 12))
         entry = {"from": src, "from_regime": src_regime, "to": dst,
@@ -72,7 +75,8 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
             claims.append(claim(f"from regime 2 (ELR {e['from']:g}), the regime-1 ELR {e['to']:g} converges",
                                 e["final_train_loss"] < 0.5 * e["source_loss_at_switch"],
                                 f"final loss {e['final_train_loss']:.4g} vs {e['source_loss_at_switch']:.4g} at the switch"))
-    save("fig5_finetune", {"folder": folder, "sweeps": sweeps, "runs": table, "claims": claims}, fig)
+    save("fig5_finetune", {"folder": folder, "sweeps": sweeps, "runs": table, "skipped": skipped,
+                           "claims": claims}, fig)
 
 
 if __name__ == "__main__":
