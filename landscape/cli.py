@@ -57,6 +57,10 @@ def add_training_options(p, with_elr: bool = True):
                    help="train on a seeded random subset of N examples")
     g.add_argument("--label-noise", type=_number(float, low=0.0, high=1.0), default=S, metavar="P",
                    help="give a seeded fraction P of training labels a different random class")
+    g.add_argument("--label-noise-mode", choices=("paper", "exact"), default=S,
+                   help="paper (the official code): each label with probability P becomes a "
+                   "uniform class, possibly its own; exact: round(P*N) labels move to another "
+                   "class (default paper)")
     g.add_argument("--augment", action="store_true", default=S,
                    help="random crop (+ flip for images) each batch")
     g = p.add_argument_group("optimisation")

@@ -33,7 +33,8 @@ class Dataset:
     num_classes: int
     # indices into the full training set when --train-subset is used (else None)
     subset_indices: np.ndarray | None = None
-    # positions (in x_train) whose label was changed by --label-noise, and their true labels
+    # positions (in x_train) whose label --label-noise replaced, and their true labels (in
+    # 'paper' mode a replaced label may have drawn its own class again)
     noisy_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     original_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -93,13 +94,19 @@ def _cifar(name: str, root: str, download: bool):
     return x, y, xt, yt, len(train.classes)
 
 
+LABEL_NOISE_MODES = ("paper", "exact")
+
+
 def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool = False,
                  train_subset: int | None = None, label_noise: float = 0.0, data_seed: int = 0,
-                 device: str | torch.device = "cpu") -> Dataset:
+                 device: str | torch.device = "cpu", label_noise_mode: str = "paper") -> Dataset:
     if name not in DATASETS:
         raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if not 0.0 <= label_noise < 1.0:
         raise LandscapeError(f"--label-noise must be in [0, 1), got {label_noise}")
+    if label_noise_mode not in LABEL_NOISE_MODES:
+        raise LandscapeError(f"--label-noise-mode must be one of {', '.join(LABEL_NOISE_MODES)}, "
+                             f"got {label_noise_mode!r}")
     if name == "mnist1d":
         x, y, xt, yt, classes = _mnist1d(data_root)
     else:
@@ -112,9 +119,12 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
         subset = np.sort(_rng(data_seed, 1).choice(len(y), train_subset, replace=False))
         x, y = x[subset], y[subset]
 
-    noisy, original = corrupt_labels(y, label_noise, classes, data_seed)
+    noisy, original = corrupt_labels(y, label_noise, classes, data_seed, label_noise_mode)
     y = y.copy()
-    y[noisy] = (y[noisy] + _rng(data_seed, 3).integers(1, classes, len(noisy))) % classes
+    if label_noise_mode == "paper":  # a uniform class, which may be the true one
+        y[noisy] = _rng(data_seed, 3).integers(0, classes, len(noisy))
+    else:  # a different class
+        y[noisy] = (y[noisy] + _rng(data_seed, 3).integers(1, classes, len(noisy))) % classes
 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
@@ -122,11 +132,19 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original)
 
 
-def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int):
-    """Which labels get noise: exactly round(fraction * N) distinct indices, seeded. Returns the
-    sorted indices and their original labels; ``load_dataset`` moves each to a different class."""
-    n = int(round(fraction * len(labels)))
-    idx = np.sort(_rng(data_seed, 2).choice(len(labels), n, replace=False)).astype(np.int64)
+def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int,
+                   mode: str = "paper"):
+    """Which labels get noise, seeded; returns the sorted indices and their original labels.
+    ``paper`` (the official code's protocol): each label independently with probability
+    ``fraction``, and ``load_dataset`` replaces it by a uniform class (the same one with
+    probability 1/C, so about fraction * (1 - 1/C) of the labels end up wrong). ``exact``:
+    exactly round(fraction * N) labels, each moved to a different class."""
+    rng = _rng(data_seed, 2)
+    if mode == "paper":
+        idx = np.flatnonzero(rng.random(len(labels)) < fraction).astype(np.int64)
+    else:
+        n = int(round(fraction * len(labels)))
+        idx = np.sort(rng.choice(len(labels), n, replace=False)).astype(np.int64)
     return idx, labels[idx].copy()
 
 
@@ -174,4 +192,6 @@ def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Data
     """The training data of a stored run (same subset and label noise), for analyses."""
     return load_dataset(config["dataset"], data_root or config.get("data_root", "data"),
                         False, config.get("train_subset"), config.get("label_noise", 0.0),
-                        config.get("data_seed", 0), device)
+                        config.get("data_seed", 0), device,
+                        # runs stored before the option existed used the exact protocol
+                        config.get("label_noise_mode", "exact"))

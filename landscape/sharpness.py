@@ -11,7 +11,9 @@ For each chosen checkpoint, on B fixed mini-batches (or the whole training set):
                   and the trace of the mini-batch gradient covariance
 Units: raw values, and *effective* ones as if the point were rescaled to the unit sphere
 (gradient x rho, Hessian x rho^2), so runs of different rho compare; ``trace_per_param`` is the
-raw trace over the number of SI parameters (what the paper's code reports).
+raw trace over the number of SI parameters P (what the paper's code reports: its probes are unit
+Gaussian vectors, E[v^T H v] = tr(H)/P) and ``trace_per_param_effective`` = tr(H)/P * rho^2 the
+paper's effective form (the ``trace_effective`` column is P times larger).
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
         "trace": trace, "trace_stderr": stderr,
         "trace_effective": trace * rho ** 2, "trace_stderr_effective": stderr * rho ** 2,
         "trace_per_param": trace / n,
+        # the official code's "effective" trace: (tr(H) / #params) * rho^2
+        "trace_per_param_effective": trace / n * rho ** 2,
         "trace_riemannian": riemannian, "trace_riemannian_effective": riemannian * rho ** 2,
         "grad_norm": float(g.norm()), "effective_grad_norm": float(g.norm()) * rho,
     }

@@ -29,7 +29,7 @@ from .errors import LandscapeError
 from .locks import WriterLock
 from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
 from .trajectory import Trajectory
-from .training import (EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, end_nonfinite,
+from .training import (LEGACY, EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, end_nonfinite,
                        is_eval_epoch, load_training_data, nonfinite_message, prepare_run,
                        resolve_device, train)
 from .data import train_batches
@@ -131,9 +131,9 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, work
             old = json.load(open(index_path))
         except (OSError, ValueError):
             raise LandscapeError(f"{index_path} is damaged: remove it to start the sweep afresh") from None
-        if old.get("config") != shared:
-            diff = sorted(k for k in set(shared) | set(old.get("config", {}))
-                          if shared.get(k) != old.get("config", {}).get(k))
+        stored = {**LEGACY, **old.get("config", {})}  # a sweep begun before an option existed
+        if stored != shared:
+            diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
             raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
                                  f"differ): pick another --out or repeat its command to continue it")
     files = [run_file(out_dir, e) for e in elrs]

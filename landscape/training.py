@@ -43,6 +43,7 @@ class TrainConfig:
     download: bool = False
     train_subset: int | None = None
     label_noise: float = 0.0
+    label_noise_mode: str = "paper"   # paper: each label w.p. p -> uniform class; exact: round(pN) moved
     augment: bool = False
     elr: float = 1e-3
     rho: float | None = None          # None: the initial total SI norm
@@ -74,8 +75,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """A stored configuration; options added later take the value that reproduces runs
+        stored before them (``LEGACY``)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{**LEGACY, **{k: v for k, v in d.items() if k in known}})
+
+
+# what a configuration stored before an option existed meant by its absence
+LEGACY = {"label_noise_mode": "exact"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -256,7 +263,8 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
 
 def load_training_data(cfg: TrainConfig) -> Dataset:
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.train_subset,
-                        cfg.label_noise, cfg.data_seed, resolve_device(cfg.device))
+                        cfg.label_noise, cfg.data_seed, resolve_device(cfg.device),
+                        cfg.label_noise_mode)
     dtype = getattr(torch, cfg.dtype)
     data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
     return data

@@ -96,7 +96,8 @@ def test_barrier_definitions_differ_for_unequal_ends():
 
 def _manual_recompute(model, x, batch_size):
     """Each BN layer's input in a train-mode pass (every BN normalising by its batch), averaged
-    over the batches: per-batch means and unbiased variances, as a recompute must give."""
+    over the batches weighted by their sizes: per-batch means and unbiased variances, as the
+    official code's recompute (SWA's bn_update) gives."""
     import copy
     probe = copy.deepcopy(model).train()
     seen = {}
@@ -109,8 +110,10 @@ def _manual_recompute(model, x, batch_size):
     for layer in batchnorm_layers(probe):
         inputs = seen[layer]
         dims = [0] + list(range(2, inputs[0].dim()))
-        out.append((torch.stack([t.mean(dims) for t in inputs]).mean(0),
-                    torch.stack([t.var(dims, unbiased=True) for t in inputs]).mean(0)))
+        w = torch.tensor([float(len(t)) for t in inputs], dtype=inputs[0].dtype)
+        w = (w / w.sum())[:, None]
+        out.append(((w * torch.stack([t.mean(dims) for t in inputs])).sum(0),
+                    (w * torch.stack([t.var(dims, unbiased=True) for t in inputs])).sum(0)))
     return out
 
 
@@ -127,8 +130,9 @@ def test_batchnorm_recompute_at_the_midpoint(tmp_path, tiny):
         for k, v in path_parameters(pa, pb, [], 0.5, "chord").items():
             dict(mid.named_parameters())[k].copy_(v)
     stale = [(l.running_mean.clone(), l.running_var.clone()) for l in batchnorm_layers(mid)]
-    manual = _manual_recompute(mid, data.x_train, 64)
-    evaluate_point(mid, data, "recompute", "train", 64)
+    # batches of 100, 100 and 56: equal weights would differ from weights by size
+    manual = _manual_recompute(mid, data.x_train, 100)
+    evaluate_point(mid, data, "recompute", "train", 100)
     for layer, (mm, mv), (sm, sv) in zip(batchnorm_layers(mid), manual, stale):
         torch.testing.assert_close(layer.running_mean, mm, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(layer.running_var, mv, rtol=1e-5, atol=1e-6)

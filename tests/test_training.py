@@ -124,23 +124,71 @@ def test_resume_discards_uncommitted_rows_and_can_extend(tmp_path, tiny):
     _same_trajectory(ext, train(out=str(tmp_path / "u.h5"), **dict(tiny, epochs=3, eval_every=1)))
 
 
+def test_label_noise_paper_mode_replaces_labels_by_uniform_classes(data_root, tmp_path, tiny):
+    """The official protocol: each label with probability p becomes a uniform class (possibly
+    its own), so a fraction p (1 - 1/C) of the labels is wrong, within 3 standard errors."""
+    p, C = 0.2, 10
+    clean = load_dataset("mnist1d", data_root, data_seed=7)
+    noisy = load_dataset("mnist1d", data_root, label_noise=p, data_seed=7)  # paper: the default
+    n = len(clean.y_train)
+    wrong = (clean.y_train != noisy.y_train).numpy()
+    q = p * (1 - 1 / C)
+    assert abs(wrong.mean() - q) < 3 * math.sqrt(q * (1 - q) / n), wrong.mean()
+    replaced = noisy.noisy_indices
+    assert abs(len(replaced) / n - p) < 3 * math.sqrt(p * (1 - p) / n)
+    assert set(np.flatnonzero(wrong)) <= set(replaced)  # every wrong label was replaced
+    kept = (noisy.y_train.numpy()[replaced] == noisy.original_labels).mean()
+    assert abs(kept - 1 / C) < 3 * math.sqrt((1 / C) * (1 - 1 / C) / len(replaced))
+    np.testing.assert_array_equal(clean.y_train.numpy()[replaced], noisy.original_labels)
+    again = load_dataset("mnist1d", data_root, label_noise=p, data_seed=7)
+    assert torch.equal(again.y_train, noisy.y_train)  # seeded
+    # stored in the trajectory, and rebuilt from it by the analyses
+    t = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, label_noise=p, epochs=1))
+    assert t.config["label_noise_mode"] == "paper"
+    from landscape.data import dataset_of
+    data = dataset_of(t.config)
+    np.testing.assert_array_equal(t.data["noisy_indices"], data.noisy_indices)
+    np.testing.assert_array_equal(t.data["original_labels"], data.original_labels)
+
+
 def test_label_noise_changes_exactly_the_stored_labels(data_root):
     clean = load_dataset("mnist1d", data_root, train_subset=1000, data_seed=4)
-    noisy = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4)
+    noisy = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4,
+                         label_noise_mode="exact")
     changed = np.flatnonzero((clean.y_train != noisy.y_train).numpy())
     assert len(changed) == 150
     np.testing.assert_array_equal(changed, noisy.noisy_indices)
     np.testing.assert_array_equal(clean.y_train.numpy()[changed], noisy.original_labels)
-    again = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4)
+    again = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=4,
+                         label_noise_mode="exact")
     assert torch.equal(again.y_train, noisy.y_train)
-    other = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=5)
+    other = load_dataset("mnist1d", data_root, train_subset=1000, label_noise=0.15, data_seed=5,
+                         label_noise_mode="exact")
     assert not np.array_equal(other.noisy_indices, noisy.noisy_indices)
     assert round(0.333 * 1000) == len(load_dataset("mnist1d", data_root, train_subset=1000,
-                                                    label_noise=0.333).noisy_indices)
+                                                    label_noise=0.333, label_noise_mode="exact").noisy_indices)
+
+
+def test_runs_stored_before_the_noise_mode_keep_the_exact_protocol(tmp_path, tiny):
+    """A configuration without label_noise_mode (written before it existed) means 'exact'."""
+    path = str(tmp_path / "t.h5")
+    train(out=path, progress=False, **dict(tiny, label_noise=0.25, label_noise_mode="exact", epochs=1))
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["config"])
+        del config["label_noise_mode"]
+        f.attrs["config"] = json.dumps(config)
+    resumed = train(out=path, resume=True, progress=False, epochs=2)
+    assert len(resumed.data["noisy_indices"]) == 64
+    exact = train(out=str(tmp_path / "u.h5"), progress=False,
+                  **dict(tiny, label_noise=0.25, label_noise_mode="exact", epochs=2))
+    np.testing.assert_array_equal(resumed.metrics["train_loss"], exact.metrics["train_loss"])
+    from landscape.data import dataset_of
+    assert len(dataset_of(resumed.config).noisy_indices) == 64
 
 
 def test_label_noise_indices_are_stored(tmp_path, tiny):
-    traj = train(out=str(tmp_path / "t.h5"), **dict(tiny, label_noise=0.25, epochs=1))
+    traj = train(out=str(tmp_path / "t.h5"), **dict(tiny, label_noise=0.25, epochs=1,
+                                                    label_noise_mode="exact"))
     assert len(traj.data["noisy_indices"]) == 64
     assert len(traj.data["subset_indices"]) == 256
 
