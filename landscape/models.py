@@ -3,8 +3,8 @@
 Every convolution / hidden linear layer has no bias and is followed directly by a BatchNorm with
 no learnable shift or scale, so each such weight tensor is one SI group: multiplying it by c > 0
 leaves the train-mode output unchanged. The last linear layer is frozen at its random
-initialisation, rescaled to Frobenius norm ``last_layer_norm`` (paper: 10); it is the only
-non-SI parameter and never trains.
+initialisation, rescaled to Frobenius norm ``last_layer_norm`` (paper: 10), with the ConvNet's
+random bias kept as in the official code; it is the only non-SI part and never trains.
 
 A model is described by a JSON-able *spec* (``dict``) so that a trajectory file can rebuild it
 with no command line: ``build_model(spec, init_seed)``.
@@ -31,11 +31,13 @@ def _bn(dim: int, channels: int) -> nn.Module:
     return (nn.BatchNorm1d if dim in (0, 1) else nn.BatchNorm2d)(channels, affine=False)
 
 
-def _frozen_head(features: int, num_classes: int, norm: float) -> nn.Linear:
-    head = nn.Linear(features, num_classes, bias=False)
+def _frozen_head(features: int, num_classes: int, norm: float, bias: bool = False) -> nn.Linear:
+    """The last layer, frozen at its random initialisation with the weight rescaled to Frobenius
+    norm ``norm``; ``bias``: keep nn.Linear's random bias (frozen too), as the official ConvNet."""
+    head = nn.Linear(features, num_classes, bias=bias)
     with torch.no_grad():
         head.weight.mul_(norm / head.weight.norm())
-    head.weight.requires_grad_(False)
+    head.requires_grad_(False)
     return head
 
 
@@ -44,7 +46,7 @@ class ConvNet(nn.Module):
     -> conv 8k -> pool -> global max-pool -> frozen linear. ``dim=1`` for MNIST-1D signals."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, dim: int = 2,
-                 last_layer_norm: float = 10.0):
+                 last_layer_norm: float = 10.0, head_bias: bool = True):
         super().__init__()
         pool = nn.MaxPool1d(2) if dim == 1 else nn.MaxPool2d(2)
         layers, cin = [], in_channels
@@ -54,7 +56,7 @@ class ConvNet(nn.Module):
                 layers.append(pool)
             cin = width * mult
         self.features = nn.Sequential(*layers)
-        self.head = _frozen_head(cin, num_classes, last_layer_norm)
+        self.head = _frozen_head(cin, num_classes, last_layer_norm, head_bias)
 
     def forward(self, x):
         h = self.features(x)
@@ -125,8 +127,11 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
     width = DEFAULT_WIDTH[name] if width is None else int(width)
     if width <= 0 or depth <= 0 or last_layer_norm <= 0:
         raise LandscapeError("--width, --depth and --last-layer-norm must be positive")
-    return {"name": name, "input_shape": input_shape, "num_classes": int(num_classes),
+    spec = {"name": name, "input_shape": input_shape, "num_classes": int(num_classes),
             "width": width, "depth": int(depth), "last_layer_norm": float(last_layer_norm)}
+    if name == "convnet":  # the official ConvNet's last layer keeps a (frozen) random bias
+        spec["head_bias"] = True
+    return spec
 
 
 def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
@@ -136,7 +141,8 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
         torch.manual_seed(init_seed)
         if name == "convnet":
             model = ConvNet(shape[0], spec["num_classes"], spec["width"], dim=len(shape) - 1,
-                            last_layer_norm=spec["last_layer_norm"])
+                            last_layer_norm=spec["last_layer_norm"],
+                            head_bias=spec.get("head_bias", False))  # absent: stored before it
         elif name == "resnet18":
             model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
         elif name == "mlp":
