@@ -37,6 +37,9 @@ class Dataset:
     # 'paper' mode a replaced label may have drawn its own class again)
     noisy_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     original_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # per channel, a black pixel after normalisation (what the official augmentation pads with:
+    # it crops PIL images before normalising); None: the inputs are not normalised (0 is black)
+    black: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple:
@@ -129,7 +132,8 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original)
+    black = None if name == "mnist1d" else -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
+    return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original, black)
 
 
 def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int,
@@ -155,11 +159,18 @@ def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding ``pad`` (+ horizontal flip for images), per example."""
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None) -> torch.Tensor:
+    """Random crop with padding ``pad`` (+ horizontal flip for images), per example; the padding
+    is ``fill`` per channel (None: zeros)."""
     n = x.shape[0]
     spatial = x.shape[2:]
-    padded = torch.nn.functional.pad(x, (pad, pad) * len(spatial))
+    if fill is None:
+        padded = torch.nn.functional.pad(x, (pad, pad) * len(spatial))
+    else:
+        shape = tuple(x.shape[:2]) + tuple(s + 2 * pad for s in spatial)
+        padded = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(
+            (1, -1) + (1,) * len(spatial)).expand(shape).clone()
+        padded[(slice(None), slice(None)) + tuple(slice(pad, pad + s) for s in spatial)] = x
     offsets = [torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device) for _ in spatial]
     batch = torch.arange(n, device=x.device)
     chan = torch.arange(x.shape[1], device=x.device)
@@ -174,9 +185,16 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
-def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False):
+AUGMENT_PADDINGS = ("black", "zero")
+
+
+def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False,
+                  padding: str = "black"):
     """Yield the (x, y) mini-batches of one epoch in their seeded order. A trailing batch of one
-    example is dropped: train-mode BatchNorm cannot normalise a single example."""
+    example is dropped: train-mode BatchNorm cannot normalise a single example. ``padding`` of
+    the augmentation's crops: 'black' pixels as the official code (normalised like the data),
+    or 'zero' (the data's mean colour; runs stored before the option)."""
+    fill = data.black if padding == "black" else None
     gen = epoch_generator(data_seed, epoch)
     n = data.y_train.shape[0]
     order = torch.randperm(n, generator=gen).to(data.x_train.device)
@@ -185,7 +203,7 @@ def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, au
         if idx.numel() < 2:
             break
         x = data.x_train[idx]
-        yield (augment_batch(x, gen) if augment else x), data.y_train[idx]
+        yield (augment_batch(x, gen, fill=fill) if augment else x), data.y_train[idx]
 
 
 def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Dataset:

@@ -329,7 +329,8 @@ def train_batch_of_runs(runs, data, report) -> None:
         t0 = time.perf_counter()
         template.train()
         acc = EpochAccumulator()
-        for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
+        for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
+                                  cfg.augment_padding):
             grads, (loss, correct) = step(trainable, frozen, buffers, x, y)
             grad_list = [grads[k] for k in names]
             with torch.no_grad():

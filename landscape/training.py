@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, load_dataset, train_batches
+from .data import AUGMENT_PADDINGS, Dataset, load_dataset, train_batches
 from .errors import LandscapeError
 from .models import build_model, model_spec, si_groups
 from .sphere import effective_statistics, group_sq_norms, project_to_sphere, projected_sgd_step
@@ -45,6 +45,7 @@ class TrainConfig:
     label_noise: float = 0.0
     label_noise_mode: str = "paper"   # paper: each label w.p. p -> uniform class; exact: round(pN) moved
     augment: bool = False
+    augment_padding: str = "black"    # crops padded with black pixels (official) or zeros
     elr: float = 1e-3
     rho: float | None = None          # None: the initial total SI norm
     epochs: int = 100
@@ -70,6 +71,9 @@ class TrainConfig:
             positive("rho", self.rho)
         if self.batch_size < 2:
             raise LandscapeError("--batch-size must be at least 2 (train-mode BatchNorm)")
+        if self.augment_padding not in AUGMENT_PADDINGS:
+            raise LandscapeError(f"augment_padding must be one of {', '.join(AUGMENT_PADDINGS)}, "
+                                 f"got {self.augment_padding!r}")
         if self.dtype not in ("float32", "float64"):
             raise LandscapeError(f"--dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -82,7 +86,7 @@ class TrainConfig:
 
 
 # what a configuration stored before an option existed meant by its absence
-LEGACY = {"label_noise_mode": "exact"}
+LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -188,7 +192,8 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     (``.metrics(lr)``, ``.nonfinite()``)."""
     model.train()
     acc = EpochAccumulator()
-    for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment):
+    for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
+                              cfg.augment_padding):
         out = model(x)
         loss = F.cross_entropy(out, y)
         grads = torch.autograd.grad(loss, params)

@@ -250,3 +250,31 @@ def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
     assert 3 <= Trajectory(str(tmp_path / "killed.h5")).epochs_complete < 40
     resumed = train(out=str(tmp_path / "killed.h5"), resume=True, progress=False)
     _same_trajectory(resumed, train(out=str(tmp_path / "full.h5"), progress=False, **cfg))
+
+
+def test_augmentation_pads_with_black_pixels_as_the_official_code():
+    """The official code crops the raw image padded with black (0) pixels, then normalises. On
+    normalised CIFAR-like data every augmented example must be a window (possibly flipped) of
+    the raw image padded with zeros and then normalised."""
+    from landscape.data import CIFAR_MEAN, CIFAR_STD, Dataset, train_batches
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(1, 256, (12, 3, 8, 8), generator=g).float() / 255  # no pixel is black
+    mean, std = torch.tensor(CIFAR_MEAN)[:, None, None], torch.tensor(CIFAR_STD)[:, None, None]
+    labels = torch.arange(12)  # unique: a label names its source image
+    data = Dataset("cifar10", (raw - mean) / std, labels, raw[:2], labels[:2], 12,
+                   black=(-mean / std).flatten().numpy())
+    black = (torch.nn.functional.pad(raw, (4, 4, 4, 4)) - mean) / std  # the official order
+    for padding in ("black", "zero"):
+        x, y = next(train_batches(data, 12, epoch=1, data_seed=0, augment=True, padding=padding))
+        reached_border = 0
+        for img, label in zip(x, y):
+            if padding == "black":
+                padded = black[label]
+            else:  # zeros in normalised units: the data's mean colour
+                padded = torch.nn.functional.pad(data.x_train[label], (4, 4, 4, 4))
+            windows = [padded[:, dy:dy + 8, dx:dx + 8] for dy in range(9) for dx in range(9)]
+            assert any(torch.allclose(img, w, atol=1e-6) or torch.allclose(img, w.flip(-1), atol=1e-6)
+                       for w in windows), (padding, int(label))
+            reached_border += not any(torch.allclose(img, w) or torch.allclose(img, w.flip(-1))
+                                      for w in windows[40:41])  # not the centred window
+        assert reached_border > 6  # most crops moved into the padding
