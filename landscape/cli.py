@@ -79,6 +79,9 @@ def add_training_options(p, with_elr: bool = True):
                    help="checkpoint every K epochs; the first and last are always kept (default 10)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
     g.add_argument("--dtype", choices=("float32", "float64"), default=S, help="default float32")
+    g.add_argument("--groups", choices=("filter", "layer"), default=S,
+                   help="SI groups whose metrics are logged: every filter (output channel, as "
+                   "the paper's Fig. 4) and each layer, or layers only (default filter)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 

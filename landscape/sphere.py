@@ -30,6 +30,18 @@ def group_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
     return torch.stack([t.flatten(batch_dims).square().sum(-1) for t in tensors], dim=-1)
 
 
+def filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
+    """Squared norm of every filter (output channel: a slice along the first non-batch
+    dimension) of every tensor, concatenated: shape (*batch, n_filters). Each filter of a weight
+    followed by a BatchNorm is scale-invariant on its own, an SI group of the paper's Fig. 4."""
+    return torch.cat([t.flatten(batch_dims + 1).square().sum(-1) for t in tensors], dim=-1)
+
+
+def layer_sums(filter_values: torch.Tensor, sizes) -> torch.Tensor:
+    """Per-filter values summed within each tensor (``sizes``: filters per tensor)."""
+    return torch.stack([s.sum(-1) for s in filter_values.split(list(sizes), dim=-1)], dim=-1)
+
+
 @torch.no_grad()
 def project_to_sphere(params, rho, batch_dims: int = 0) -> torch.Tensor:
     """Rescale all groups jointly to total norm ``rho``; returns the new group squared norms."""
@@ -53,6 +65,25 @@ def projected_sgd_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Ten
         for p, g in zip(params, grads):
             p.sub_(_bcast(lr, p, batch_dims) * g)
     return project_to_sphere(params, rho, batch_dims)
+
+
+def si_statistics(params, grads, lr, batch_dims: int = 0, filters: bool = False) -> dict:
+    """``effective_statistics`` of the SI groups per weight tensor (``group_*``) and, with
+    ``filters``, per filter as well (``filter_rho_sq``, ``filter_effective_grad_norm``,
+    ``filter_effective_step_size``): the per-tensor values are then sums of the per-filter
+    squared norms, one source for both. In float64."""
+    if not filters:
+        return effective_statistics(group_sq_norms(params, batch_dims).double(),
+                                    group_sq_norms(grads, batch_dims).double(), lr)
+    sizes = [p.shape[batch_dims] for p in params]
+    param_sq = filter_sq_norms(params, batch_dims).double()
+    grad_sq = filter_sq_norms(grads, batch_dims).double()
+    stats = effective_statistics(layer_sums(param_sq, sizes), layer_sums(grad_sq, sizes), lr)
+    per_filter = effective_statistics(param_sq, grad_sq, lr)
+    stats.update({"filter_rho_sq": param_sq,
+                  "filter_effective_grad_norm": per_filter["group_effective_grad_norm"],
+                  "filter_effective_step_size": per_filter["group_effective_step_size"]})
+    return stats
 
 
 def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> dict:

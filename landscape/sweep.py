@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 from .locks import WriterLock
-from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
+from .sphere import filter_sq_norms, projected_sgd_step, si_statistics
 from .trajectory import Trajectory
 from .training import (LEGACY, EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, end_nonfinite,
                        is_eval_epoch, load_training_data, nonfinite_message, prepare_run,
@@ -334,10 +334,12 @@ def train_batch_of_runs(runs, data, report) -> None:
             grads, (loss, correct) = step(trainable, frozen, buffers, x, y)
             grad_list = [grads[k] for k in names]
             with torch.no_grad():
-                stats = effective_statistics(group_sq_norms(si_list, 1).double(),
-                                             group_sq_norms(grad_list, 1).double(), lr)
+                stats = si_statistics(si_list, grad_list, lr, 1, filters=cfg.groups == "filter")
                 acc.add(stats, loss, correct, len(y))
             acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
+        if cfg.groups == "filter":
+            with torch.no_grad():
+                acc.filter_rho_end_sq = filter_sq_norms(si_list, 1)
         test = None
         if is_eval_epoch(cfg, epoch):
             template.eval()
@@ -359,14 +361,14 @@ def train_batch_of_runs(runs, data, report) -> None:
                 ended.add(j)
                 report.ended(run.out, nonfinite_message(end_nonfinite(run, epoch, bad)))
                 continue
-            metrics, groups = acc.metrics(run.lr, index=j)
+            metrics, groups, filters = acc.metrics(run.lr, index=j)
             if test is None:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
             else:
                 metrics["test_loss"], metrics["test_accuracy"] = float(test[0][j]), float(test[1][j])
             state = {k: (params[k][j] if k in params else buffers[k][j]).detach().clone()
                      for k in run.model.state_dict()}
-            commit_epoch(run, epoch, metrics, groups, state, seconds)
+            commit_epoch(run, epoch, metrics, groups, filters, state, seconds)
             report.update(run.out, epoch, metrics["train_loss"])
 
 

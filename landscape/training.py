@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from .data import AUGMENT_PADDINGS, Dataset, load_dataset, train_batches
 from .errors import LandscapeError
 from .models import build_model, model_spec, si_groups
-from .sphere import effective_statistics, group_sq_norms, project_to_sphere, projected_sgd_step
+from .sphere import filter_sq_norms, group_sq_norms, project_to_sphere, projected_sgd_step, si_statistics
 from .trajectory import Trajectory, TrajectoryWriter, parse_source
 
 # Per-epoch scalar metrics (``/metrics/<name>``) and per-group ones (``/metrics/groups/<name>``).
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
            "grad_norm", "effective_step_size", "rho", "elr")
-GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")
+GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")  # also per filter
 NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
 EXIT_NONFINITE = 3  # `landscape train` exit status of a run ended by non-finite values
 
@@ -56,6 +56,7 @@ class TrainConfig:
     save_every: int = 10
     device: str = "auto"
     dtype: str = "float32"            # float64: slower, but rounding no longer seeds chaos
+    groups: str = "filter"            # SI groups logged: every filter (and each layer), or layers
     init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
 
     def validate(self) -> None:
@@ -74,6 +75,8 @@ class TrainConfig:
         if self.augment_padding not in AUGMENT_PADDINGS:
             raise LandscapeError(f"augment_padding must be one of {', '.join(AUGMENT_PADDINGS)}, "
                                  f"got {self.augment_padding!r}")
+        if self.groups not in ("filter", "layer"):
+            raise LandscapeError(f"--groups must be filter or layer, got {self.groups!r}")
         if self.dtype not in ("float32", "float64"):
             raise LandscapeError(f"--dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -86,7 +89,7 @@ class TrainConfig:
 
 
 # what a configuration stored before an option existed meant by its absence
-LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero"}
+LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -121,7 +124,7 @@ class EpochAccumulator:
 
     def __init__(self):
         self.sums, self.steps, self.seen = None, 0, 0
-        self.loss_sum = self.correct = self.rho_end_sq = None
+        self.loss_sum = self.correct = self.rho_end_sq = self.filter_rho_end_sq = None
         self.bad_step = self.bad_what = None  # first step with a non-finite value, and which
 
     @torch.no_grad()
@@ -162,8 +165,9 @@ class EpochAccumulator:
         what = int(self.bad_what if index is None else self.bad_what[index])
         return {"step": step, "what": [k for k, bit in NONFINITE.items() if what & bit]}
 
-    def metrics(self, lr: float, index=None) -> tuple[dict, dict]:
-        """(scalar metrics, per-group metrics) of the epoch; ``index`` picks one model of a batch."""
+    def metrics(self, lr: float, index=None) -> tuple[dict, dict, dict]:
+        """(scalar metrics, per-layer metrics, per-filter metrics or {}) of the epoch; ``index``
+        picks one model of a batch."""
         pick = (lambda t: t) if index is None else (lambda t: t[index])
         mean = {k: (pick(v) / self.steps).cpu().numpy() for k, v in self.sums.items()}
         metrics = {
@@ -183,7 +187,16 @@ class EpochAccumulator:
             "effective_step_size": mean["group_effective_step_size"],
             "rho_end": np.sqrt(pick(self.rho_end_sq).double().cpu().numpy()),
         }
-        return metrics, groups
+        filters = {}
+        if "filter_rho_sq" in mean:  # per filter, the same definitions
+            filters = {
+                "rho": np.sqrt(mean["filter_rho_sq"]),
+                "elr": lr / mean["filter_rho_sq"],
+                "effective_grad_norm": mean["filter_effective_grad_norm"],
+                "effective_step_size": mean["filter_effective_step_size"],
+                "rho_end": np.sqrt(pick(self.filter_rho_end_sq).double().cpu().numpy()),
+            }
+        return metrics, groups, filters
 
 
 def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
@@ -198,12 +211,14 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
         loss = F.cross_entropy(out, y)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            stats = effective_statistics(group_sq_norms(params).double(),
-                                         group_sq_norms(grads).double(), lr)
+            stats = si_statistics(params, grads, lr, filters=cfg.groups == "filter")
             acc.add(stats, loss, (out.argmax(1) == y).sum(), len(y))
         acc.end_step(projected_sgd_step(params, grads, lr, rho))
         if on_step is not None:
             on_step(epoch, acc.steps, model)
+    if cfg.groups == "filter":
+        with torch.no_grad():
+            acc.filter_rho_end_sq = filter_sq_norms(params)
     return acc
 
 
@@ -333,6 +348,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
             out, config=config_dict, model_spec=spec, group_names=names,
             initial_state=_state(model), overwrite=overwrite, metric_names=METRICS,
             group_metric_names=GROUP_METRICS,
+            filter_layout=filter_layout(params) if cfg.groups == "filter" else None,
             data_arrays={"subset_indices": data.subset_indices,
                          "noisy_indices": data.noisy_indices,
                          "original_labels": data.original_labels},
@@ -340,9 +356,18 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     return Run(cfg, out, model, names, params, rho, cfg.elr * rho ** 2, start, writer)
 
 
-def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, state: dict, seconds: float) -> None:
+def filter_layout(params) -> tuple[np.ndarray, np.ndarray]:
+    """(layer index, channel) of every filter group, in the order of ``filter_sq_norms``."""
+    layer = np.concatenate([np.full(p.shape[0], i) for i, p in enumerate(params)])
+    channel = np.concatenate([np.arange(p.shape[0]) for p in params])
+    return layer.astype(np.int64), channel.astype(np.int64)
+
+
+def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dict, state: dict,
+                 seconds: float) -> None:
     run.writer.append_epoch(epoch, {k: metrics[k] for k in METRICS}, groups, state,
-                            checkpoint=is_checkpoint_epoch(run.cfg, epoch), seconds=seconds)
+                            checkpoint=is_checkpoint_epoch(run.cfg, epoch), seconds=seconds,
+                            filter_metrics=filters)
 
 
 def nonfinite_message(detail: dict) -> str:
@@ -414,12 +439,12 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
             if bad is not None:
                 end_nonfinite(run, epoch, bad)
                 break
-            metrics, groups = acc.metrics(lr)
+            metrics, groups, filters = acc.metrics(lr)
             if is_eval_epoch(cfg, epoch):
                 metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
             else:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
-            commit_epoch(run, epoch, metrics, groups, _state(model), time.perf_counter() - t0)
+            commit_epoch(run, epoch, metrics, groups, filters, _state(model), time.perf_counter() - t0)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             report.update(epoch_line(epoch, cfg.epochs, metrics))

@@ -8,7 +8,9 @@ reference):
                            epochs_complete (the commit marker: rows past it are ignored),
                            status / status_detail (only when a run ended early: 'nonfinite')
     /metrics/<name>        float64 [epoch]           (row k is epoch metrics/epoch[k])
-    /metrics/groups/<name> float64 [epoch, group]    attr group_names
+    /metrics/groups/<name> float64 [epoch, layer]    attr group_names (one SI weight tensor each)
+    /metrics/filters/<name> float64 [epoch, filter]  per filter (--groups filter), with
+    /filters/layer, channel                          each filter's layer index and channel
     /checkpoints/<EEEEEE>  one dataset per state-dict entry (gzip), attr epoch
     /state/slot0, slot1    the model state for --resume: two fixed slots written in place in
                            turn (epoch E goes to slot E % 2, attr epoch), so the state of the
@@ -239,7 +241,7 @@ def storage(path: str) -> dict:
 def _discard_uncommitted(f) -> None:
     """Drop whatever a killed run wrote past the last committed epoch."""
     done = int(f.attrs["epochs_complete"])
-    for parent in ("metrics", "metrics/groups", "timing"):
+    for parent in ("metrics", "metrics/groups", "metrics/filters", "timing"):
         for ds in f.get(parent, {}).values():
             if isinstance(ds, h5py.Dataset) and ds.shape[0] > done:
                 ds.resize(done, axis=0)
@@ -322,10 +324,11 @@ class TrajectoryWriter:
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
                overwrite: bool = False, attrs: dict | None = None, metric_names=(),
-               group_metric_names=()) -> "TrajectoryWriter":
+               group_metric_names=(), filter_layout=None) -> "TrajectoryWriter":
         """A new trajectory at epoch 0 (``overwrite`` replaces an existing file, atomically);
         the named metrics exist from the start, empty, so a run that ends before its first
-        epoch still reads like every other."""
+        epoch still reads like every other. ``filter_layout`` = (layer index, channel) of every
+        filter group: the group metrics are then logged per filter as well."""
         def build(f):
             write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
             f.attrs.update(attrs or {})
@@ -333,6 +336,12 @@ class TrajectoryWriter:
                 TrajectoryWriter._rows(f, f"metrics/{name}", ())
             for name in group_metric_names:
                 TrajectoryWriter._rows(f, f"metrics/groups/{name}", (len(group_names),))
+            if filter_layout is not None:
+                layer, channel = filter_layout
+                f.create_dataset("filters/layer", data=np.asarray(layer, np.int64))
+                f.create_dataset("filters/channel", data=np.asarray(channel, np.int64))
+                for name in group_metric_names:
+                    TrajectoryWriter._rows(f, f"metrics/filters/{name}", (len(layer),))
             TrajectoryWriter._rows(f, "timing/epoch_seconds", ())
             for name, arr in data_arrays.items():
                 if arr is not None:
@@ -380,15 +389,16 @@ class TrajectoryWriter:
         ds[-1] = row
 
     def append_epoch(self, epoch: int, metrics: dict, group_metrics: dict, state: dict,
-                     checkpoint: bool, seconds: float = float("nan")) -> None:
+                     checkpoint: bool, seconds: float = float("nan"), filter_metrics=None) -> None:
         try:
-            self._commit(epoch, metrics, group_metrics, state, checkpoint, seconds)
+            self._commit(epoch, metrics, group_metrics, state, checkpoint, seconds,
+                         filter_metrics or {})
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
             raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
                                  f"the epochs committed before it: fix the cause (disk space?) and "
                                  f"continue with --resume") from None
 
-    def _commit(self, epoch, metrics, group_metrics, state, checkpoint, seconds) -> None:
+    def _commit(self, epoch, metrics, group_metrics, state, checkpoint, seconds, filter_metrics) -> None:
         with self._open() as f:
             done = int(f.attrs["epochs_complete"])
             if epoch != done + 1:
@@ -399,6 +409,8 @@ class TrajectoryWriter:
                 self._append(f, f"metrics/{name}", value)
             for name, row in group_metrics.items():
                 self._append(f, f"metrics/groups/{name}", row)
+            for name, row in filter_metrics.items():
+                self._append(f, f"metrics/filters/{name}", row)
             self._append(f, "timing/epoch_seconds", seconds)
             if checkpoint:
                 ck = f.create_group(f"checkpoints/{_key(epoch)}")
@@ -439,11 +451,13 @@ class Trajectory:
             done = int(attrs["epochs_complete"])
             metrics = {n: ds[:done] for n, ds in f["metrics"].items() if isinstance(ds, h5py.Dataset)}
             groups = {n: ds[:done] for n, ds in f["metrics/groups"].items()}
+            filters = {n: ds[:done] for n, ds in f.get("metrics/filters", {}).items()}
             timing = {n: ds[:done] for n, ds in f.get("timing", {}).items()}
-            if any(len(v) < done for d in (metrics, groups, timing) for v in d.values()):
+            if any(len(v) < done for d in (metrics, groups, filters, timing) for v in d.values()):
                 raise _Incomplete(f"fewer rows than the {done} committed epochs")
             return {"attrs": attrs, "done": done, "metrics": metrics, "groups": groups,
-                    "timing": timing,
+                    "timing": timing, "filters": filters,
+                    "filter_layout": {n: ds[()] for n, ds in f.get("filters", {}).items()},
                     "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
                     "data": {n: ds[()] for n, ds in f.get("data", {}).items()},
                     "analyses": list(f.get("analyses", {}).keys())}
@@ -459,6 +473,10 @@ class Trajectory:
         self.kind = str(self.attrs.get("kind", "train"))
         self.epochs_complete = r["done"]
         self.metrics, self.group_metrics, self.timing = r["metrics"], r["groups"], r["timing"]
+        # per filter (``--groups filter``): [epoch, filter], and each filter's layer and channel
+        self.filter_metrics = r["filters"]
+        self.filter_layer = r["filter_layout"].get("layer")
+        self.filter_channel = r["filter_layout"].get("channel")
         self.checkpoint_epochs, self.data, self.analyses = r["checkpoints"], r["data"], r["analyses"]
 
     @property

@@ -82,6 +82,9 @@ def _same_trajectory(a, b):
         np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
     for k in a.group_metrics:
         np.testing.assert_array_equal(a.group_metrics[k], b.group_metrics[k], err_msg=k)
+    assert a.filter_metrics.keys() == b.filter_metrics.keys()
+    for k in a.filter_metrics:
+        np.testing.assert_array_equal(a.filter_metrics[k], b.filter_metrics[k], err_msg=k)
     assert a.checkpoint_epochs == b.checkpoint_epochs
     for e in a.checkpoint_epochs:
         for name, t in a.state_dict(e).items():
@@ -278,3 +281,56 @@ def test_augmentation_pads_with_black_pixels_as_the_official_code():
             reached_border += not any(torch.allclose(img, w) or torch.allclose(img, w.flip(-1))
                                       for w in windows[40:41])  # not the centred window
         assert reached_border > 6  # most crops moved into the padding
+
+
+@pytest.mark.parametrize("model", ["convnet", "mlp"])
+def test_every_filter_is_an_si_group(model, tiny, tmp_path):
+    """Scaling one filter (output channel) by c > 0 leaves the train-mode outputs unchanged;
+    per-filter metrics obey eq. (3) and equal rho_i ||grad_i L_B|| from autograd."""
+    from landscape.models import build_model, model_spec
+    spec = model_spec(model, (1, 40), 10, width=4 if model == "convnet" else 16, depth=2)
+    net = build_model(spec, 1).double()
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eps = 1e-30
+    x = torch.randn(16, 1, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net.train()
+    with torch.no_grad():
+        ref = net(x)
+        for _, p in si_groups(net):
+            for ch in (0, p.shape[0] - 1):
+                p[ch].mul_(5.0)
+                torch.testing.assert_close(net(x), ref, rtol=1e-9, atol=1e-9)
+                p[ch].div_(5.0)
+    # the logged per-filter metrics, one step (the whole subset) per epoch
+    cfg = dict(tiny, model=model, width=spec["width"], depth=2, train_subset=64, batch_size=64, epochs=3)
+    traj = train(out=str(tmp_path / "t.h5"), progress=False, **cfg)
+    fm, gm = traj.filter_metrics, traj.group_metrics
+    params0 = [p for _, p in si_groups(traj.load_model(0))]
+    assert fm["rho"].shape == (3, sum(p.shape[0] for p in params0))
+    np.testing.assert_array_equal(traj.filter_layer, np.repeat(np.arange(len(params0)), [p.shape[0] for p in params0]))
+    np.testing.assert_array_equal(traj.filter_channel, np.concatenate([np.arange(p.shape[0]) for p in params0]))
+    np.testing.assert_allclose((1 / fm["elr"]).sum(1), 1 / traj.config["elr"], rtol=1e-6)  # eq. (3)
+    for k, name in enumerate(traj.group_names):  # each layer is the sum of its filters
+        np.testing.assert_allclose((fm["rho"][:, traj.filter_layer == k] ** 2).sum(1), gm["rho"][:, k] ** 2, rtol=1e-9)
+    np.testing.assert_allclose(fm["effective_step_size"], fm["elr"] * fm["effective_grad_norm"], rtol=1e-9)
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=64)
+    net = traj.load_model(0)
+    net.train()
+    params = [p for _, p in si_groups(net)]
+    grads = torch.autograd.grad(F.cross_entropy(net(data.x_train), data.y_train), params)
+    expected = np.concatenate([(p.detach().double().flatten(1).norm(dim=1) * g.double().flatten(1).norm(dim=1)).numpy()
+                               for p, g in zip(params, grads)])
+    np.testing.assert_allclose(fm["effective_grad_norm"][0], expected, rtol=1e-5)
+    np.testing.assert_allclose(fm["rho"][0], np.concatenate([p.detach().double().flatten(1).norm(dim=1).numpy()
+                                                             for p in params]), rtol=1e-6)
+    # rho_end: the filter norms after the epoch's last step
+    after = [p for _, p in si_groups(traj.load_model(3))]
+    np.testing.assert_allclose(fm["rho_end"][2], np.concatenate([p.detach().double().flatten(1).norm(dim=1).numpy()
+                                                                 for p in after]), rtol=1e-6)
+
+
+def test_layer_groups_only_when_asked(tmp_path, tiny):
+    traj = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, groups="layer", epochs=1))
+    assert traj.filter_metrics == {} and traj.filter_layer is None
+    assert traj.group_metrics["elr"].shape == (1, 4)

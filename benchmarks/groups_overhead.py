@@ -1,0 +1,50 @@
+"""Cost of logging every filter as an SI group (`--groups filter`, the default) against logging
+layers only (`--groups layer`): whole `landscape train` runs, interleaved in one process, so
+machine noise hits both alike; the ratio is what counts.
+
+    python benchmarks/groups_overhead.py [--epochs 5] [--rounds 4] [--model convnet] [--width 32]
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+
+from landscape import train
+
+
+def run(args, folder, groups):
+    t0 = time.perf_counter()
+    train(out=os.path.join(folder, f"{groups}{time.perf_counter_ns()}.h5"), model=args.model,
+          width=args.width, epochs=args.epochs, device=args.device, progress=False,
+          data_root=args.data_root, save_every=args.epochs, groups=groups)
+    return (time.perf_counter() - t0) / args.epochs
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--model", default="convnet")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default="data")
+    args = p.parse_args()
+    times = {"layer": [], "filter": []}
+    with tempfile.TemporaryDirectory() as folder:
+        run(args, folder, "layer"), run(args, folder, "filter")  # warm-up, discarded
+        for _ in range(args.rounds):
+            for groups in times:
+                times[groups].append(run(args, folder, groups))
+    layer, filt = statistics.median(times["layer"]), statistics.median(times["filter"])
+    print(f"model {args.model} width {args.width}, MNIST-1D, {args.device}, torch threads "
+          f"{torch.get_num_threads()}, {args.rounds} interleaved runs of {args.epochs} epochs each")
+    print(f"--groups layer  : median {layer * 1000:8.1f} ms/epoch")
+    print(f"--groups filter : median {filt * 1000:8.1f} ms/epoch")
+    print(f"overhead        : {100 * (filt / layer - 1):+.1f}%  (ratio {filt / layer:.3f})")
+
+
+if __name__ == "__main__":
+    main()
