@@ -77,6 +77,11 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--eval-every", type=_number(int, True), default=S, help="test pass every K epochs (default 1)")
     g.add_argument("--save-every", type=_number(int, True), default=S,
                    help="checkpoint every K epochs; the first and last are always kept (default 10)")
+    g.add_argument("--checkpoint-metrics", action="store_true", default=S,
+                   help="also log, at every epoch's end and with no update, the official code's "
+                   "metrics: loss, accuracy and mean stochastic effective gradient norm over the "
+                   "whole training set in fixed order (train-mode BN); costs about one more "
+                   "forward-backward pass per epoch")
     g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
     g.add_argument("--dtype", choices=("float32", "float64"), default=S, help="default float32")
     g.add_argument("--groups", choices=("filter", "layer"), default=S,
@@ -244,6 +249,41 @@ def cmd_export(args):
           f"({payload['model_spec']['name']}, {len(payload['si_group_names'])} SI groups)")
 
 
+def add_evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="the official code's metrics of stored checkpoints",
+                       description="At each chosen checkpoint, with no update: train loss and "
+                       "accuracy over the whole training set in fixed order (the run's batch "
+                       "size, train-mode BatchNorm), the mean stochastic effective gradient norm "
+                       "over those batches (total, per layer, per filter), test loss and accuracy "
+                       "(eval mode). Appended under /analyses/checkpoint_metrics.")
+    p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
+    p.add_argument("--epochs", default=None, help="last | all | 10,50,100 | every:K (default all)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None, help="override the stored data root")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--plot", metavar="PNG", help="checkpoint metrics over training's epoch means")
+    p.set_defaults(run=cmd_evaluate)
+
+
+def cmd_evaluate(args):
+    from .evaluation import evaluate_checkpoints, plot_checkpoint_metrics, print_checkpoint_metrics
+    from .trajectory import Trajectory, parse_source
+    path, epoch = parse_source(args.trajectory)
+    if epoch is not None and args.epochs is not None:
+        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
+    epochs = args.epochs or ("all" if epoch is None else "last" if epoch == -1 else str(epoch))
+    result = evaluate_checkpoints(path, epochs, args.device, args.data_root)
+    traj = Trajectory(path)
+    print_checkpoint_metrics(result, traj)
+    print(f"appended /analyses/checkpoint_metrics to {path}")
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_checkpoint_metrics(result, traj, args.plot)
+        print(f"wrote {args.plot}")
+
+
 def add_repack_parser(sub):
     p = sub.add_parser("repack", help="rewrite trajectories with their live data only",
                        description="Copies each trajectory's live data into a new file and "
@@ -270,6 +310,7 @@ def build_parser() -> Parser:
     add_show_parser(sub)
     add_export_parser(sub)
     add_repack_parser(sub)
+    add_evaluate_parser(sub)
     from .toy import add_toy_parser
     add_toy_parser(sub)
     from .sharpness import add_sharpness_parser

@@ -368,7 +368,7 @@ def train_batch_of_runs(runs, data, report) -> None:
                 metrics["test_loss"], metrics["test_accuracy"] = float(test[0][j]), float(test[1][j])
             state = {k: (params[k][j] if k in params else buffers[k][j]).detach().clone()
                      for k in run.model.state_dict()}
-            commit_epoch(run, epoch, metrics, groups, filters, state, seconds)
+            commit_epoch(run, epoch, metrics, groups, filters, state, seconds, data)
             report.update(run.out, epoch, metrics["train_loss"])
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .data import AUGMENT_PADDINGS, Dataset, load_dataset, train_batches
 from .errors import LandscapeError
-from .models import build_model, model_spec, si_groups
+from .models import build_model, model_spec, si_groups, with_batch_statistics
 from .sphere import filter_sq_norms, group_sq_norms, project_to_sphere, projected_sgd_step, si_statistics
 from .trajectory import Trajectory, TrajectoryWriter, parse_source
 
@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"            # float64: slower, but rounding no longer seeds chaos
     groups: str = "filter"            # SI groups logged: every filter (and each layer), or layers
+    checkpoint_metrics: bool = False  # also the official protocol's metrics at every epoch's end
     init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
 
     def validate(self) -> None:
@@ -346,8 +347,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
                                  f"ELR or --dtype float64")
         writer = TrajectoryWriter.create(
             out, config=config_dict, model_spec=spec, group_names=names,
-            initial_state=_state(model), overwrite=overwrite, metric_names=METRICS,
-            group_metric_names=GROUP_METRICS,
+            initial_state=_state(model), overwrite=overwrite,
+            row_shapes=row_shapes(cfg, len(params), sum(p.shape[0] for p in params)),
             filter_layout=filter_layout(params) if cfg.groups == "filter" else None,
             data_arrays={"subset_indices": data.subset_indices,
                          "noisy_indices": data.noisy_indices,
@@ -363,11 +364,73 @@ def filter_layout(params) -> tuple[np.ndarray, np.ndarray]:
     return layer.astype(np.int64), channel.astype(np.int64)
 
 
+def epoch_rows(metrics: dict, groups: dict, filters: dict, prefix: str = "") -> dict:
+    """One epoch's rows by their path under /metrics (``prefix``: 'checkpoint/' for the
+    checkpoint metrics)."""
+    rows = {prefix + k: metrics[k] for k in METRICS}
+    rows.update({f"{prefix}groups/{k}": v for k, v in groups.items()})
+    rows.update({f"{prefix}filters/{k}": v for k, v in filters.items()})
+    return rows
+
+
+def row_shapes(cfg: TrainConfig, n_groups: int, n_filters: int) -> dict:
+    """The rows a run logs each epoch, with their shapes (created empty with the file)."""
+    shapes = {}
+    for prefix in ("", "checkpoint/") if cfg.checkpoint_metrics else ("",):
+        shapes.update({prefix + k: () for k in METRICS})
+        shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS})
+        if cfg.groups == "filter":
+            shapes.update({f"{prefix}filters/{k}": (n_filters,) for k in GROUP_METRICS})
+    return shapes
+
+
+def fixed_order_batches(data: Dataset, batch_size: int):
+    """The training set in its stored order, un-augmented, in batches (a trailing batch of one
+    example is dropped: train-mode BatchNorm cannot normalise it)."""
+    for i in range(0, len(data.y_train), batch_size):
+        if len(data.y_train[i:i + batch_size]) > 1:
+            yield data.x_train[i:i + batch_size], data.y_train[i:i + batch_size]
+
+
+def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
+                       test: tuple | None = None) -> tuple[dict, dict, dict]:
+    """The official code's metrics of a point, no update: over the whole training set in fixed
+    order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
+    statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
+    over batches of the stochastic effective gradient norm rho ||grad L_B|| (and per layer and
+    filter); the test loss and accuracy in eval mode (``test``: already computed). Returns
+    (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
+    m = with_batch_statistics(model)
+    params = [p for _, p in si_groups(m)]
+    acc = EpochAccumulator()
+    for x, y in fixed_order_batches(data, batch_size):
+        out = m(x)
+        loss = F.cross_entropy(out, y)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss,
+                    (out.argmax(1) == y).sum(), len(y))
+    with torch.no_grad():  # nothing moved: the norms at the end are the norms
+        acc.rho_end_sq = group_sq_norms(params)
+        if groups == "filter":
+            acc.filter_rho_end_sq = filter_sq_norms(params)
+    metrics, per_layer, per_filter = acc.metrics(lr)
+    metrics["test_loss"], metrics["test_accuracy"] = test or evaluate(model, data.x_test, data.y_test)
+    return metrics, per_layer, per_filter
+
+
 def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dict, state: dict,
-                 seconds: float) -> None:
-    run.writer.append_epoch(epoch, {k: metrics[k] for k in METRICS}, groups, state,
-                            checkpoint=is_checkpoint_epoch(run.cfg, epoch), seconds=seconds,
-                            filter_metrics=filters)
+                 seconds: float, data: Dataset | None = None) -> None:
+    """Write one epoch (and, with --checkpoint-metrics, the official protocol's metrics of the
+    model ``state`` describes, measured on ``data``)."""
+    rows = epoch_rows(metrics, groups, filters)
+    if run.cfg.checkpoint_metrics:
+        test = None if math.isnan(metrics["test_loss"]) else (metrics["test_loss"], metrics["test_accuracy"])
+        run.model.load_state_dict(state)
+        rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, run.lr,
+                                                   run.cfg.groups, test), prefix="checkpoint/"))
+    run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
+                            seconds=seconds)
 
 
 def nonfinite_message(detail: dict) -> str:
@@ -444,7 +507,8 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
                 metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
             else:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
-            commit_epoch(run, epoch, metrics, groups, filters, _state(model), time.perf_counter() - t0)
+            commit_epoch(run, epoch, metrics, groups, filters, _state(model),
+                         time.perf_counter() - t0, data)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             report.update(epoch_line(epoch, cfg.epochs, metrics))

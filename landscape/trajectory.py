@@ -241,10 +241,12 @@ def storage(path: str) -> dict:
 def _discard_uncommitted(f) -> None:
     """Drop whatever a killed run wrote past the last committed epoch."""
     done = int(f.attrs["epochs_complete"])
-    for parent in ("metrics", "metrics/groups", "metrics/filters", "timing"):
-        for ds in f.get(parent, {}).values():
-            if isinstance(ds, h5py.Dataset) and ds.shape[0] > done:
-                ds.resize(done, axis=0)
+    def trim(_, obj):
+        if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None and obj.shape[0] > done:
+            obj.resize(done, axis=0)
+    for parent in ("metrics", "timing"):  # every per-epoch row, at any depth
+        if parent in f:
+            f[parent].visititems(trim)
     for key in list(f.get("checkpoints", {}).keys()):
         if int(key) > done:
             del f[f"checkpoints/{key}"]
@@ -323,25 +325,21 @@ class TrajectoryWriter:
     @staticmethod
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
-               overwrite: bool = False, attrs: dict | None = None, metric_names=(),
-               group_metric_names=(), filter_layout=None) -> "TrajectoryWriter":
+               overwrite: bool = False, attrs: dict | None = None, row_shapes: dict | None = None,
+               filter_layout=None) -> "TrajectoryWriter":
         """A new trajectory at epoch 0 (``overwrite`` replaces an existing file, atomically);
-        the named metrics exist from the start, empty, so a run that ends before its first
-        epoch still reads like every other. ``filter_layout`` = (layer index, channel) of every
-        filter group: the group metrics are then logged per filter as well."""
+        the metrics of ``row_shapes`` (path under /metrics -> shape of one epoch's row) exist
+        from the start, empty, so a run that ends before its first epoch still reads like every
+        other. ``filter_layout`` = (layer index, channel) of every filter group."""
         def build(f):
             write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
             f.attrs.update(attrs or {})
-            for name in ("epoch",) + tuple(metric_names):
-                TrajectoryWriter._rows(f, f"metrics/{name}", ())
-            for name in group_metric_names:
-                TrajectoryWriter._rows(f, f"metrics/groups/{name}", (len(group_names),))
+            for name, shape in {"epoch": (), **(row_shapes or {})}.items():
+                TrajectoryWriter._rows(f, f"metrics/{name}", tuple(shape))
             if filter_layout is not None:
                 layer, channel = filter_layout
                 f.create_dataset("filters/layer", data=np.asarray(layer, np.int64))
                 f.create_dataset("filters/channel", data=np.asarray(channel, np.int64))
-                for name in group_metric_names:
-                    TrajectoryWriter._rows(f, f"metrics/filters/{name}", (len(layer),))
             TrajectoryWriter._rows(f, "timing/epoch_seconds", ())
             for name, arr in data_arrays.items():
                 if arr is not None:
@@ -388,29 +386,27 @@ class TrajectoryWriter:
         ds.resize(ds.shape[0] + 1, axis=0)
         ds[-1] = row
 
-    def append_epoch(self, epoch: int, metrics: dict, group_metrics: dict, state: dict,
-                     checkpoint: bool, seconds: float = float("nan"), filter_metrics=None) -> None:
+    def append_epoch(self, epoch: int, rows: dict, state: dict, checkpoint: bool,
+                     seconds: float = float("nan")) -> None:
+        """Commit one epoch: ``rows`` maps a path under /metrics ('train_loss', 'groups/elr',
+        'filters/elr', ...) to that epoch's value (a number or a row); ``state`` is the model
+        state (the resume slot, and a checkpoint when ``checkpoint``)."""
         try:
-            self._commit(epoch, metrics, group_metrics, state, checkpoint, seconds,
-                         filter_metrics or {})
+            self._commit(epoch, rows, state, checkpoint, seconds)
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
             raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
                                  f"the epochs committed before it: fix the cause (disk space?) and "
                                  f"continue with --resume") from None
 
-    def _commit(self, epoch, metrics, group_metrics, state, checkpoint, seconds, filter_metrics) -> None:
+    def _commit(self, epoch, rows, state, checkpoint, seconds) -> None:
         with self._open() as f:
             done = int(f.attrs["epochs_complete"])
             if epoch != done + 1:
                 raise LandscapeError(f"{self.path}: epoch {epoch} does not follow the committed "
                                      f"epoch {done}")
             self._append(f, "metrics/epoch", epoch)
-            for name, value in metrics.items():
+            for name, value in rows.items():
                 self._append(f, f"metrics/{name}", value)
-            for name, row in group_metrics.items():
-                self._append(f, f"metrics/groups/{name}", row)
-            for name, row in filter_metrics.items():
-                self._append(f, f"metrics/filters/{name}", row)
             self._append(f, "timing/epoch_seconds", seconds)
             if checkpoint:
                 ck = f.create_group(f"checkpoints/{_key(epoch)}")
@@ -449,14 +445,13 @@ class Trajectory:
         def read(f):
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             done = int(attrs["epochs_complete"])
-            metrics = {n: ds[:done] for n, ds in f["metrics"].items() if isinstance(ds, h5py.Dataset)}
-            groups = {n: ds[:done] for n, ds in f["metrics/groups"].items()}
-            filters = {n: ds[:done] for n, ds in f.get("metrics/filters", {}).items()}
+            rows = {}
+            f["metrics"].visititems(lambda n, o: rows.__setitem__(n, o[:done])
+                                    if isinstance(o, h5py.Dataset) else None)
             timing = {n: ds[:done] for n, ds in f.get("timing", {}).items()}
-            if any(len(v) < done for d in (metrics, groups, filters, timing) for v in d.values()):
+            if any(len(v) < done for d in (rows, timing) for v in d.values()):
                 raise _Incomplete(f"fewer rows than the {done} committed epochs")
-            return {"attrs": attrs, "done": done, "metrics": metrics, "groups": groups,
-                    "timing": timing, "filters": filters,
+            return {"attrs": attrs, "done": done, "rows": rows, "timing": timing,
                     "filter_layout": {n: ds[()] for n, ds in f.get("filters", {}).items()},
                     "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
                     "data": {n: ds[()] for n, ds in f.get("data", {}).items()},
@@ -472,9 +467,19 @@ class Trajectory:
             raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
         self.kind = str(self.attrs.get("kind", "train"))
         self.epochs_complete = r["done"]
-        self.metrics, self.group_metrics, self.timing = r["metrics"], r["groups"], r["timing"]
-        # per filter (``--groups filter``): [epoch, filter], and each filter's layer and channel
-        self.filter_metrics = r["filters"]
+        rows, self.timing = r["rows"], r["timing"]
+
+        def under(prefix):
+            return {n[len(prefix):]: v for n, v in rows.items()
+                    if n.startswith(prefix) and "/" not in n[len(prefix):]}
+        self.metrics = under("")                         # per epoch: means over its mini-batches
+        self.group_metrics = under("groups/")            # [epoch, layer]
+        self.filter_metrics = under("filters/")          # [epoch, filter] (--groups filter)
+        # at each epoch's end, no update, the official protocol (--checkpoint-metrics)
+        self.checkpoint_metrics = under("checkpoint/")
+        self.checkpoint_group_metrics = under("checkpoint/groups/")
+        self.checkpoint_filter_metrics = under("checkpoint/filters/")
+        # each filter group's layer (index into group_names) and channel
         self.filter_layer = r["filter_layout"].get("layer")
         self.filter_channel = r["filter_layout"].get("channel")
         self.checkpoint_epochs, self.data, self.analyses = r["checkpoints"], r["data"], r["analyses"]
@@ -524,10 +529,16 @@ class Trajectory:
                 "rho": float(self.attrs["rho"])}
 
     def load_model(self, epoch: int | None = None, device="cpu") -> torch.nn.Module:
-        from .models import build_model
-        model = build_model(self.model_spec, self.config.get("init_seed", 0))
-        model.load_state_dict(self.state_dict(epoch))
-        return model.to(device)
+        return rebuild_model(self.model_spec, self.config, self.state_dict(epoch), device)
+
+
+def rebuild_model(spec: dict, config: dict, state: dict, device="cpu") -> torch.nn.Module:
+    """The model of a stored point, in the run's own dtype (a float64 run stays float64)."""
+    from .models import build_model
+    model = build_model(spec, config.get("init_seed", 0))
+    model.to(getattr(torch, config.get("dtype", "float32")))
+    model.load_state_dict(state)
+    return model.to(device)
 
 
 def _compact(epochs: list[int]) -> str:
@@ -567,7 +578,6 @@ def load_checkpoint(path: str) -> dict:
 def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
     """A model from ``a.pt`` or ``traj.h5@EPOCH`` (``traj.h5`` alone: its last checkpoint),
     with its description (model_spec, config, si_group_names, epoch, source)."""
-    from .models import build_model
     path, epoch = parse_source(source)
     if path.endswith(".pt"):
         if epoch is not None:
@@ -575,9 +585,7 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
         meta = load_checkpoint(path)
     else:
         meta = {**Trajectory(path).checkpoint(epoch), "source": path}
-    model = build_model(meta["model_spec"], meta["config"].get("init_seed", 0))
-    model.load_state_dict(meta["state_dict"])
-    return model.to(device), meta
+    return rebuild_model(meta["model_spec"], meta["config"], meta["state_dict"], device), meta
 
 
 def select_epochs(traj: "Trajectory", spec: str) -> list[int]:

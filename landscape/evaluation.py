@@ -1,0 +1,112 @@
+"""``landscape evaluate``: the official code's metrics of stored checkpoints (its get_info.py).
+
+At each chosen checkpoint, with no update: the train loss and accuracy over the whole training
+set in fixed order with the run's batch size and train-mode BatchNorm, the mean over those
+batches of the stochastic effective gradient norm rho ||grad L_B|| (total, per layer and per
+filter), and the test loss and accuracy in eval mode (``training.checkpoint_metrics``). These
+are the quantities of the paper's figures; the per-epoch metrics of ``landscape train`` are means
+over an epoch's mini-batches while the weights move, a different (cheaper) quantity.
+
+    >>> from landscape.evaluation import evaluate_checkpoints
+    >>> res = evaluate_checkpoints("runs/t.h5", epochs="all")   # appended to /analyses/checkpoint_metrics
+    >>> res["epoch"], res["train_loss"], res["effective_grad_norm"], res["filters/effective_grad_norm"]
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from .data import dataset_of
+from .errors import LandscapeError
+from .locks import refuse_if_written
+from .trajectory import Trajectory, append_analysis, read_analysis, select_epochs
+from .training import checkpoint_metrics, epoch_rows
+
+NAME = "checkpoint_metrics"
+
+
+def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
+                         data_root: str | None = None, progress: bool | None = None,
+                         write: bool = True) -> dict:
+    """Checkpoint metrics of the chosen checkpoints ('last', 'all', '10,50', 'every:K') of a
+    network trajectory, in the run's dtype: {'epoch': [n], 'train_loss': [n], ...,
+    'groups/<name>': [n, layers], 'filters/<name>': [n, filters]}; appended to the file under
+    /analyses/checkpoint_metrics unless ``write=False``."""
+    traj = Trajectory(path)
+    if traj.kind != "train":
+        raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
+    chosen = select_epochs(traj, epochs)
+    if write:  # the results go into the file: fail now, not after the computation
+        refuse_if_written(path)
+    data = dataset_of(traj.config, data_root, device)
+    dtype = getattr(torch, traj.config.get("dtype", "float32"))
+    data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
+    from tqdm.auto import tqdm
+    show = sys.stderr.isatty() if progress is None else progress
+    rows = []
+    for epoch in tqdm(chosen, unit="checkpoint", desc="evaluate", disable=not show, dynamic_ncols=True):
+        model = traj.load_model(epoch, device)
+        rows.append(epoch_rows(*checkpoint_metrics(model, data, traj.config["batch_size"],
+                                                   float(traj.attrs["lr"]), "filter")))
+    result = {"epoch": np.array(chosen)}
+    for key in rows[0]:
+        result[key] = np.array([r[key] for r in rows])
+    if write:
+        # HDF5 names cannot hold '/' inside a group's member: groups/rho -> groups.rho
+        append_analysis(path, NAME, {k.replace("/", "."): v for k, v in result.items()},
+                        {"settings": {"epochs": epochs, "batch_size": traj.config["batch_size"],
+                                      "bn": "train-mode (batch statistics)", "order": "fixed"}})
+    return result
+
+
+def stored_checkpoint_metrics(traj: Trajectory) -> dict | None:
+    """The checkpoint metrics a trajectory holds: every epoch's (trained with
+    --checkpoint-metrics), else those ``landscape evaluate`` appended; None if neither."""
+    if traj.checkpoint_metrics:
+        out = {"epoch": traj.metrics["epoch"], **traj.checkpoint_metrics}
+        out.update({f"groups/{k}": v for k, v in traj.checkpoint_group_metrics.items()})
+        out.update({f"filters/{k}": v for k, v in traj.checkpoint_filter_metrics.items()})
+        return out
+    if NAME in traj.analyses:
+        arrays, _ = read_analysis(traj.path, NAME)
+        return {k.replace(".", "/"): v for k, v in arrays.items()}
+    return None
+
+
+def print_checkpoint_metrics(result: dict, traj: Trajectory | None = None) -> None:
+    """The table: checkpoint metrics, and beside them the epoch means training logged."""
+    epoch_means = None
+    if traj is not None:
+        idx = {int(e): i for i, e in enumerate(traj.metrics["epoch"])}
+        epoch_means = traj.metrics, idx
+    print(f"{'epoch':>6} {'train_loss':>11} {'train_acc':>9} {'test_loss':>9} {'test_acc':>8} "
+          f"{'eff_grad':>9} | {'epoch-mean loss':>15} {'eff_grad':>9}")
+    for i, e in enumerate(result["epoch"]):
+        line = (f"{int(e):>6d} {result['train_loss'][i]:>11.4g} {result['train_accuracy'][i]:>9.3f} "
+                f"{result['test_loss'][i]:>9.4g} {result['test_accuracy'][i]:>8.3f} "
+                f"{result['effective_grad_norm'][i]:>9.4g} |")
+        if epoch_means and int(e) in epoch_means[1]:
+            j = epoch_means[1][int(e)]
+            line += (f" {epoch_means[0]['train_loss'][j]:>15.4g} "
+                     f"{epoch_means[0]['effective_grad_norm'][j]:>9.4g}")
+        else:
+            line += f" {'-':>15} {'-':>9}"
+        print(line)
+
+
+def plot_checkpoint_metrics(result: dict, traj: Trajectory, path: str) -> None:
+    """Train loss and mean stochastic effective gradient norm against epoch: the checkpoint
+    protocol (dots) over training's epoch means (lines)."""
+    from .plots import new_figure, save_figure
+    fig, axes = new_figure(2, 4.8, 3.8)
+    m = traj.metrics
+    for ax, key, label in ((axes[0], "train_loss", "train loss"),
+                           (axes[1], "effective_grad_norm", "mean stochastic effective grad norm")):
+        ax.plot(m["epoch"], m[key], color="tab:grey", lw=1, label="epoch means (training)")
+        ax.plot(result["epoch"], result[key], "o", color="tab:blue", ms=3,
+                label="checkpoint (fixed order, no update)")
+        ax.set(xlabel="epoch", ylabel=label, yscale="log", title=label)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)

@@ -1,0 +1,98 @@
+"""Checkpoint metrics, the official protocol, against a hand-written loop (issue 12)."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from landscape import Trajectory, load_dataset, train
+from landscape.evaluation import evaluate_checkpoints, stored_checkpoint_metrics
+from landscape.models import si_groups
+
+
+def reference(model, data, batch_size):
+    """get_info.py's loop, written out: the training set in stored order, train-mode BN on a
+    throw-away copy, per batch the loss sum, hits and the SI gradient; then the test set in eval
+    mode."""
+    net = copy.deepcopy(model).train()
+    params = [p for _, p in si_groups(net)]
+    rho = float(torch.sqrt(sum(p.detach().double().square().sum() for p in params)))
+    loss_sum = hits = 0.0
+    egn, layer_egn, filter_egn = [], [], []
+    n = len(data.y_train)
+    for i in range(0, n, batch_size):
+        x, y = data.x_train[i:i + batch_size], data.y_train[i:i + batch_size]
+        out = net(x)
+        loss = F.cross_entropy(out, y)
+        g = torch.autograd.grad(loss, params)
+        loss_sum += float(loss.detach()) * len(y)
+        hits += float((out.argmax(1) == y).sum())
+        egn.append(rho * float(torch.sqrt(sum(t.double().square().sum() for t in g))))
+        layer_egn.append([float(p.detach().double().norm() * t.double().norm()) for p, t in zip(params, g)])
+        filter_egn.append(np.concatenate([(p.detach().double().flatten(1).norm(dim=1) *
+                                           t.double().flatten(1).norm(dim=1)).numpy() for p, t in zip(params, g)]))
+    model.eval()
+    with torch.no_grad():
+        out = model(data.x_test)
+        test_loss = float(F.cross_entropy(out, data.y_test))
+        test_acc = float((out.argmax(1) == data.y_test).float().mean())
+    return {"train_loss": loss_sum / n, "train_accuracy": hits / n, "effective_grad_norm": np.mean(egn),
+            "groups/effective_grad_norm": np.mean(layer_egn, 0),
+            "filters/effective_grad_norm": np.mean(filter_egn, 0),
+            "test_loss": test_loss, "test_accuracy": test_acc}
+
+
+@pytest.fixture
+def run(tmp_path, tiny):
+    # 250 examples in batches of 64: the last batch (58) is smaller, so size weighting matters
+    cfg = dict(tiny, train_subset=250, epochs=4, save_every=2, checkpoint_metrics=True, dtype="float64")
+    return train(out=str(tmp_path / "t.h5"), progress=False, **cfg), cfg
+
+
+def test_checkpoint_metrics_equal_a_hand_written_loop(run, tiny):
+    traj, cfg = run
+    before = {e: traj.state_dict(e) for e in traj.checkpoint_epochs}
+    res = evaluate_checkpoints(traj.path, "all")
+    assert list(res["epoch"]) == [0, 2, 4]
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=250)
+    data.x_train, data.x_test = data.x_train.double(), data.x_test.double()
+    for i, e in enumerate(res["epoch"]):
+        ref = reference(traj.load_model(int(e)), data, cfg["batch_size"])
+        for key, value in ref.items():
+            np.testing.assert_allclose(res[key][i], value, rtol=1e-6, err_msg=f"{key} @ {e}")
+    # nothing of the stored checkpoints moved (train-mode BN ran on a copy)
+    after = Trajectory(traj.path)
+    for e, state in before.items():
+        for k, v in state.items():
+            assert torch.equal(v, after.state_dict(e)[k]), (e, k)
+    # and the results are stored beside the trajectory
+    stored = stored_checkpoint_metrics(after)
+    assert stored is not None
+
+
+def test_training_logs_the_same_at_every_epoch_end(run):
+    traj, cfg = run
+    res = evaluate_checkpoints(traj.path, "all", write=False)
+    cm = traj.checkpoint_metrics
+    assert cm["train_loss"].shape == (4,) and traj.checkpoint_filter_metrics["effective_grad_norm"].shape[0] == 4
+    for i, e in enumerate(res["epoch"][1:], 1):
+        for key in ("train_loss", "train_accuracy", "effective_grad_norm", "test_loss", "test_accuracy"):
+            np.testing.assert_allclose(cm[key][e - 1], res[key][i], rtol=1e-9, err_msg=key)
+        np.testing.assert_allclose(traj.checkpoint_filter_metrics["effective_grad_norm"][e - 1],
+                                   res["filters/effective_grad_norm"][i], rtol=1e-9)
+    # a different quantity from the epoch means training logs
+    assert not np.allclose(cm["train_loss"], traj.metrics["train_loss"], rtol=1e-3)
+    np.testing.assert_allclose((1 / traj.checkpoint_filter_metrics["elr"]).sum(1), 1 / cfg["elr"], rtol=1e-9)
+
+
+def test_cli(run, cli, tmp_path):
+    traj, _ = run
+    code, out, err = cli(["evaluate", traj.path + "@2", "--json", str(tmp_path / "e.json"),
+                          "--plot", str(tmp_path / "e.png")])
+    assert code == 0, err
+    assert "epoch-mean loss" in out and (tmp_path / "e.png").exists()
+    assert json.load(open(tmp_path / "e.json"))["epoch"] == [2]
+    code, _, err = cli(["evaluate", traj.path, "--epochs", "7"])
+    assert code == 2 and "no checkpoint at epoch 7" in err
