@@ -10,16 +10,16 @@ import sys
 import matplotlib
 matplotlib.use("Agg")
 
-from common import RUNS, claim, save
+from common import RUNS, claim, save, script_args
 import os
 from landscape.regimes import double_descent, plot_double_descent
 
 
-def main(*patterns):
+def main(*patterns, metrics="auto"):
     patterns = patterns or (os.path.join(RUNS, "mnist1d-k16-noise*"), os.path.join(RUNS, "mnist1d-k16-lowelr-noise*"))
     folders = sorted(f for p in patterns for f in glob.glob(p) if not f.endswith("noise0"))
     skipped = []
-    rows = double_descent(folders, window=9, min_height=0.02, skipped=skipped)
+    rows = double_descent(folders, window=9, min_height=0.02, skipped=skipped, metrics=metrics)
     plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))
     found = [r for r in rows if r["double_descent"]]
     close = [r for r in found if r.get("epochs_between_peaks") is not None
@@ -40,8 +40,10 @@ def main(*patterns):
                         len(grows) >= max(1, len(by_elr) / 2),
                         "; ".join(f"ELR {e:g}: " + ", ".join(f"{n:.0%}: {h:.3f}" for n, h in sorted(v.items())) for e, v in by_elr.items())))
     save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs")} for r in rows],
-                                       "skipped": skipped, "claims": claims})
+                                       "skipped": skipped, "metrics": rows[0]["metrics"] if rows else None,
+                                       "claims": claims})
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args, metrics = script_args(sys.argv[1:])
+    main(*args, metrics=metrics)

@@ -23,11 +23,26 @@ def save(name: str, payload: dict, fig=None) -> None:
     write_json(out_path(name + ".json"), payload)
     if fig is not None:
         save_figure(fig, out_path(name + ".png"))
+    if payload.get("metrics"):
+        print(f"metrics: {payload['metrics']}")
     for s in payload.get("skipped", []):  # runs a folder held that the figure could not use
         print(f"skipped {s['path']}: {s['reason']}")
     for claim in payload.get("claims", []):
         print(f"[{'confirmed' if claim['confirmed'] else 'NOT confirmed'}] {claim['claim']}: {claim['evidence']}")
     print(f"wrote {out_path(name + '.json')}")
+
+
+def script_args(argv) -> tuple[list, str]:
+    """The positional arguments and ``--metrics epoch|checkpoint|auto`` (default auto: the
+    checkpoint metrics, the paper's protocol, where every run has them; else epoch means)."""
+    argv, metrics = list(argv), "auto"
+    if "--metrics" in argv:
+        i = argv.index("--metrics")
+        if i + 1 >= len(argv):
+            raise SystemExit("--metrics needs a value: epoch, checkpoint or auto")
+        metrics = argv[i + 1]
+        del argv[i:i + 2]
+    return argv, metrics
 
 
 def sweep_inputs(args) -> list:

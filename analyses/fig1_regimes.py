@@ -4,12 +4,12 @@
 """
 import sys
 
-from common import sweep_inputs, claim, rank_correlation, save
+from common import script_args, sweep_inputs, claim, rank_correlation, save
 from landscape.regimes import plot_regimes, regimes
 
 
-def main(sweep):
-    res = regimes(sweep)
+def main(sweep, metrics="auto"):
+    res = regimes(sweep, metrics=metrics)
     rows = res["rows"]
     labels = [r["regime"] or 4 for r in rows]  # a run ended by non-finite values sorts last
     elrs = [r["elr"] for r in rows]
@@ -50,8 +50,9 @@ def main(sweep):
                           "largest_regime1_elr": res["largest_regime1_elr"],
                           "smallest_regime3_elr": res["smallest_regime3_elr"],
                           "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
-                          "skipped": res["skipped"], "claims": claims})
+                          "skipped": res["skipped"], "metrics": res["metrics"], "claims": claims})
 
 
 if __name__ == "__main__":
-    main(sweep_inputs(sys.argv[1:]))
+    args, metrics = script_args(sys.argv[1:])
+    main(sweep_inputs(args), metrics)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import sweep_inputs, at_loss, claim, rank_correlation, save
+from common import script_args, sweep_inputs, at_loss, claim, rank_correlation, save
 from landscape.regimes import regimes
 from landscape.sharpness import sharpness
 from landscape.trajectory import Trajectory, read_analysis
@@ -30,12 +30,13 @@ def stored_sharpness(path):
     return {k: v[-1:] for k, v in res.items()}
 
 
-def main(sweep):
-    rows = [r for r in regimes(sweep)["rows"] if r["regime"] == 1]
+def main(sweep, metrics="auto"):
+    res_regimes = regimes(sweep, metrics=metrics)
+    rows = [r for r in res_regimes["rows"] if r["regime"] == 1]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     table = []
     for r in rows:
-        m = Trajectory(r["path"]).metrics
+        m = r["_curves"]
         ok = ~np.isnan(m["test_accuracy"])
         axes[0].plot(m["train_loss"], m["effective_grad_norm"], label=f"{r['elr']:g}")
         axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], label=f"{r['elr']:g}")
@@ -72,8 +73,10 @@ def main(sweep):
         c_tr = rank_correlation([f[0] for f in fin], [f[1] for f in fin])
         claims.append(claim("final regime-1 solutions of higher ELR have a lower Hessian trace (effective units)",
                             c_tr < -0.5, f"Spearman(ELR, final effective trace) = {c_tr:.2f} over {len(fin)} runs"))
-    save("fig3_sharpness", {"sweep": sweep, "levels": LEVELS, "runs": table, "claims": claims}, fig)
+    save("fig3_sharpness", {"sweep": sweep, "levels": LEVELS, "runs": table, "claims": claims,
+                            "metrics": res_regimes["metrics"]}, fig)
 
 
 if __name__ == "__main__":
-    main(sweep_inputs(sys.argv[1:]))
+    args, metrics = script_args(sys.argv[1:])
+    main(sweep_inputs(args), metrics)

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import sweep_inputs, claim, save
+from common import script_args, sweep_inputs, claim, save
 from landscape.regimes import regimes
 
 REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
@@ -61,8 +61,8 @@ def scatter(ax, entry, title):
     ax.legend(fontsize=6)
 
 
-def main(sweeps, tail=0.2):
-    res = regimes(sweeps)
+def main(sweeps, tail=0.2, metrics="auto"):
+    res = regimes(sweeps, metrics=metrics)
     rows = [r for r in res["rows"] if r["regime"]]  # not the runs ended by non-finite values
     table = []
     for r in rows:
@@ -112,8 +112,9 @@ def main(sweeps, tail=0.2):
                 "effective_grad_norm_i": e["groups"]["egn_i"], "layer_of_group": e["groups"]["layer"]}
                for e in table]
     save("fig4_equal_ess", {"sweeps": sweeps, "tail": tail, "runs": payload,
-                            "skipped": res["skipped"], "claims": claims}, fig)
+                            "skipped": res["skipped"], "metrics": res["metrics"], "claims": claims}, fig)
 
 
 if __name__ == "__main__":
-    main(sweep_inputs(sys.argv[1:]))
+    args, metrics = script_args(sys.argv[1:])
+    main(sweep_inputs(args), metrics=metrics)

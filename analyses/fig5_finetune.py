@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import RUNS, claim, save, sweep_inputs
-from landscape.regimes import regimes, usable_runs
+from common import RUNS, claim, save, script_args, sweep_inputs
+from landscape.regimes import curves, pick_source, regimes, usable_runs
 from landscape.trajectory import Trajectory
 
 
@@ -22,18 +22,26 @@ def tail(x, frac=0.2):
     return float(np.mean(x[-max(1, int(frac * len(x))):]))
 
 
-def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
+def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps, metrics="auto"):
     sweeps = sweep_inputs(sweeps)
-    by_elr = {round(r["elr"], 12): r for r in regimes(sweeps)["rows"]}
+    res = regimes(sweeps, metrics=metrics)
+    by_elr = {round(r["elr"], 12): r for r in res["rows"]}
     paths = sorted(glob.glob(os.path.join(folder, "from*-to*.h5")))
     if not paths:
         raise SystemExit(f"no fine-tuning runs in {folder}: run train/finetune_mnist1d.sh first")
     runs, skipped = usable_runs(paths, nonfinite_ok=False)  # damaged or short runs are listed
+    source, kept, more = pick_source(runs, res["metrics"])  # the sweep's curves, for both
+    skipped += more
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     table, claims = [], []
-    for t in runs:
+    for t, tm in kept:
         src_info = t.config["init_source"]
-        base = Trajectory(src_info["path"])
+        base = curves(Trajectory(src_info["path"]), source)
+        switch = np.flatnonzero(base["epoch"] == src_info["epoch"]) if base is not None else []
+        if not len(switch):
+            skipped.append({"path": t.path, "reason": f"its source run has no {source} metrics at "
+                            f"epoch {src_info['epoch']}"})
+            continue
         src, dst = float(src_info["elr"]), float(t.config["elr"])
         if by_elr.get(round(src, 12)) is None:
             skipped.append({"path": t.path, "reason": f"its source run (ELR {src:g}) is not a usable sweep run"})
@@ -42,17 +50,17 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
         ref = by_elr.get(round(dst, 12))
         entry = {"from": src, "from_regime": src_regime, "to": dst,
                  "to_regime": ref["regime"] if ref else None, "from_epoch": src_info["epoch"],
-                 "final_train_loss": tail(t.metrics["train_loss"]),
-                 "final_egn": tail(t.metrics["effective_grad_norm"]),
-                 "source_final_egn": tail(base.metrics["effective_grad_norm"]),
-                 "source_final_train_loss": tail(base.metrics["train_loss"]),
-                 "source_loss_at_switch": float(base.metrics["train_loss"][src_info["epoch"] - 1]),
+                 "final_train_loss": tail(tm["train_loss"]),
+                 "final_egn": tail(tm["effective_grad_norm"]),
+                 "source_final_egn": tail(base["effective_grad_norm"]),
+                 "source_final_train_loss": tail(base["train_loss"]),
+                 "source_loss_at_switch": float(base["train_loss"][switch[0]]),
                  "reference_final_train_loss": ref["tail_train_loss"] if ref else None,
-                 "max_loss_after_switch": float(np.max(t.metrics["train_loss"]))}
+                 "max_loss_after_switch": float(np.max(tm["train_loss"]))}
         table.append(entry)
         ax = axes[0 if src_regime == 1 else 1]
-        ax.plot(base.metrics["train_loss"], base.metrics["effective_grad_norm"], color="grey", lw=0.8)
-        ax.plot(t.metrics["train_loss"], t.metrics["effective_grad_norm"], label=f"{src:g} -> {dst:g}")
+        ax.plot(base["train_loss"], base["effective_grad_norm"], color="grey", lw=0.8)
+        ax.plot(tm["train_loss"], tm["effective_grad_norm"], label=f"{src:g} -> {dst:g}")
     for ax, title in zip(axes, ("fine-tuning a regime-1 solution", "fine-tuning from regime 2")):
         ax.set(xscale="log", yscale="log", xlabel="train loss", ylabel="mean stochastic eff. grad norm", title=title)
         ax.invert_xaxis()
@@ -76,8 +84,9 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps):
                                 e["final_train_loss"] < 0.5 * e["source_loss_at_switch"],
                                 f"final loss {e['final_train_loss']:.4g} vs {e['source_loss_at_switch']:.4g} at the switch"))
     save("fig5_finetune", {"folder": folder, "sweeps": sweeps, "runs": table, "skipped": skipped,
-                           "claims": claims}, fig)
+                           "metrics": source, "claims": claims}, fig)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args, metrics = script_args(sys.argv[1:])
+    main(*args, metrics=metrics)

@@ -10,9 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import sweep_inputs, claim, save
+from common import script_args, sweep_inputs, claim, save
 from landscape.regimes import regimes
-from landscape.trajectory import Trajectory
 
 
 def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
@@ -26,13 +25,13 @@ def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
     return (b + int(hit[0]) + 1) if flat and len(hit) else None
 
 
-def main(sweep):
-    res = regimes(sweep)
+def main(sweep, metrics="auto"):
+    res = regimes(sweep, metrics=metrics)
     rows = [r for r in res["rows"] if r["regime"]]  # not the runs ended by non-finite values
     fig, ax = plt.subplots(figsize=(6, 4))
     table = []
     for r in rows:
-        m = Trajectory(r["path"]).metrics
+        m = r["_curves"]
         drop = late_drop(m["train_loss"])
         table.append({"elr": r["elr"], "regime": r["regime"], "final_train_loss": r["final_train_loss"],
                       "late_convergence_epoch": drop})
@@ -46,8 +45,10 @@ def main(sweep):
                     bool(transitions) and boundary in [e["elr"] for e in transitions] + [None],
                     ("late convergence at " + ", ".join(f"ELR {e['elr']:g} (epoch {e['late_convergence_epoch']})" for e in transitions))
                     if transitions else f"no regime-1 run left a plateau late; the largest regime-1 ELR is {boundary}")]
-    save("fig6_transitions", {"sweep": sweep, "runs": table, "claims": claims}, fig)
+    save("fig6_transitions", {"sweep": sweep, "runs": table, "claims": claims,
+                              "metrics": res["metrics"]}, fig)
 
 
 if __name__ == "__main__":
-    main(sweep_inputs(sys.argv[1:]))
+    args, metrics = script_args(sys.argv[1:])
+    main(sweep_inputs(args), metrics)

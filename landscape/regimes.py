@@ -123,6 +123,50 @@ def print_skipped(skipped: list[dict]) -> None:
         print(f"skipped {s['path']}: {s['reason']}")
 
 
+METRIC_SOURCES = ("auto", "epoch", "checkpoint")
+SOURCE_TEXT = {"epoch": "epoch means over the mini-batches of training (landscape train's log)",
+               "checkpoint": "checkpoint metrics (the official protocol: whole training set in "
+                             "fixed order, no update; landscape evaluate / --checkpoint-metrics)"}
+
+
+def curves(t: Trajectory, source: str) -> dict | None:
+    """A run's curves ('epoch', 'train_loss', 'train_accuracy', 'test_accuracy',
+    'effective_grad_norm', ...) from ``source``: 'epoch' (training's epoch means) or
+    'checkpoint' (None when the run has none)."""
+    if source == "epoch":
+        return t.metrics
+    from .evaluation import stored_checkpoint_metrics
+    return stored_checkpoint_metrics(t)
+
+
+def pick_source(runs, source: str, min_points: int = MIN_EPOCHS) -> tuple[str, list, list]:
+    """Resolve 'auto' (checkpoint metrics when every run has them, else epoch means) and split
+    the runs into those that have the source's curves (at least ``min_points`` points) and the
+    skipped others."""
+    if source not in METRIC_SOURCES:
+        raise LandscapeError(f"--metrics must be one of {', '.join(METRIC_SOURCES)}, got {source!r}")
+    finite = [t for t in runs if t.status != "nonfinite"]
+    if source == "auto":
+        enough = [curves(t, "checkpoint") for t in finite]
+        source = "checkpoint" if finite and all(c is not None and len(c["train_loss"]) >= min_points
+                                                for c in enough) else "epoch"
+    kept, skipped = [], []
+    for t in runs:
+        c = curves(t, source) if t.status != "nonfinite" else t.metrics
+        if c is None:
+            skipped.append({"path": t.path, "reason": "no checkpoint metrics: run 'landscape "
+                            f"evaluate {t.path}' or train with --checkpoint-metrics"})
+        elif len(c["train_loss"]) < min_points and t.status != "nonfinite":
+            skipped.append({"path": t.path, "reason": f"{len(c['train_loss'])} points of {source} "
+                            f"metrics, needs at least {min_points}"})
+        else:
+            kept.append((t, c))
+    if not kept:
+        raise LandscapeError("no usable trajectory: " + "; ".join(f"{s['path']} ({s['reason']})"
+                                                                  for s in skipped))
+    return source, kept, skipped
+
+
 def _tail_mean(values, tail: float) -> float:
     v = np.asarray(values, float)
     v = v[~np.isnan(v)]
@@ -131,15 +175,18 @@ def _tail_mean(values, tail: float) -> float:
     return float(v[-max(1, int(round(tail * len(v)))):].mean())
 
 
-def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
-    """Classify every usable trajectory; rows sorted by ELR, plus the regime boundaries and the
-    runs skipped (with why). A run that met non-finite values (its status, or NaN in its train
-    curve) gets regime None, name 'nonfinite': that is what happened, not a guess."""
+def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto") -> dict:
+    """Classify every usable trajectory; rows sorted by ELR, plus the regime boundaries, the
+    curves used (``metrics``: 'epoch', 'checkpoint' or 'auto' = checkpoint metrics when every
+    run has them) and the runs skipped (with why). A run that met non-finite values (its status,
+    or NaN in its train curve) gets regime None, name 'nonfinite': that is what happened, not a
+    guess."""
     c = criteria or RegimeCriteria()
     rows = []
     runs, skipped = usable_runs(inputs)
-    for t in runs:
-        m = t.metrics
+    source, kept, left = pick_source(runs, metrics)
+    skipped += left
+    for t, m in kept:
         curves = np.concatenate([m["train_loss"], m["train_accuracy"]])
         if t.status == "nonfinite" or not np.all(np.isfinite(curves)):
             detail = t.status_detail
@@ -155,16 +202,17 @@ def regimes(inputs, criteria: RegimeCriteria | None = None) -> dict:
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
-                     "_trajectory": t})
+                     "_trajectory": t, "_curves": m})
     rows.sort(key=lambda r: r["elr"])
     ones = [r["elr"] for r in rows if r["regime"] == 1]
     threes = [r["elr"] for r in rows if r["regime"] == 3]
-    return {"rows": rows, "criteria": asdict(c), "skipped": skipped,
+    return {"rows": rows, "criteria": asdict(c), "skipped": skipped, "metrics": source,
             "largest_regime1_elr": max(ones) if ones else None,
             "smallest_regime3_elr": min(threes) if threes else None}
 
 
 def print_regimes(result: dict) -> None:
+    print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
     print(f"{'ELR':>10}  {'regime':<15} {'final_loss':>11} {'mean_egn':>10} {'test_acc':>9}  file")
     for r in result["rows"]:
         label = f"{r['regime']} {r['name']:<13}" if r["regime"] else \
@@ -186,13 +234,14 @@ def plot_regimes(result: dict, path: str) -> None:
     colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
     fig, axes = new_figure(3, 4.7, 4.0)
     for i, r in enumerate(rows):
-        m = r["_trajectory"].metrics
+        m = r["_curves"]
         col = cmap(i / max(1, len(rows) - 1))
         axes[0].plot(m["epoch"], m["train_loss"], color=col, lw=1, label=f"{r['elr']:.3g}")
         axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=col, lw=0.6, alpha=0.6)
         axes[1].scatter([r["tail_train_loss"]], [r["mean_effective_grad_norm"]], color=colors[r["regime"]],
                         zorder=3, s=18)
-    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log", title="train loss (colour: ELR)")
+    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log",
+                title=f"train loss (colour: ELR; {result['metrics']} metrics)")
     axes[0].legend(fontsize=6, ncol=2, title="ELR", title_fontsize=7)
     axes[1].set(xlabel="train loss", ylabel="mean stochastic effective grad norm", xscale="log",
                 yscale="log", title="sharpness vs loss (dots: tail means, colour: regime)")
@@ -252,26 +301,28 @@ def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction:
 
 
 def double_descent(paths, window: int = 5, min_height: float = 0.01, significance: float = 4.0,
-                   skipped: list | None = None) -> list[dict]:
-    """Peak detection on every usable label-noise run; runs it cannot use are appended to
-    ``skipped`` (with why) when a list is given."""
+                   skipped: list | None = None, metrics: str = "auto") -> list[dict]:
+    """Peak detection on every usable label-noise run, on the curves of ``metrics`` ('epoch',
+    'checkpoint', 'auto'; each row says which); runs it cannot use are appended to ``skipped``
+    (with why) when a list is given."""
     def needs_noise(t):
         if float(t.config.get("label_noise", 0.0)) <= 0:
             return ("trained without label noise; epoch-wise double descent needs --label-noise "
                     "P > 0 runs")
     runs, left = usable_runs(paths, min_epochs=5, nonfinite_ok=False, need=needs_noise)
+    source, kept, more = pick_source(runs, metrics, min_points=5)
     if skipped is not None:
-        skipped.extend(left)
+        skipped.extend(left + more)
     rows = []
-    for t in runs:
+    for t, m in kept:
         path, noise = t.path, float(t.config["label_noise"])
-        m = t.metrics
         ok = ~np.isnan(m["test_accuracy"])
         epochs = m["epoch"][ok]
         err = 1 - m["test_accuracy"][ok]
         peak = find_peak(err, window, min_height, significance=significance)
         egn_peak = find_peak(m["effective_grad_norm"], window, min_height=0.0, significance=significance)
-        row = {"path": path, "elr": float(t.config["elr"]), "label_noise": noise, "double_descent": peak is not None,
+        row = {"path": path, "elr": float(t.config["elr"]), "label_noise": noise, "metrics": source,
+               "double_descent": peak is not None,
                "test_error_fluctuation": fluctuation(err),
                "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
                "effective_grad_norm": m["effective_grad_norm"]}
@@ -288,6 +339,8 @@ def double_descent(paths, window: int = 5, min_height: float = 0.01, significanc
 
 
 def print_double_descent(rows) -> None:
+    if rows:
+        print(f"metrics: {SOURCE_TEXT[rows[0]['metrics']]}")
     print(f"{'ELR':>9} {'noise':>6} {'peak_ep':>8} {'height':>8} {'final':>8} {'egn_peak_ep':>11} {'|diff|':>7}  file")
     for r in rows:
         def g(key, fmt):
@@ -324,6 +377,9 @@ def add_regime_parsers(sub):
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
     for f in RegimeCriteria.__dataclass_fields__.values():
         p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(float), default=f.default)
+    p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
+                   help="curves to judge: training's epoch means, the checkpoint metrics (official "
+                   "protocol), or auto: checkpoint metrics when every run has them")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PNG")
     p.set_defaults(run=cmd_regimes)
@@ -334,6 +390,8 @@ def add_regime_parsers(sub):
     d.add_argument("--min-height", type=_number(float), default=0.01, help="smallest peak height (error)")
     d.add_argument("--significance", type=_number(float), default=4.0,
                    help="a peak must also exceed this many times the smoothed curve's noise")
+    d.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
+                   help="curves: epoch means, checkpoint metrics, or auto (checkpoint when all have them)")
     d.add_argument("--json", metavar="PATH")
     d.add_argument("--plot", metavar="PNG")
     d.set_defaults(run=cmd_double_descent)
@@ -342,13 +400,13 @@ def add_regime_parsers(sub):
 def cmd_regimes(args):
     from .cli import write_json
     criteria = RegimeCriteria(**{k: getattr(args, k) for k in RegimeCriteria.__dataclass_fields__})
-    result = regimes(args.inputs, criteria)
+    result = regimes(args.inputs, criteria, args.metrics)
     print_regimes(result)
     if args.json:
         write_json(args.json, {"criteria": result["criteria"],
                                "largest_regime1_elr": result["largest_regime1_elr"],
                                "smallest_regime3_elr": result["smallest_regime3_elr"],
-                               "skipped": result["skipped"],
+                               "skipped": result["skipped"], "metrics": result["metrics"],
                                "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
                                         for r in result["rows"]]})
         print(f"wrote {args.json}")
@@ -360,7 +418,8 @@ def cmd_regimes(args):
 def cmd_double_descent(args):
     from .cli import write_json
     skipped = []
-    rows = double_descent(args.inputs, args.window, args.min_height, args.significance, skipped)
+    rows = double_descent(args.inputs, args.window, args.min_height, args.significance, skipped,
+                          args.metrics)
     print_double_descent(rows)
     print_skipped(skipped)
     if args.json:

@@ -96,3 +96,37 @@ def test_cli(run, cli, tmp_path):
     assert json.load(open(tmp_path / "e.json"))["epoch"] == [2]
     code, _, err = cli(["evaluate", traj.path, "--epochs", "7"])
     assert code == 2 and "no checkpoint at epoch 7" in err
+
+
+def test_regimes_and_double_descent_say_which_metrics_they_use(tmp_path, tiny, cli):
+    sw = tmp_path / "sw"
+    cfg = dict(tiny, epochs=4, label_noise=0.2)
+    for elr in (1e-3, 2e-3):
+        train(out=str(sw / f"elr{elr:g}.h5"), progress=False, **dict(cfg, elr=elr, checkpoint_metrics=True))
+    code, out, err = cli(["regimes", str(sw), "--json", str(tmp_path / "r.json")])
+    assert code == 0, err
+    assert "metrics: checkpoint metrics" in out  # auto: every run has them
+    result = json.load(open(tmp_path / "r.json"))
+    assert result["metrics"] == "checkpoint"
+    t = Trajectory(str(sw / "elr0.001.h5"))
+    row = result["rows"][0]
+    assert row["final_train_loss"] == pytest.approx(float(np.median(t.checkpoint_metrics["train_loss"][-1:])))
+    code, out, err = cli(["regimes", str(sw), "--metrics", "epoch"])
+    assert code == 0 and "metrics: epoch means" in out
+    # a run without checkpoint metrics: auto falls back to epoch means for all; 'checkpoint' skips it
+    train(out=str(sw / "elr0.005.h5"), progress=False, **dict(cfg, elr=5e-3))
+    code, out, err = cli(["regimes", str(sw)])
+    assert code == 0 and "metrics: epoch means" in out and "skipped" not in out
+    code, out, err = cli(["regimes", str(sw), "--metrics", "checkpoint"])
+    assert code == 0 and f"skipped {sw / 'elr0.005.h5'}: no checkpoint metrics" in out
+    # 'landscape evaluate' supplies them (at the checkpoints) for a run trained without
+    evaluate_checkpoints(str(sw / "elr0.005.h5"), "all")
+    code, out, err = cli(["regimes", str(sw), "--metrics", "checkpoint"])
+    assert code == 0 and "skipped" not in out
+    cfg5 = dict(cfg, epochs=6)
+    noisy = train(out=str(tmp_path / "noisy.h5"), progress=False, **dict(cfg5, checkpoint_metrics=True))
+    code, out, err = cli(["double-descent", noisy.path, "--json", str(tmp_path / "d.json")])
+    assert code == 0 and "metrics: checkpoint metrics" in out, err
+    d = json.load(open(tmp_path / "d.json"))
+    assert d["rows"][0]["metrics"] == "checkpoint"
+    np.testing.assert_allclose(d["rows"][0]["test_error"], 1 - noisy.checkpoint_metrics["test_accuracy"])
