@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from .models import with_batch_statistics
 
 BN_MODES = ("batch", "running")
 HVP_MODES = ("rev", "fwd")
+MATRICES = ("hessian", "ggn")
+ESTIMATORS = ("hutchinson", "hutchpp")
 
 
 def _prepare(model: torch.nn.Module, bn: str) -> torch.nn.Module:
@@ -47,14 +50,24 @@ class Curvature:
     ``batches``: list of (x, y); the loss is their size-weighted mean of mini-batch losses.
     ``params``: names of the parameters to differentiate (default: the trainable ones, i.e. the
     SI groups; the frozen last layer is excluded).
+    ``matrix``: the curvature matrix M that ``mvp``, ``operator`` and the estimators use:
+    'hessian' (H) or 'ggn', the generalised Gauss-Newton G = sum_B w_B J_B^T H_out J_B with J_B
+    the Jacobian of batch B's logits and H_out = (diag p - p p^T) / |B| per example, the
+    Hessian of the mean cross-entropy in the logits (the official code's "Fisher"); products
+    by ``torch.func.linearize`` (J v) and ``vjp`` (J^T u), never the Jacobian itself.
+
+    >>> curv = Curvature(model, [(x, y)], matrix="ggn")
+    >>> hutchinson_trace(curv, 100)[0], top_eigenvalues(curv, 3)
     """
 
     def __init__(self, model, batches, bn: str = "batch", dtype=None, params=None,
-                 probe_batch: int = 8, hvp_mode: str = "rev"):
+                 probe_batch: int = 8, hvp_mode: str = "rev", matrix: str = "hessian"):
         if hvp_mode not in HVP_MODES:
             raise LandscapeError(f"hvp mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}")
-        self.hvp_mode = hvp_mode
-        self._linear = None
+        if matrix not in MATRICES:
+            raise LandscapeError(f"--matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
+        self.hvp_mode, self.matrix = hvp_mode, matrix
+        self._linear = self._ggn_parts = None
         m = _prepare(model, bn)
         if dtype is not None:
             m = m.to(dtype)
@@ -117,17 +130,65 @@ class Curvature:
         """H V for the rows of V, ``probe_batch`` rows per vmap call."""
         return torch.cat([vmap(self.hvp)(chunk) for chunk in vs.split(self.probe_batch)])
 
+    def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, {**self.fixed, **self.unflatten(flat)}, (x,))
+
+    def _ggn(self):
+        """Per batch, linearised once: (w_B, softmax p, v -> J v, u -> J^T u)."""
+        if self._ggn_parts is None:
+            parts = []
+            for (x, y), w in zip(self.batches, self.weights):
+                with warnings.catch_warnings():  # linearize's graph folding is chatty
+                    warnings.simplefilter("ignore")
+                    out, jv = torch.func.linearize(lambda t, x=x: self.logits(t, x), self.theta)
+                _, vjp_fn = vjp(lambda t, x=x: self.logits(t, x), self.theta)
+                parts.append((w, torch.softmax(out.detach(), dim=1), jv, vjp_fn))
+            self._ggn_parts = parts
+        return self._ggn_parts
+
+    def ggnvp(self, v: torch.Tensor) -> torch.Tensor:
+        """G v = sum_B w_B J_B^T H_out J_B v (see the class docstring)."""
+        total = torch.zeros_like(self.theta)
+        for w, p, jv, vjp_fn in self._ggn():
+            u = jv(v)
+            h = (p * u - p * (p * u).sum(1, keepdim=True)) / len(p)
+            total = total + w * vjp_fn(h)[0]
+        return total.detach()
+
+    def mvp(self, v: torch.Tensor) -> torch.Tensor:
+        """M v for the chosen curvature matrix."""
+        return self.hvp(v) if self.matrix == "hessian" else self.ggnvp(v)
+
+    def mvp_batch(self, vs: torch.Tensor) -> torch.Tensor:
+        """M V for the rows of V, ``probe_batch`` rows per vmap call."""
+        if self.matrix == "hessian":
+            return self.hvp_batch(vs)
+        return torch.cat([vmap(self.ggnvp)(chunk) for chunk in vs.split(self.probe_batch)])
+
+    def group_slices(self, level: str = "layer") -> list[slice]:
+        """The coordinates of every SI group in the flat vector: each tensor ('layer') or each
+        filter (its output-channel slice, 'filter')."""
+        out, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            if level == "layer":
+                out.append(slice(start, start + size))
+            else:
+                row = size // shape[0]
+                out += [slice(start + c * row, start + (c + 1) * row) for c in range(shape[0])]
+            start += size
+        return out
+
     def operator(self) -> LinearOperator:
-        """The Hessian as a float64 LinearOperator (computed in the model's dtype)."""
+        """The curvature matrix as a float64 LinearOperator (computed in the model's dtype)."""
         dt, dev = self.theta.dtype, self.theta.device
 
         def matvec(v):
             v = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dt, device=dev)
-            return self.hvp(v).double().cpu().numpy()
+            return self.mvp(v).double().cpu().numpy()
 
         def matmat(V):
             V = torch.as_tensor(np.asarray(V).T.copy(), dtype=dt, device=dev)
-            return self.hvp_batch(V).double().cpu().numpy().T
+            return self.mvp_batch(V).double().cpu().numpy().T
 
         return LinearOperator((self.dim, self.dim), matvec=matvec, matmat=matmat,
                               rmatvec=matvec, dtype=np.float64)
@@ -142,26 +203,74 @@ def rademacher(n: int, dim: int, gen: torch.Generator, dtype, device) -> torch.T
     return (torch.randint(0, 2, (n, dim), generator=gen) * 2 - 1).to(device=device, dtype=dtype)
 
 
-def hutchinson_trace(curv: Curvature, probes: int, seed: int = 0, project=None, on_probes=None):
-    """Hutchinson's estimate of tr(H) (or tr(P H P) with ``project`` = P) with Rademacher probes.
-    Returns (mean, standard error, samples)."""
+def _segment_sums(rows: torch.Tensor, slices) -> torch.Tensor:
+    """Row-wise sums over each slice of the columns: [n, groups]."""
+    return torch.stack([rows[:, s].sum(1) for s in slices], dim=1)
+
+
+def hutchinson_trace(curv: Curvature, probes: int, seed: int = 0, project=None, on_probes=None,
+                     groups=None):
+    """Hutchinson's estimate of tr(M) (or tr(P M P) with ``project`` = P) with Rademacher probes:
+    the mean of v^T M v. Returns (mean, standard error, samples). With ``groups`` (a list of
+    coordinate slices, e.g. ``curv.group_slices('filter')``) also the trace of each group's
+    diagonal block from the same probes, E[v_g^T (M v)_g] = tr(M_gg): returns
+    (mean, stderr, samples, group means [G], group standard errors [G])."""
     if probes < 1:
         raise LandscapeError(f"--probes must be a positive integer, got {probes}")
     gen = torch.Generator().manual_seed(int(seed))
-    samples = []
+    samples, group_samples = [], []
     done = 0
     while done < probes:
         n = min(curv.probe_batch, probes - done)
         V = rademacher(n, curv.dim, gen, curv.theta.dtype, curv.theta.device)
         if project is not None:
             V = project(V)
-        samples.append((V * curv.hvp_batch(V)).sum(1).double().cpu())
+        prod = (V * curv.mvp_batch(V)).double()
+        samples.append(prod.sum(1).cpu())
+        if groups is not None:
+            group_samples.append(_segment_sums(prod, groups).cpu())
         done += n
         if on_probes is not None:
             on_probes(n)
     s = torch.cat(samples).numpy()
     stderr = float(s.std(ddof=1) / math.sqrt(len(s))) if len(s) > 1 else float("nan")
-    return float(s.mean()), stderr, s
+    if groups is None:
+        return float(s.mean()), stderr, s
+    g = torch.cat(group_samples).numpy()
+    g_se = g.std(0, ddof=1) / math.sqrt(len(g)) if len(g) > 1 else np.full(g.shape[1], np.nan)
+    return float(s.mean()), stderr, s, g.mean(0), g_se
+
+
+def hutchpp_trace(curv: Curvature, matvecs: int, seed: int = 0, on_probes=None, groups=None):
+    """Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with about ``matvecs`` products: a third
+    sketches the top of the spectrum (Q = orth(M S)), a third computes tr(Q^T M Q) exactly, the
+    last third runs Hutchinson on the rest, (I - QQ^T) M (I - QQ^T). Exact on the captured
+    subspace, so for the low effective rank of network Hessians it reaches a given error with
+    far fewer products than Hutchinson. Returns (estimate, standard error of the Hutchinson
+    part, its samples) and, with ``groups``, the per-group block traces and their errors as
+    ``hutchinson_trace`` does."""
+    k = max(1, matvecs // 3)
+    m = max(2, matvecs - 2 * k)
+    gen = torch.Generator().manual_seed(int(seed))
+    dt, dev = curv.theta.dtype, curv.theta.device
+    S = rademacher(k, curv.dim, gen, dt, dev)
+    Q = torch.linalg.qr(curv.mvp_batch(S).double().T).Q.to(dt)  # [dim, k], orthonormal columns
+    MQ = curv.mvp_batch(Q.T.contiguous()).double().T              # [dim, k]
+    # with P = QQ^T, M = MP + M(I-P): the diagonal of MP is known exactly (its trace is
+    # tr(Q^T M Q)); probes v = (I-P)g give E[v_i (M v)_i] = [M(I-P)]_ii, the rest of every
+    # diagonal entry, so the per-group sums are unbiased too
+    top_diag = (MQ * Q.double()).sum(1)
+    if on_probes is not None:
+        on_probes(2 * k)
+
+    def deflate(V):
+        return V - (V @ Q) @ Q.T
+    res = hutchinson_trace(curv, m, seed + 1, project=deflate, on_probes=on_probes, groups=groups)
+    estimate = float(top_diag.sum()) + res[0]
+    if groups is None:
+        return estimate, res[1], res[2]
+    top_groups = _segment_sums(top_diag[None, :], groups)[0].cpu().numpy()
+    return estimate, res[1], res[2], top_groups + res[3], res[4]
 
 
 def top_eigenvalues(curv: Curvature, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarray:

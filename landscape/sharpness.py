@@ -24,7 +24,8 @@ import torch
 
 from .data import dataset_of, train_batches
 from .errors import LandscapeError
-from .hessian import BN_MODES, Curvature, gradient_noise, hutchinson_trace, spectral_density, top_eigenvalues
+from .hessian import (BN_MODES, ESTIMATORS, MATRICES, Curvature, gradient_noise, hutchinson_trace,
+                      hutchpp_trace, spectral_density, top_eigenvalues)
 from .locks import refuse_if_written
 from .trajectory import Trajectory, append_analysis, select_epochs
 
@@ -46,26 +47,45 @@ def fixed_batches(data, batch_size: int, count, seed: int):
 def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, eigs: int = 5,
                          bn: str = "batch", density: bool = False, seed: int = 0,
                          dtype=None, probe_batch: int = 8, hvp_mode: str = "rev",
-                         density_steps: int = 80, density_runs: int = 1, on_probes=None) -> dict:
-    """Every curvature number of one model (see the module docstring)."""
-    curv = Curvature(model, batches, bn=bn, dtype=dtype, probe_batch=probe_batch, hvp_mode=hvp_mode)
+                         density_steps: int = 80, density_runs: int = 1, on_probes=None,
+                         matrix: str = "hessian", estimator: str = "hutchinson",
+                         per_group: bool = False) -> dict:
+    """Every curvature number of one model (see the module docstring); ``matrix`` 'hessian' or
+    'ggn', ``estimator`` 'hutchinson' or 'hutchpp' (``probes`` is then the number of products),
+    ``per_group``: the trace of every SI group's diagonal block, per layer and per filter."""
+    if estimator not in ESTIMATORS:
+        raise LandscapeError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    curv = Curvature(model, batches, bn=bn, dtype=dtype, probe_batch=probe_batch, hvp_mode=hvp_mode,
+                     matrix=matrix)
     rho, n = curv.rho, curv.dim
-    trace, stderr, samples = hutchinson_trace(curv, probes, seed, on_probes=on_probes)
+    layers, filters = curv.group_slices("layer"), curv.group_slices("filter")
+    groups = layers + filters if per_group else None
+    estimate = hutchinson_trace if estimator == "hutchinson" else hutchpp_trace
+    res = estimate(curv, probes, seed, on_probes=on_probes, groups=groups)
+    trace, stderr = res[0], res[1]
     g = curv.gradient()
-    u = curv.theta / curv.theta.norm()
-    uHu = float(u @ curv.hvp(u))
-    radial = float(curv.theta @ g) / rho ** 2
-    riemannian = trace - uHu - (n - 1) * radial
     out = {
         "loss": float(curv.loss(curv.theta)), "rho": rho, "num_params": n,
         "trace": trace, "trace_stderr": stderr,
         "trace_effective": trace * rho ** 2, "trace_stderr_effective": stderr * rho ** 2,
         "trace_per_param": trace / n,
-        # the official code's "effective" trace: (tr(H) / #params) * rho^2
+        # the official code's "effective" trace: (tr(M) / #params) * rho^2
         "trace_per_param_effective": trace / n * rho ** 2,
-        "trace_riemannian": riemannian, "trace_riemannian_effective": riemannian * rho ** 2,
         "grad_norm": float(g.norm()), "effective_grad_norm": float(g.norm()) * rho,
     }
+    if matrix == "hessian":  # the sphere's Riemannian Hessian: a statement about H itself
+        u = curv.theta / curv.theta.norm()
+        uHu = float(u @ curv.hvp(u))
+        radial = float(curv.theta @ g) / rho ** 2
+        riemannian = trace - uHu - (n - 1) * radial
+        out.update({"trace_riemannian": riemannian, "trace_riemannian_effective": riemannian * rho ** 2})
+    if per_group:  # effective units per group: the block as if that group sat on the unit sphere
+        theta = curv.theta.double()
+        sq = np.array([float(theta[s].square().sum()) for s in layers + filters])
+        for name, sl in (("group", slice(0, len(layers))), ("filter", slice(len(layers), None))):
+            out[f"{name}_trace"] = res[3][sl]
+            out[f"{name}_trace_stderr"] = res[4][sl]
+            out[f"{name}_trace_effective"] = res[3][sl] * sq[sl]
     if eigs > 0:
         vals = top_eigenvalues(curv, eigs, seed)
         out["eigenvalues"] = vals
@@ -84,7 +104,8 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
               bn: str = "batch", density: bool = False, seed: int = 0, double: bool = False,
               device: str = "cpu", data_root: str | None = None, probe_batch: int = 8,
               hvp_mode: str = "rev", density_steps: int = 80, density_runs: int = 1,
-              progress: bool | None = None, write: bool = True) -> dict:
+              progress: bool | None = None, write: bool = True, matrix: str = "hessian",
+              estimator: str = "hutchinson", per_group: bool = False) -> dict:
     """Curvature of the chosen checkpoints of a trajectory; appended to /analyses/sharpness
     (unless ``write=False``) and returned as {name: array over epochs}."""
     if not isinstance(probes, int) or probes < 1:
@@ -116,7 +137,8 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
                                              eigs=eigs, bn=bn, density=density, seed=seed,
                                              dtype=dtype, probe_batch=probe_batch,
                                              hvp_mode=hvp_mode, density_steps=density_steps,
-                                             density_runs=density_runs, on_probes=bar.update))
+                                             density_runs=density_runs, on_probes=bar.update,
+                                             matrix=matrix, estimator=estimator, per_group=per_group))
     finally:
         bar.close()
     result = {"epoch": np.array(chosen)}
@@ -125,7 +147,8 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
     settings = {"epochs": epochs, "probes": probes, "eigs": eigs, "batches": str(batches),
                 "batch_size": bs, "bn": bn, "seed": seed, "dtype": "float64" if double else "float32",
                 "hvp": hvp_mode, "density": density, "density_steps": density_steps,
-                "density_runs": density_runs}
+                "density_runs": density_runs, "matrix": matrix, "estimator": estimator,
+                "per_group": per_group}
     if write:
         append_analysis(path, "sharpness", result, {"settings": settings})
     result["settings"] = settings
@@ -134,18 +157,27 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
 
 def print_sharpness(result: dict) -> None:
     has_eigs = "eigenvalues_effective" in result
-    head = (f"{'epoch':>6} {'loss':>9} {'trace_eff':>11} {'±se':>9} {'riem_eff':>11} "
-            f"{'trace/P':>9}" + (f" {'lmax_eff':>10}" if has_eigs else "") +
-            f" {'mean_egn':>9} {'covtr_eff':>10}")
+    has_riem = "trace_riemannian_effective" in result
+    settings = result.get("settings", {})
+    print(f"matrix: {settings.get('matrix', 'hessian')}, estimator: {settings.get('estimator', 'hutchinson')}; "
+          f"trace_eff = tr * rho^2, trace/P*rho^2 = the official code's effective unit")
+    head = (f"{'epoch':>6} {'loss':>9} {'trace_eff':>11} {'±se':>9}" +
+            (f" {'riem_eff':>11}" if has_riem else "") + f" {'trace/P*rho^2':>13}" +
+            (f" {'lmax_eff':>10}" if has_eigs else "") + f" {'mean_egn':>9} {'covtr_eff':>10}")
     print(head)
     for i, e in enumerate(result["epoch"]):
         line = (f"{e:>6d} {result['loss'][i]:>9.4g} {result['trace_effective'][i]:>11.5g} "
-                f"{result['trace_stderr_effective'][i]:>9.3g} {result['trace_riemannian_effective'][i]:>11.5g} "
-                f"{result['trace_per_param'][i]:>9.3g}")
+                f"{result['trace_stderr_effective'][i]:>9.3g}")
+        if has_riem:
+            line += f" {result['trace_riemannian_effective'][i]:>11.5g}"
+        line += f" {result['trace_per_param_effective'][i]:>13.4g}"
         if has_eigs:
             line += f" {result['eigenvalues_effective'][i][0]:>10.5g}"
         line += f" {result['mean_effective_grad_norm'][i]:>9.4g} {result['grad_cov_trace_effective'][i]:>10.4g}"
         print(line)
+    if "group_trace_effective" in result:
+        print("per-layer trace (effective, x rho_i^2) at the last epoch: " +
+              ", ".join(f"{v:.4g}" for v in result["group_trace_effective"][-1]))
 
 
 def plot_sharpness(result: dict, path: str) -> None:
@@ -187,6 +219,14 @@ def add_sharpness_parser(sub):
     p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
     p.add_argument("--bn", choices=BN_MODES, default="batch",
                    help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
+    p.add_argument("--matrix", choices=MATRICES, default="hessian",
+                   help="hessian, or ggn: the generalised Gauss-Newton J^T H_out J (the official code's 'Fisher')")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="hutchinson",
+                   help="trace estimator: hutchinson, or hutchpp (Hutch++: --probes products, a third "
+                   "of them sketching the top of the spectrum; fewer products for the same error)")
+    p.add_argument("--per-group", action="store_true",
+                   help="also the trace of every SI group's diagonal block, per layer and per filter "
+                   "(raw and effective: x rho_i^2)")
     p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
     p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
     p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
@@ -213,7 +253,8 @@ def cmd_sharpness(args):
         epochs = "last"
     result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
                        args.seed, args.double, args.device, args.data_root, args.probe_batch,
-                       args.hvp, args.density_steps, args.density_runs)
+                       args.hvp, args.density_steps, args.density_runs, matrix=args.matrix,
+                       estimator=args.estimator, per_group=args.per_group)
     print_sharpness(result)
     print(f"appended /analyses/sharpness to {path}")
     if args.plot:

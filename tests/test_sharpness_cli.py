@@ -83,3 +83,23 @@ def test_not_a_trajectory(tmp_path, cli):
     assert code == 2 and "not a landscape trajectory" in err
     code, _, err = cli(["sharpness", str(tmp_path / "missing.h5")])
     assert code == 2 and "no such file" in err
+
+
+def test_ggn_hutchpp_and_per_group_columns(traj, cli, tmp_path):
+    import json
+    code, out, err = cli(["sharpness", traj, "--matrix", "ggn", "--estimator", "hutchpp", "--probes", "12",
+                          "--eigs", "1", "--batches", "1", "--per-group", "--json", str(tmp_path / "s.json")])
+    assert code == 0, err
+    assert "matrix: ggn, estimator: hutchpp" in out and "per-layer trace" in out
+    res, attrs = read_analysis(traj, "sharpness")
+    settings = json.loads(attrs["settings"])
+    assert settings["matrix"] == "ggn" and settings["per_group"] is True
+    assert "trace_riemannian" not in res  # a statement about the Hessian only
+    t = Trajectory(traj)
+    assert res["group_trace"].shape == (1, len(t.group_names))
+    assert res["filter_trace"].shape == (1, len(t.filter_layer))
+    np.testing.assert_allclose(res["group_trace"].sum(1), res["trace"], rtol=1e-9)
+    np.testing.assert_allclose(res["filter_trace"].sum(1), res["trace"], rtol=1e-9)
+    rho_i = t.filter_metrics["rho_end"][-1]  # the filters' norms at the last epoch's end
+    np.testing.assert_allclose(res["filter_trace_effective"][0], res["filter_trace"][0] * rho_i ** 2, rtol=1e-5)
+    assert np.all(res["eigenvalues"] > 0)  # the GGN is positive semi-definite
