@@ -43,7 +43,9 @@ S = argparse.SUPPRESS  # options not given stay absent, so --resume can tell wha
 def add_training_options(p, with_elr: bool = True):
     """The options shared by `train` and `sweep`."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=S, help="convnet | resnet18 | mlp (default convnet)")
+    g.add_argument("--model", default=S, help="convnet | resnet18 (the paper's pre-activation SI "
+                   "ResNet-18) | resnet18-post (post-activation, every conv SI on its own) | mlp "
+                   "(default convnet)")
     g.add_argument("--width", type=_number(int, True), default=S,
                    help="channels k of the first layer / hidden units (default 32 / 64 / 256)")
     g.add_argument("--depth", type=_number(int, True), default=S, help="mlp hidden layers (default 3)")

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 
-MODELS = ("convnet", "resnet18", "mlp")
-DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "mlp": 256}
+MODELS = ("convnet", "resnet18", "resnet18-post", "mlp")
+DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "resnet18-post": 64, "mlp": 256}
 
 
 def _conv(dim: int, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
@@ -81,6 +81,50 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+class PreActBlock(nn.Module):
+    """The official code's SI pre-activation block: BN -> ReLU -> conv -> BN -> ReLU -> conv,
+    plus the input (or, when the shape changes, BN -> 1x1 conv of the normalised input). Only
+    the first convolution is followed directly by a BatchNorm; the block's convolutions are SI
+    jointly with the rest of the network, not one by one."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = _bn(2, cin), _conv(2, cin, cout, 3, stride)
+        self.bn2, self.conv2 = _bn(2, cout), _conv(2, cout, cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(_bn(2, cin), _conv(2, cin, cout, 1, stride))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        return self.conv2(F.relu(self.bn2(self.conv1(out)))) + skip
+
+
+class PreActResNet18(nn.Module):
+    """The paper's ResNet-18 (the official ``ResNet18SI``): a stem convolution, 4 x 2
+    pre-activation blocks of widths k, 2k, 4k, 8k, then BN -> ReLU -> average pool -> the frozen
+    linear layer (no bias). Every convolution weight is SI jointly (scaling them all by c > 0
+    leaves the outputs unchanged); only each block's first convolution is SI on its own."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64,
+                 last_layer_norm: float = 10.0):
+        super().__init__()
+        self.conv1 = _conv(2, in_channels, width)
+        blocks, cin = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            for j in range(2):
+                blocks.append(PreActBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+                cin = width * mult
+        self.layers = nn.Sequential(*blocks)
+        self.bn = _bn(2, cin)
+        self.head = _frozen_head(cin, num_classes, last_layer_norm)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.layers(self.conv1(x))))
+        return self.head(h.mean(dim=(2, 3)))  # = the official 4x4 average pool on 32x32 inputs
+
+
 class ResNet18(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: int = 64,
                  last_layer_norm: float = 10.0):
@@ -122,8 +166,8 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
     if name not in MODELS:
         raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     input_shape = [int(s) for s in input_shape]
-    if name == "resnet18" and len(input_shape) != 3:
-        raise LandscapeError("model 'resnet18' needs image data (C, H, W): use --dataset cifar10/cifar100")
+    if name.startswith("resnet18") and len(input_shape) != 3:
+        raise LandscapeError(f"model {name!r} needs image data (C, H, W): use --dataset cifar10/cifar100")
     width = DEFAULT_WIDTH[name] if width is None else int(width)
     if width <= 0 or depth <= 0 or last_layer_norm <= 0:
         raise LandscapeError("--width, --depth and --last-layer-norm must be positive")
@@ -131,6 +175,8 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
             "width": width, "depth": int(depth), "last_layer_norm": float(last_layer_norm)}
     if name == "convnet":  # the official ConvNet's last layer keeps a (frozen) random bias
         spec["head_bias"] = True
+    if name == "resnet18":  # marks the official pre-activation variant (older specs: post)
+        spec["variant"] = "preact"
     return spec
 
 
@@ -143,7 +189,9 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
             model = ConvNet(shape[0], spec["num_classes"], spec["width"], dim=len(shape) - 1,
                             last_layer_norm=spec["last_layer_norm"],
                             head_bias=spec.get("head_bias", False))  # absent: stored before it
-        elif name == "resnet18":
+        elif name == "resnet18" and spec.get("variant") == "preact":
+            model = PreActResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
+        elif name in ("resnet18", "resnet18-post"):  # 'resnet18' without a variant: stored before
             model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
         elif name == "mlp":
             features = 1

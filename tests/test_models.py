@@ -7,7 +7,7 @@ from landscape.models import build_model, frozen_parameters, model_spec, si_grou
 CASES = [
     ("convnet", (1, 40), {}),
     ("convnet", (3, 16, 16), {}),
-    ("resnet18", (3, 16, 16), {"width": 4}),
+    ("resnet18-post", (3, 16, 16), {"width": 4}),
     ("mlp", (1, 40), {"width": 16, "depth": 3}),
 ]
 
@@ -42,6 +42,55 @@ def test_each_si_group_is_scale_invariant(name, shape, kw):
     with torch.no_grad():
         head.mul_(2.0)
     assert not torch.allclose(_outputs(model, x), ref, atol=1e-3)
+
+
+def _exact_bn(model):
+    for m in model.modules():  # BatchNorm's eps is the one (tiny) departure from invariance
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eps = 1e-30
+    return model
+
+
+def test_preactivation_resnet18_is_the_official_architecture_and_jointly_si():
+    """--model resnet18: the official ResNet18SI (pre-activation blocks, BN in the downsampling
+    shortcut, final BN, no head bias). Every conv is SI jointly; each block's first conv alone."""
+    k = 4
+    model = _exact_bn(build_model(model_spec("resnet18", (3, 32, 32), 10, width=k), 1).double())
+    shapes = {n: tuple(p.shape) for n, p in si_groups(model)}
+    expected = {"conv1.weight": (k, 3, 3, 3)}
+    cin = k
+    for i, mult in enumerate((1, 2, 4, 8)):
+        for j in range(2):
+            blk, cout = f"layers.{2 * i + j}", k * mult
+            expected[f"{blk}.conv1.weight"] = (cout, cin, 3, 3)
+            expected[f"{blk}.conv2.weight"] = (cout, cout, 3, 3)
+            if cin != cout:
+                expected[f"{blk}.shortcut.1.weight"] = (cout, cin, 1, 1)
+            cin = cout
+    assert shapes == expected
+    assert [n for n, _ in frozen_parameters(model)] == ["head.weight"]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) == 2 * 8 + 3 + 1 and not any(b.affine for b in bns)  # 3 shortcuts, final BN
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = _outputs(model, x)
+    with torch.no_grad():
+        for _, p in si_groups(model):
+            p.mul_(3.0)
+    torch.testing.assert_close(_outputs(model, x), ref, rtol=1e-8, atol=1e-8)  # jointly SI
+    with torch.no_grad():
+        for _, p in si_groups(model):
+            p.div_(3.0)
+        params = dict(si_groups(model))
+        params["layers.3.conv1.weight"].mul_(5.0)  # followed by a BN: SI on its own
+        torch.testing.assert_close(_outputs(model, x), ref, rtol=1e-8, atol=1e-8)
+        params["layers.3.conv1.weight"].div_(5.0)
+        params["layers.3.conv2.weight"].mul_(5.0)  # added to the shortcut: not on its own
+        assert not torch.allclose(_outputs(model, x), ref, atol=1e-4)
+    # a spec stored before the variant existed still builds the post-activation model
+    old = {k: v for k, v in model_spec("resnet18", (3, 32, 32), 10, width=k).items() if k != "variant"}
+    assert "layers.0.conv1.weight" in dict(build_model(old).named_parameters())
+    assert isinstance(build_model(old).layers[0].bn1, torch.nn.BatchNorm2d)
+    assert type(build_model(old)).__name__ == "ResNet18"
 
 
 @pytest.mark.parametrize("name,shape,kw", CASES)
