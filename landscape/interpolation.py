@@ -200,6 +200,9 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
             check_compatible(meta_a, meta_b, meta_a["state_dict"], meta_b["state_dict"], (src_a, src_b))
             if dataset is None:
                 dataset = dataset_of(meta_a["config"], data_root, device)
+                # in the run's own dtype, like the models (a float64 run stays float64)
+                dtype = next(model_a.parameters()).dtype
+                dataset.x_train, dataset.x_test = dataset.x_train.to(dtype), dataset.x_test.to(dtype)
             si = meta_a["si_group_names"]
             res = interpolate_models(model_a, model_b, dataset, alphas, path=path, bn=bn, which=data,
                                      batch_size=meta_a["config"].get("batch_size", 128),

@@ -181,3 +181,35 @@ def test_bad_input(tmp_path, tiny, cli):
         code, _, err = cli(argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert words in err, err
+
+
+def test_float64_runs_are_analysed_in_float64(tmp_path, tiny):
+    """A float64 trajectory's points are rebuilt in float64 (bit for bit) and its interpolation
+    endpoints and curvature agree with a float64 computation by hand to 1e-10."""
+    import torch.nn.functional as F
+    from landscape.data import load_dataset
+    from landscape.hessian import Curvature
+    from landscape.interpolation import interpolate
+    t = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, dtype="float64"))
+    model = t.load_model(3)
+    for k, v in model.state_dict().items():
+        assert v.dtype == t.state_dict(3)[k].dtype and torch.equal(v, t.state_dict(3)[k]), k
+    res = interpolate(f"{t.path}@1", f"{t.path}@3", points=3, extend=0.0, data="train", bn="batch",
+                      write=False)["pairs"][0]
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=256)
+    x = data.x_train.double()
+    for alpha, epoch in ((0.0, 1), (1.0, 3)):
+        net = t.load_model(epoch).train()
+        with torch.no_grad():
+            losses = [F.cross_entropy(net(x[i:i + 64]), data.y_train[i:i + 64], reduction="sum")
+                      for i in range(0, 256, 64)]
+        ref = float(sum(losses)) / 256
+        got = res["train_loss"][list(res["alpha"]).index(alpha)]
+        assert abs(got - ref) <= 1e-10 * ref, (alpha, got, ref)
+    curv = Curvature(model, [(x[:64], data.y_train[:64])])
+    assert curv.theta.dtype == torch.float64
+    v = torch.randn(curv.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    theta = curv.theta.clone().requires_grad_(True)  # double backward, by hand, in float64
+    g = torch.autograd.grad(curv.loss(theta), theta, create_graph=True)[0]
+    Hv = torch.autograd.grad(g @ v, theta)[0]
+    torch.testing.assert_close(curv.hvp(v), Hv, rtol=1e-10, atol=1e-10 * float(Hv.abs().max()))
