@@ -81,6 +81,17 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+def _resnet18_stages(block, width: int) -> tuple[nn.Sequential, int]:
+    """ResNet-18's 4 stages x 2 blocks of widths k, 2k, 4k, 8k (each stage after the first
+    halves the resolution in its first block); returns them and the output width."""
+    blocks, cin = [], width
+    for i, mult in enumerate((1, 2, 4, 8)):
+        for j in range(2):
+            blocks.append(block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+            cin = width * mult
+    return nn.Sequential(*blocks), cin
+
+
 class PreActBlock(nn.Module):
     """The official code's SI pre-activation block: BN -> ReLU -> conv -> BN -> ReLU -> conv,
     plus the input (or, when the shape changes, BN -> 1x1 conv of the normalised input). Only
@@ -111,12 +122,7 @@ class PreActResNet18(nn.Module):
                  last_layer_norm: float = 10.0):
         super().__init__()
         self.conv1 = _conv(2, in_channels, width)
-        blocks, cin = [], width
-        for i, mult in enumerate((1, 2, 4, 8)):
-            for j in range(2):
-                blocks.append(PreActBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
-                cin = width * mult
-        self.layers = nn.Sequential(*blocks)
+        self.layers, cin = _resnet18_stages(PreActBlock, width)
         self.bn = _bn(2, cin)
         self.head = _frozen_head(cin, num_classes, last_layer_norm)
 
@@ -130,12 +136,7 @@ class ResNet18(nn.Module):
                  last_layer_norm: float = 10.0):
         super().__init__()
         self.conv1, self.bn1 = _conv(2, in_channels, width), _bn(2, width)
-        blocks, cin = [], width
-        for i, mult in enumerate((1, 2, 4, 8)):
-            for j in range(2):
-                blocks.append(BasicBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
-                cin = width * mult
-        self.layers = nn.Sequential(*blocks)
+        self.layers, cin = _resnet18_stages(BasicBlock, width)
         self.head = _frozen_head(cin, num_classes, last_layer_norm)
 
     def forward(self, x):

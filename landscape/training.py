@@ -181,23 +181,13 @@ class EpochAccumulator:
             "elr": lr / float(mean["rho_sq"]),
         }
         metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
-        groups = {
-            "rho": np.sqrt(mean["group_rho_sq"]),
-            "elr": lr / mean["group_rho_sq"],
-            "effective_grad_norm": mean["group_effective_grad_norm"],
-            "effective_step_size": mean["group_effective_step_size"],
-            "rho_end": np.sqrt(pick(self.rho_end_sq).double().cpu().numpy()),
-        }
-        filters = {}
-        if "filter_rho_sq" in mean:  # per filter, the same definitions
-            filters = {
-                "rho": np.sqrt(mean["filter_rho_sq"]),
-                "elr": lr / mean["filter_rho_sq"],
-                "effective_grad_norm": mean["filter_effective_grad_norm"],
-                "effective_step_size": mean["filter_effective_step_size"],
-                "rho_end": np.sqrt(pick(self.filter_rho_end_sq).double().cpu().numpy()),
-            }
-        return metrics, groups, filters
+        def per_group(prefix, rho_end_sq):  # layers ('group_') and filters ('filter_') alike
+            return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]), "elr": lr / mean[f"{prefix}rho_sq"],
+                    "effective_grad_norm": mean[f"{prefix}effective_grad_norm"],
+                    "effective_step_size": mean[f"{prefix}effective_step_size"],
+                    "rho_end": np.sqrt(pick(rho_end_sq).double().cpu().numpy())}
+        filters = per_group("filter_", self.filter_rho_end_sq) if "filter_rho_sq" in mean else {}
+        return metrics, per_group("group_", self.rho_end_sq), filters
 
 
 def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
