@@ -6,21 +6,19 @@ machine noise hits both alike; the ratio is what counts.
 """
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
 import torch
 
 from landscape import train
+from timing import interleaved
 
 
 def run(args, folder, groups):
-    t0 = time.perf_counter()
     train(out=os.path.join(folder, f"{groups}{time.perf_counter_ns()}.h5"), model=args.model,
           width=args.width, epochs=args.epochs, device=args.device, progress=False,
           data_root=args.data_root, save_every=args.epochs, groups=groups)
-    return (time.perf_counter() - t0) / args.epochs
 
 
 def main():
@@ -32,13 +30,9 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
-    times = {"layer": [], "filter": []}
     with tempfile.TemporaryDirectory() as folder:
-        run(args, folder, "layer"), run(args, folder, "filter")  # warm-up, discarded
-        for _ in range(args.rounds):
-            for groups in times:
-                times[groups].append(run(args, folder, groups))
-    layer, filt = statistics.median(times["layer"]), statistics.median(times["filter"])
+        t = interleaved({g: (lambda g=g: run(args, folder, g)) for g in ("layer", "filter")}, args.rounds)
+    layer, filt = t["layer"] / args.epochs, t["filter"] / args.epochs
     print(f"model {args.model} width {args.width}, MNIST-1D, {args.device}, torch threads "
           f"{torch.get_num_threads()}, {args.rounds} interleaved runs of {args.epochs} epochs each")
     print(f"--groups layer  : median {layer * 1000:8.1f} ms/epoch")

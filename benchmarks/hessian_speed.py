@@ -5,8 +5,6 @@ probes M, model, batch and BN mode (running statistics: PyHessian's convention).
     python benchmarks/hessian_speed.py [--probes 32] [--batches 4] [--repeats 3]
 """
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
@@ -14,18 +12,9 @@ import torch
 from landscape import build_model, load_dataset, model_spec
 from landscape.data import train_batches
 from landscape.hessian import Curvature, hutchinson_trace
+from timing import interleaved, median_seconds
 
 warnings.filterwarnings("ignore")
-
-
-def timed(fn, repeats):
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main():
@@ -49,11 +38,11 @@ def main():
           f"torch threads {torch.get_num_threads()}")
     for bn in ("batch", "running"):
         curv = {m: Curvature(model, batches, bn=bn, hvp_mode=m) for m in ("rev", "fwd")}
-        t_grad = timed(lambda: torch.func.grad(curv["fwd"].loss)(curv["fwd"].theta), args.repeats)
-        t_lin = timed(lambda: Curvature(model, batches, bn=bn)._vjp(), args.repeats)
-        t_rev = timed(lambda: curv["rev"].hvp(v), args.repeats)
-        t_rev8 = timed(lambda: curv["rev"].hvp_batch(V), args.repeats) / 8
-        t_fwd = timed(lambda: curv["fwd"].hvp(v), args.repeats)
+        t_grad = median_seconds(lambda: torch.func.grad(curv["fwd"].loss)(curv["fwd"].theta), args.repeats)
+        t_lin = median_seconds(lambda: Curvature(model, batches, bn=bn)._vjp(), args.repeats)
+        t_rev = median_seconds(lambda: curv["rev"].hvp(v), args.repeats)
+        t_rev8 = median_seconds(lambda: curv["rev"].hvp_batch(V), args.repeats) / 8
+        t_fwd = median_seconds(lambda: curv["fwd"].hvp(v), args.repeats)
         print(f"[bn {bn}] gradient {t_grad * 1e3:.0f} ms | HVP/gradient: rev {t_rev / t_grad:.2f}x, "
               f"rev under vmap (8 probes) {t_rev8 / t_grad:.2f}x, fwd (jvp of grad) {t_fwd / t_grad:.2f}x; "
               f"one-off linearisation {t_lin / t_grad:.2f}x")
@@ -74,12 +63,8 @@ def main():
             h.trace(maxIter=args.probes, tol=-1.0)
             model.zero_grad(set_to_none=True)
 
-        t_ours, t_theirs = [], []
-        ours(), theirs()  # warm-up
-        for _ in range(args.repeats):  # interleaved, so noise hits both
-            t0 = time.perf_counter(); ours(); t_ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter(); theirs(); t_theirs.append(time.perf_counter() - t0)
-        a, b = statistics.median(t_ours), statistics.median(t_theirs)
+        t = interleaved({"ours": ours, "theirs": theirs}, args.repeats)
+        a, b = t["ours"], t["theirs"]
         print(f"trace, M={args.probes} probes, {nb} batch(es) of 128, bn running, set-up included: "
               f"landscape {a:.2f} s, PyHessian {b:.2f} s -> landscape {b / a:.2f}x faster")
 

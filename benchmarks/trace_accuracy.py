@@ -12,7 +12,6 @@ Hutch++: the smallest product count on a doubling grid whose root-mean-square er
 """
 import argparse
 import math
-import statistics
 import tempfile
 import time
 import warnings
@@ -24,18 +23,9 @@ from landscape import train
 from landscape.data import dataset_of
 from landscape.hessian import Curvature, hutchinson_trace, hutchpp_trace
 from landscape.sharpness import fixed_batches
+from timing import median_seconds
 
 warnings.filterwarnings("ignore")
-
-
-def per_call(fn, n=3):
-    fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main():
@@ -70,7 +60,7 @@ def main():
 
     _, _, samples = hutchinson_trace(curv, args.probes, seed=1)
     n_ours = math.ceil((samples.std(ddof=1) / target) ** 2)
-    t_hvp = per_call(lambda: curv.hvp_batch(torch.randn(16, curv.dim))) / 16
+    t_hvp = median_seconds(lambda: curv.hvp_batch(torch.randn(16, curv.dim))) / 16
 
     grid, n_pp = [], None
     m = 24
@@ -81,7 +71,7 @@ def main():
         if rmse <= target:
             n_pp = m
         m *= 2
-    t_pp = per_call(lambda: hutchpp_trace(curv, n_pp or m, seed=0), n=1) if n_pp else float("nan")
+    t_pp = median_seconds(lambda: hutchpp_trace(curv, n_pp, seed=0), 1) if n_pp else float("nan")
 
     import pyhessian
     x = torch.cat([b[0] for b in batches])

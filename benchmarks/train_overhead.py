@@ -6,7 +6,6 @@ both alike; the ratio is what counts.
 """
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -16,12 +15,12 @@ import torch.nn.functional as F
 from landscape import build_model, load_dataset, model_spec, train
 from landscape.data import train_batches
 from landscape.training import evaluate
+from timing import interleaved
 
 
 def bare_run(args, data):
     """The loop a user would write: forward, backward, SGD step, test pass. No sphere, no
     metrics, no file."""
-    t0 = time.perf_counter()
     model = build_model(model_spec(args.model, data.input_shape, data.num_classes, args.width), 0)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3 * 12.6 ** 2)
@@ -32,16 +31,13 @@ def bare_run(args, data):
             F.cross_entropy(model(x), y).backward()
             opt.step()
         evaluate(model, data.x_test, data.y_test)
-    return (time.perf_counter() - t0) / args.epochs
 
 
 def landscape_run(args, folder):
     """The whole `landscape train` run, file creation and every checkpoint write included."""
-    t0 = time.perf_counter()
     train(out=os.path.join(folder, f"b{time.perf_counter_ns()}.h5"), model=args.model,
-                 width=args.width, epochs=args.epochs, device="cpu", progress=False,
-                 data_root=args.data_root, save_every=1)
-    return (time.perf_counter() - t0) / args.epochs
+          width=args.width, epochs=args.epochs, device="cpu", progress=False,
+          data_root=args.data_root, save_every=1)
 
 
 def main():
@@ -53,13 +49,10 @@ def main():
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
     data = load_dataset("mnist1d", args.data_root)
-    bare, ours = [], []
     with tempfile.TemporaryDirectory() as folder:
-        bare_run(args, data), landscape_run(args, folder)  # warm-up, discarded
-        for _ in range(args.rounds):
-            bare.append(bare_run(args, data))
-            ours.append(landscape_run(args, folder))
-    b, o = statistics.median(bare), statistics.median(ours)
+        t = interleaved({"bare": lambda: bare_run(args, data),
+                         "landscape": lambda: landscape_run(args, folder)}, args.rounds)
+    b, o = t["bare"] / args.epochs, t["landscape"] / args.epochs
     print(f"model {args.model} width {args.width}, MNIST-1D, torch threads {torch.get_num_threads()}, "
           f"{args.rounds} interleaved runs of {args.epochs} epochs each, whole-run time / epochs "
           f"(landscape: --save-every 1; test pass every epoch in both)")

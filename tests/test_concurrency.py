@@ -61,7 +61,7 @@ def test_a_trajectory_open_in_a_notebook_can_be_read_and_written(tmp_path, tiny,
         assert Trajectory(path).epochs_complete == 3  # a fresh view, not the handle's cache
     finally:
         notebook.close()
-    with h5py.File(path, "r", locking=False) as other:  # other locking settings too
+    with h5py.File(path, "r", locking=False):  # another handle with other locking settings
         assert Trajectory(path).epochs_complete == 3
 
 

@@ -11,7 +11,6 @@ import torch
 
 import landscape.training as training
 from landscape import Trajectory, train
-from landscape.errors import LandscapeError
 from landscape.sweep import sweep
 
 from test_cli import assert_one_line_error

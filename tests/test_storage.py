@@ -1,6 +1,5 @@
 """Trajectory files at the paper's scale: bounded size, old files, modes, failed commits (issue 11)."""
 import errno
-import json
 import os
 import stat
 
