@@ -218,7 +218,7 @@ def test_trajectory_file_layout(tmp_path, tiny):
         assert f["metrics/groups/elr"].shape == (5, 4)
         assert json.loads(f["metrics/groups"].attrs["group_names"]) == traj.group_names
         ck = f["checkpoints/000002"]
-        assert ck["features.0.weight"].compression == "gzip"
+        assert ck["features.0.weight"].compression is None  # gzip cost 13x the write for ~3-12%
         assert "features.1.running_mean" in ck  # BN buffers are stored
         # the resume state: two fixed slots in turn, the committed epoch's in slot 5 % 2
         assert list(f["state"].keys()) == ["slot0", "slot1"]
