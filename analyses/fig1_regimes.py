@@ -11,12 +11,14 @@ from landscape.regimes import plot_regimes, regimes
 def main(sweep, metrics="auto"):
     res = regimes(sweep, metrics=metrics)
     rows = res["rows"]
-    labels = [r["regime"] or 4 for r in rows]  # a run ended by non-finite values sorts last
+    labels = [r["regime"] for r in rows]
     elrs = [r["elr"] for r in rows]
-    ordered = all(a <= b for a, b in zip(labels, labels[1:]))
+    ordered = res["ordered"]  # between determined runs (undetermined and non-finite ones aside)
     claims = [claim("three regimes appear in order of ELR (1: convergence, 2: chaotic equilibrium, 3: divergence)",
                     ordered and {1, 2, 3} <= set(labels),
-                    "regimes by ELR: " + ", ".join(f"{e:g}:{r['regime'] or r['name']}" for e, r in zip(elrs, rows)))]
+                    "regimes by ELR: " + ", ".join(f"{e:g}:{r['regime'] or r['name']}" for e, r in zip(elrs, rows)) +
+                    "".join(f"; out of order: {o['elr']:g} ({o['regime']}) before {o['next_elr']:g} ({o['next_regime']})"
+                            for o in res["out_of_order"]))]
     two = [r for r in rows if r["regime"] == 2]
     if len(two) >= 3:
         c_loss = rank_correlation([r["elr"] for r in two], [r["tail_train_loss"] for r in two])

@@ -104,7 +104,9 @@ def main(sweeps, tail=0.2, metrics="auto"):
         claims.append(claim(f"in regime 2 every SI group's (each {level}'s) effective step size concentrates at the "
                             f"network's ESS (Fig. 4), unlike regime 1",
                             f2 < 0.5 * f1,
-                            f"median std/mean of the {n} groups' ESS: regime 2 {f2:.3f}, regime 1 {f1:.3f}"))
+                            f"median std/mean of the {n} groups' ESS: regime 2 {f2:.3f}, regime 1 {f1:.3f} "
+                            f"(not independent of the labels: 'landscape regimes' requires this spread "
+                            f"below its threshold for regime 2)"))
     payload = [{"elr": e["elr"], "regime": e["regime"], "ess_spread": e["ess_spread"],
                 "layer_ess_spread": e["layer_ess_spread"], "level": e["groups"]["level"],
                 "ess_total": e["groups"]["ess_total"], "ess_median": float(np.median(e["groups"]["ess_i"])),

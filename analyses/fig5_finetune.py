@@ -43,8 +43,9 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps, metrics="au
                             f"epoch {src_info['epoch']}"})
             continue
         src, dst = float(src_info["elr"]), float(t.config["elr"])
-        if by_elr.get(round(src, 12)) is None:
-            skipped.append({"path": t.path, "reason": f"its source run (ELR {src:g}) is not a usable sweep run"})
+        if by_elr.get(round(src, 12)) is None or by_elr[round(src, 12)]["regime"] not in (1, 2, 3):
+            skipped.append({"path": t.path, "reason": f"its source run (ELR {src:g}) is not a usable sweep "
+                            f"run with a determined regime"})
             continue
         src_regime = by_elr[round(src, 12)]["regime"]
         ref = by_elr.get(round(dst, 12))

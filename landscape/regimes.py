@@ -1,15 +1,23 @@
 """Regimes of training on the sphere and epoch-wise double descent (paper Section 5,
 Section 5.3 and Appendix G).
 
-Regime of a run, from the last ``tail`` fraction of its epochs (C classes, ln C = the loss of a
-uniform guess):
-    3 divergence    mean train accuracy <= 1/C + ``random_accuracy_margin`` and median train
-                    loss >= ``random_loss_fraction`` * ln C: random-guess behaviour (with the
-                    frozen norm-10 last layer a diverged run's loss is even above ln C);
-    1 convergence   the final train loss (median of the last ``final_fraction`` of epochs) is
-                    <= ``low_loss_fraction`` * ln C, or the loss keeps falling: the median of
-                    the tail's last third <= ``falling_ratio`` x the median of its first third;
-    2 equilibrium   otherwise: the loss holds a level away from both zero and random guessing.
+Regime of a run, from the paper's signatures over the last ``tail`` fraction of its curve (C
+classes, ln C = the loss of a uniform guess), with the evidence for each label:
+    trend       a Mann-Kendall test of log train loss against epoch, its variance inflated by
+                the residuals' lag-1 autocorrelation (a chaotic run's loss wanders: independent
+                -sample tests see trends in it); one-sided p-value for a fall, Theil-Sen slope
+    ESS spread  std/mean over the SI groups (filters when logged, else layers) of their tail-mean
+                effective step sizes: ~0 when they have equalised (Sec. 3.2, Fig. 4)
+    1 convergence   the loss falls significantly (p < ``trend_alpha``) with unequal ESS, or it
+                    has reached a low level (final <= ``low_loss_fraction`` ln C) with unequal ESS
+    2 equilibrium   no significant fall, a level away from zero and from random guessing, and
+                    equalised ESS (spread <= ``ess_equal_filter`` / ``ess_equal_layer``)
+    3 divergence    random-guess accuracy (<= 1/C + ``random_accuracy_margin``) and loss
+                    (median >= ``random_loss_fraction`` ln C), not falling
+    undetermined    too short (fewer than ``min_points`` points, or ``min_tail`` in the tail),
+                    or the signals disagree (falling with equalised ESS, a flat level with
+                    unequal ESS); the reason is given
+    nonfinite       the run met NaN/inf (its status, or NaN in its curve)
 Double descent: a peak of the (smoothed) epoch-wise test error above the minimum that precedes
 it, followed by a second descent, both larger than the curve's own epoch-to-epoch noise; the
 same detector finds the peak of the effective-gradient norm (sharpness) so the two can be
@@ -23,11 +31,12 @@ import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import stats
 
 from .errors import LandscapeError
 from .trajectory import Trajectory
 
-NAMES = {1: "convergence", 2: "equilibrium", 3: "divergence"}
+NAMES = {1: "convergence", 2: "equilibrium", 3: "divergence", None: "undetermined"}
 
 
 @dataclass
@@ -35,37 +44,99 @@ class RegimeCriteria:
     tail: float = 0.2
     final_fraction: float = 0.05
     low_loss_fraction: float = 0.05
-    falling_ratio: float = 0.5
     random_loss_fraction: float = 0.9
     random_accuracy_margin: float = 0.05
+    trend_alpha: float = 0.01
+    ess_equal_filter: float = 0.2
+    ess_equal_layer: float = 0.1
+    min_points: int = 10
+    min_tail: int = 5
+
+
+def falling_trend(values) -> dict:
+    """Mann-Kendall test for a downward trend of ``values`` (in order), corrected for lag-1
+    autocorrelation of the residuals around the Theil-Sen line (variance of S inflated by
+    (1 + r1) / (1 - r1), r1 clipped to [0, 0.95]). Returns tau, slope (per point), r1 and the
+    one-sided p-value of a fall."""
+    y = np.asarray(values, float)
+    n = len(y)
+    x = np.arange(n, dtype=float)
+    if n < 3 or np.ptp(y) == 0:
+        return {"tau": 0.0, "slope": 0.0, "r1": 0.0, "p_falling": 1.0}
+    tau = float(stats.kendalltau(x, y).statistic)
+    slope, intercept = stats.theilslopes(y, x)[:2]
+    resid = y - (intercept + slope * x)
+    r1 = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if np.std(resid) > 0 else 0.0
+    r1 = min(max(r1 if math.isfinite(r1) else 0.0, 0.0), 0.95)
+    s_stat = tau * n * (n - 1) / 2
+    var = n * (n - 1) * (2 * n + 5) / 18 * (1 + r1) / (1 - r1)
+    z = (s_stat + 1) / math.sqrt(var) if s_stat < 0 else s_stat / math.sqrt(var)  # continuity
+    return {"tau": tau, "slope": float(slope), "r1": r1, "p_falling": float(stats.norm.cdf(z))}
+
+
+def ess_spread(ess) -> float:
+    """std / mean of the SI groups' effective step sizes (tail means): 0 when all are equal."""
+    e = np.asarray(ess, float)
+    e = e[np.isfinite(e)]
+    return float(e.std() / e.mean()) if len(e) > 1 and e.mean() > 0 else float("nan")
 
 
 def classify_curve(train_loss, train_accuracy, num_classes: int,
-                   criteria: RegimeCriteria | None = None) -> dict:
-    """Regime (1, 2, 3) of one run from its per-epoch train loss and accuracy."""
+                   criteria: RegimeCriteria | None = None, group_ess=None,
+                   ess_level: str = "filter") -> dict:
+    """Regime of one run (1, 2, 3, or None: undetermined) from its train loss and accuracy
+    curves and its SI groups' effective step sizes ``group_ess`` ([points, groups]; the tail
+    mean is taken here), with the evidence and, when undetermined, the reason."""
     c = criteria or RegimeCriteria()
     loss = np.asarray(train_loss, float)
     acc = np.asarray(train_accuracy, float)
-    if len(loss) < 3:
-        raise LandscapeError(f"a run needs at least 3 epochs to be classified, got {len(loss)}")
-    n_tail = max(3, int(round(c.tail * len(loss))))
+    n_tail = max(c.min_tail, int(round(c.tail * len(loss))))
+    out = {"points": len(loss), "reason": ""}
+    if len(loss) < c.min_points or len(loss) < n_tail:
+        return {**out, "regime": None, "name": NAMES[None],
+                "reason": f"too short: {len(loss)} points, needs at least {max(c.min_points, c.min_tail)}",
+                "final_train_loss": float(loss[-1]) if len(loss) else float("nan"),
+                "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan")}
     tail_loss, tail_acc = loss[-n_tail:], acc[-n_tail:]
     # medians: a converging run with rare spikes (the jumps out of the basin that the paper sees
     # at the highest regime-1 ELRs) must not read as a loss level
     final = float(np.median(loss[-max(1, int(round(c.final_fraction * len(loss)))):]))
-    third = max(1, n_tail // 3)
-    first, last = float(np.median(tail_loss[:third])), float(np.median(tail_loss[-third:]))
+    trend = falling_trend(np.log(np.maximum(tail_loss, 1e-300)))
+    falling = trend["p_falling"] < c.trend_alpha and trend["slope"] < 0
+    spread = float("nan")
+    if group_ess is not None and len(group_ess):
+        spread = ess_spread(np.asarray(group_ess, float)[-n_tail:].mean(0))
+    threshold = c.ess_equal_filter if ess_level == "filter" else c.ess_equal_layer
+    equal = spread <= threshold if math.isfinite(spread) else None
     random_loss = math.log(num_classes)
-    if tail_acc.mean() <= 1.0 / num_classes + c.random_accuracy_margin and \
-            np.median(tail_loss) >= c.random_loss_fraction * random_loss:
+    random_guess = (tail_acc.mean() <= 1.0 / num_classes + c.random_accuracy_margin and
+                    np.median(tail_loss) >= c.random_loss_fraction * random_loss)
+    low = final <= c.low_loss_fraction * random_loss
+    evidence = {"final_train_loss": final, "tail_train_loss": float(tail_loss.mean()),
+                "tail_train_accuracy": float(tail_acc.mean()), "trend_tau": trend["tau"],
+                "trend_slope_log_loss": trend["slope"], "trend_r1": trend["r1"],
+                "trend_p_falling": trend["p_falling"], "falling": bool(falling),
+                "ess_spread": spread, "ess_level": ess_level, "ess_threshold": threshold,
+                "ess_equalised": equal, "random_guess": bool(random_guess), "low_level": bool(low),
+                "tail_points": n_tail}
+    regime, reason = None, ""
+    if random_guess and not falling:
         regime = 3
-    elif final <= c.low_loss_fraction * random_loss or last <= c.falling_ratio * first:
+    elif falling:
+        if equal:
+            reason = "the loss still falls but the effective step sizes have equalised"
+        else:
+            regime = 1
+    elif equal is None:
+        reason = "no per-group effective step sizes to tell a converged run from an equilibrium"
+    elif low and not equal:
         regime = 1
-    else:
+    elif equal and not random_guess:
         regime = 2
-    return {"regime": regime, "name": NAMES[regime], "final_train_loss": final,
-            "tail_train_loss": float(tail_loss.mean()), "tail_train_accuracy": float(tail_acc.mean()),
-            "tail_fall_ratio": last / first if first > 0 else float("nan")}
+    else:
+        reason = (f"no significant fall over the {n_tail}-point tail (p = {trend['p_falling']:.2g}) "
+                  f"yet unequal effective step sizes (spread {spread:.2g})")
+    return {**out, **evidence, "regime": regime, "name": NAMES[regime], "reason": reason}
 
 
 def find_trajectories(inputs) -> list[str]:
@@ -175,84 +246,142 @@ def _tail_mean(values, tail: float) -> float:
     return float(v[-max(1, int(round(tail * len(v)))):].mean())
 
 
+def group_ess_rows(t: Trajectory, curves_: dict) -> tuple[np.ndarray | None, str]:
+    """The SI groups' effective step sizes [points, groups] matching the curves used: per
+    filter when logged, else per layer; from the checkpoint metrics when those are the curves."""
+    for level in ("filters", "groups"):
+        key = f"{level}/effective_step_size"
+        if key in curves_:  # checkpoint metrics carry their own group rows
+            return np.asarray(curves_[key]), level.rstrip("s")
+    if "train_loss" in curves_ and curves_ is t.metrics:
+        if t.filter_metrics:
+            return t.filter_metrics["effective_step_size"], "filter"
+        if t.group_metrics:
+            return t.group_metrics["effective_step_size"], "layer"
+    return None, "filter"
+
+
+def sweep_checks(rows: list[dict]) -> dict:
+    """Sweep-level consistency: determined labels must not decrease with ELR (1 -> 2 -> 3);
+    duplicate ELRs and files are flagged; boundaries only between determined runs."""
+    determined = [r for r in rows if r["regime"] in (1, 2, 3)]
+    out_of_order = [{"elr": a["elr"], "regime": a["regime"], "next_elr": b["elr"], "next_regime": b["regime"]}
+                    for a, b in zip(determined, determined[1:]) if b["regime"] < a["regime"]]
+    elrs = [r["elr"] for r in rows]
+    files = [os.path.realpath(r["path"]) for r in rows]
+    ones = [r["elr"] for r in determined if r["regime"] == 1]
+    threes = [r["elr"] for r in determined if r["regime"] == 3]
+    return {"ordered": not out_of_order, "out_of_order": out_of_order,
+            "duplicate_elrs": sorted({e for e in elrs if elrs.count(e) > 1}),
+            "duplicate_files": sorted({f for f in files if files.count(f) > 1}),
+            "largest_regime1_elr": max(ones) if ones else None,
+            "smallest_regime3_elr": min(threes) if threes else None}
+
+
 def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto") -> dict:
-    """Classify every usable trajectory; rows sorted by ELR, plus the regime boundaries, the
-    curves used (``metrics``: 'epoch', 'checkpoint' or 'auto' = checkpoint metrics when every
-    run has them) and the runs skipped (with why). A run that met non-finite values (its status,
-    or NaN in its train curve) gets regime None, name 'nonfinite': that is what happened, not a
-    guess."""
+    """Classify every usable trajectory (see the module docstring); rows sorted by ELR, each
+    with its evidence, plus the sweep-level checks (order, duplicates, boundaries between
+    determined runs), the curves used (``metrics``: 'epoch', 'checkpoint' or 'auto' =
+    checkpoint metrics when every run has them) and the runs skipped (with why). A run that met
+    non-finite values (its status, or NaN in its train curve) is 'nonfinite': that is what
+    happened, not a guess."""
     c = criteria or RegimeCriteria()
     rows = []
     runs, skipped = usable_runs(inputs)
     source, kept, left = pick_source(runs, metrics)
     skipped += left
     for t, m in kept:
-        curves = np.concatenate([m["train_loss"], m["train_accuracy"]])
-        if t.status == "nonfinite" or not np.all(np.isfinite(curves)):
+        values = np.concatenate([m["train_loss"], m["train_accuracy"]])
+        if t.status == "nonfinite" or not np.all(np.isfinite(values)):
             detail = t.status_detail
-            res = {"regime": None, "name": "nonfinite",
+            res = {"regime": None, "name": "nonfinite", "reason": "non-finite values",
                    "nonfinite_epoch": detail.get("epoch"), "nonfinite_what": detail.get("what"),
                    "final_train_loss": float(m["train_loss"][-1]) if len(m["train_loss"]) else float("nan"),
-                   "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan"),
-                   "tail_fall_ratio": float("nan")}
+                   "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan")}
         else:
-            res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"], c)
+            ess, level = group_ess_rows(t, m)
+            res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
+                                 c, ess, level)
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
-        rows.append({"path": t.path, "elr": float(t.config["elr"]), **res,
+        rows.append({"path": t.path, "elr": float(t.config["elr"]), **res, "metrics": source,
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
                      "_trajectory": t, "_curves": m})
     rows.sort(key=lambda r: r["elr"])
-    ones = [r["elr"] for r in rows if r["regime"] == 1]
-    threes = [r["elr"] for r in rows if r["regime"] == 3]
     return {"rows": rows, "criteria": asdict(c), "skipped": skipped, "metrics": source,
-            "largest_regime1_elr": max(ones) if ones else None,
-            "smallest_regime3_elr": min(threes) if threes else None}
+            **sweep_checks(rows)}
 
 
 def print_regimes(result: dict) -> None:
     print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
-    print(f"{'ELR':>10}  {'regime':<15} {'final_loss':>11} {'mean_egn':>10} {'test_acc':>9}  file")
+    print(f"{'ELR':>10}  {'regime':<16} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
+          f"{'mean_egn':>9} {'test_acc':>8}  file / reason")
     for r in result["rows"]:
-        label = f"{r['regime']} {r['name']:<13}" if r["regime"] else \
-            f"- nonfinite (ep. {r.get('nonfinite_epoch')})".ljust(15)
-        print(f"{r['elr']:>10.3g}  {label} {r['final_train_loss']:>11.4g} "
-              f"{r['mean_effective_grad_norm']:>10.4g} {r['test_accuracy']:>9.4f}  {r['path']}")
+        if r["name"] == "nonfinite":
+            label = f"- nonfinite (ep. {r.get('nonfinite_epoch')})"
+        else:
+            label = f"{r['regime'] or '-'} {r['name']}"
+        print(f"{r['elr']:>10.3g}  {label:<16} {r['final_train_loss']:>10.4g} "
+              f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
+              f"{r['mean_effective_grad_norm']:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
+              + (f"  ({r['reason']})" if r.get("reason") else ""))
     print(f"largest regime-1 ELR: {result['largest_regime1_elr']}; smallest regime-3 ELR: "
-          f"{result['smallest_regime3_elr']}")
+          f"{result['smallest_regime3_elr']} (between determined runs)")
+    if not result["ordered"]:
+        print("NOT ORDERED in ELR: " + "; ".join(
+            f"ELR {o['elr']:g} is {o['regime']} but ELR {o['next_elr']:g} is {o['next_regime']}"
+            for o in result["out_of_order"]))
+    for key, what in (("duplicate_elrs", "ELRs"), ("duplicate_files", "files")):
+        if result[key]:
+            print(f"duplicate {what}: " + ", ".join(map(str, result[key])))
     print_skipped(result["skipped"])
 
 
+REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
+
+
 def plot_regimes(result: dict, path: str) -> None:
-    """Figure 1: train loss against epoch coloured by ELR; effective-gradient norm against train
-    loss; test error against ELR with regime bands."""
-    import matplotlib
+    """Figure 1 with the evidence: train loss against epoch coloured by the label (grey:
+    undetermined or non-finite), effective-gradient norm against train loss, the ESS spread of
+    every run against ELR with its threshold, and test error against ELR with regime bands."""
     from .plots import new_figure, save_figure
     rows = result["rows"]
-    cmap = matplotlib.colormaps["viridis"]
-    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
-    fig, axes = new_figure(3, 4.7, 4.0)
-    for i, r in enumerate(rows):
+    colors = REGIME_COLOURS
+    fig, axes = new_figure(4, 4.7, 4.0, max_cols=2)
+    for r in rows:
         m = r["_curves"]
-        col = cmap(i / max(1, len(rows) - 1))
-        axes[0].plot(m["epoch"], m["train_loss"], color=col, lw=1, label=f"{r['elr']:.3g}")
-        axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=col, lw=0.6, alpha=0.6)
+        axes[0].plot(m["epoch"], m["train_loss"], color=colors[r["regime"]], lw=1, alpha=0.8)
+        axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=colors[r["regime"]], lw=0.6, alpha=0.6)
         axes[1].scatter([r["tail_train_loss"]], [r["mean_effective_grad_norm"]], color=colors[r["regime"]],
                         zorder=3, s=18)
+    for regime in (1, 2, 3, None):
+        axes[0].plot([], [], color=colors[regime], label=NAMES[regime])
     axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log",
-                title=f"train loss (colour: ELR; {result['metrics']} metrics)")
-    axes[0].legend(fontsize=6, ncol=2, title="ELR", title_fontsize=7)
+                title=f"train loss by label ({result['metrics']} metrics)")
+    axes[0].legend(fontsize=7)
     axes[1].set(xlabel="train loss", ylabel="mean stochastic effective grad norm", xscale="log",
-                yscale="log", title="sharpness vs loss (dots: tail means, colour: regime)")
+                yscale="log", title="sharpness vs loss (dots: tail means)")
     elrs = np.array([r["elr"] for r in rows])
-    err = 1 - np.array([r["test_accuracy"] for r in rows])
     ax = axes[2]
-    for r, lo, hi in zip(rows, np.r_[elrs[:1] / 1.5, np.sqrt(elrs[:-1] * elrs[1:])],
-                         np.r_[np.sqrt(elrs[:-1] * elrs[1:]), elrs[-1:] * 1.5]):
-        ax.axvspan(lo, hi, color=colors[r["regime"]], alpha=0.15, lw=0)
+    spread = np.array([r.get("ess_spread", np.nan) for r in rows])
+    ax.scatter(elrs, spread, c=[colors[r["regime"]] for r in rows], s=20, zorder=3)
+    thresholds = {r.get("ess_threshold") for r in rows if r.get("ess_threshold") is not None}
+    for th in thresholds:
+        ax.axhline(th, color="k", ls="--", lw=0.8)
+    ax.set(xscale="log", xlabel="ELR", ylabel="std/mean of the SI groups' ESS",
+           title="ESS spread (dashed: 'equalised' threshold)")
+    if np.any(np.isfinite(spread) & (spread > 0)):
+        ax.set_yscale("log")
+    err = 1 - np.array([r["test_accuracy"] for r in rows])
+    ax = axes[3]
+    if len(elrs):
+        for r, lo, hi in zip(rows, np.r_[elrs[:1] / 1.5, np.sqrt(elrs[:-1] * elrs[1:])],
+                             np.r_[np.sqrt(elrs[:-1] * elrs[1:]), elrs[-1:] * 1.5]):
+            ax.axvspan(lo, hi, color=colors[r["regime"]], alpha=0.15, lw=0)
     ax.plot(elrs, err, "ko-", ms=3)
-    ax.set(xscale="log", xlabel="ELR", ylabel="test error", title="test error (bands: regimes 1 / 2 / 3)")
+    ax.set(xscale="log", xlabel="ELR", ylabel="test error",
+           title="test error (bands: 1 blue, 2 orange, 3 red, grey undetermined)")
     save_figure(fig, path)
 
 
@@ -376,7 +505,8 @@ def add_regime_parsers(sub):
                        description=__doc__.split("Double descent")[0])
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
     for f in RegimeCriteria.__dataclass_fields__.values():
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(float), default=f.default)
+        kind = int if isinstance(f.default, int) else float
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(kind), default=f.default)
     p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
                    help="curves to judge: training's epoch means, the checkpoint metrics (official "
                    "protocol), or auto: checkpoint metrics when every run has them")
@@ -403,10 +533,7 @@ def cmd_regimes(args):
     result = regimes(args.inputs, criteria, args.metrics)
     print_regimes(result)
     if args.json:
-        write_json(args.json, {"criteria": result["criteria"],
-                               "largest_regime1_elr": result["largest_regime1_elr"],
-                               "smallest_regime3_elr": result["smallest_regime3_elr"],
-                               "skipped": result["skipped"], "metrics": result["metrics"],
+        write_json(args.json, {**{k: v for k, v in result.items() if k != "rows"},
                                "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
                                         for r in result["rows"]]})
         print(f"wrote {args.json}")

@@ -73,7 +73,7 @@ def test_a_nonfinite_run_ends_with_its_status_and_keeps_its_epochs(tmp_path, tin
     rows = {r["elr"]: r for r in strict_json(tmp_path / "r.json")["rows"]}
     assert rows[0.01]["name"] == "nonfinite" and rows[0.01]["regime"] is None
     assert rows[0.01]["nonfinite_epoch"] == 3
-    assert rows[0.001]["regime"] in (1, 2, 3)
+    assert rows[0.001]["name"] != "nonfinite"  # 4 epochs: 'undetermined (too short)', not a guess
     assert "nonfinite (ep. 3)" in out
 
 
