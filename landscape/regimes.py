@@ -217,13 +217,17 @@ def pick_source(runs, source: str, min_points: int = MIN_EPOCHS) -> tuple[str, l
     if source not in METRIC_SOURCES:
         raise LandscapeError(f"--metrics must be one of {', '.join(METRIC_SOURCES)}, got {source!r}")
     finite = [t for t in runs if t.status != "nonfinite"]
+    # each run's checkpoint metrics read once (they may come from the file's /analyses)
+    stored = {id(t): curves(t, "checkpoint") for t in finite} if source != "epoch" else {}
     if source == "auto":
-        enough = [curves(t, "checkpoint") for t in finite]
         source = "checkpoint" if finite and all(c is not None and len(c["train_loss"]) >= min_points
-                                                for c in enough) else "epoch"
+                                                for c in stored.values()) else "epoch"
     kept, skipped = [], []
     for t in runs:
-        c = curves(t, source) if t.status != "nonfinite" else t.metrics
+        if t.status == "nonfinite":
+            c = t.metrics
+        else:
+            c = stored[id(t)] if source == "checkpoint" else t.metrics
         if c is None:
             skipped.append({"path": t.path, "reason": "no checkpoint metrics: run 'landscape "
                             f"evaluate {t.path}' or train with --checkpoint-metrics"})

@@ -198,12 +198,7 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     acc = EpochAccumulator()
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                               cfg.augment_padding):
-        out = model(x)
-        loss = F.cross_entropy(out, y)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            stats = si_statistics(params, grads, lr, filters=cfg.groups == "filter")
-            acc.add(stats, loss, (out.argmax(1) == y).sum(), len(y))
+        grads = measure_batch(model, params, x, y, lr, cfg.groups, acc)
         acc.end_step(projected_sgd_step(params, grads, lr, rho))
         if on_step is not None:
             on_step(epoch, acc.steps, model)
@@ -211,6 +206,18 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
         with torch.no_grad():
             acc.filter_rho_end_sq = filter_sq_norms(params)
     return acc
+
+
+def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator):
+    """Loss, accuracy and the SI statistics of one mini-batch into ``acc``; returns the SI
+    gradients (training steps with them; the checkpoint protocol only measures)."""
+    out = model(x)
+    loss = F.cross_entropy(out, y)
+    grads = torch.autograd.grad(loss, params)
+    with torch.no_grad():
+        acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss,
+                (out.argmax(1) == y).sum(), len(y))
+    return grads
 
 
 def is_eval_epoch(cfg: "TrainConfig", epoch: int) -> bool:
@@ -394,12 +401,7 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     params = [p for _, p in si_groups(m)]
     acc = EpochAccumulator()
     for x, y in fixed_order_batches(data, batch_size):
-        out = m(x)
-        loss = F.cross_entropy(out, y)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss,
-                    (out.argmax(1) == y).sum(), len(y))
+        measure_batch(m, params, x, y, lr, groups, acc)
     with torch.no_grad():  # nothing moved: the norms at the end are the norms
         acc.rho_end_sq = group_sq_norms(params)
         if groups == "filter":
