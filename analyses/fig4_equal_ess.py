@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common import script_args, sweep_inputs, claim, save
-from landscape.regimes import regimes
+from landscape.regimes import ess_spread, regimes
 
 REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
 
@@ -35,11 +35,6 @@ def tail_groups(t, tail):
             "elr_i": elr_i, "egn_i": m["effective_grad_norm"][-k:].mean(0),
             "ess_i": m["effective_step_size"][-k:].mean(0),
             "ess_total": float(t.metrics["effective_step_size"][-k:].mean())}
-
-
-def spread(ess):
-    """std / mean of the groups' ESS: 0 when they are all equal."""
-    return float(ess.std() / ess.mean())
 
 
 def scatter(ax, entry, title):
@@ -68,8 +63,8 @@ def main(sweeps, tail=0.2, metrics="auto"):
     for r in rows:
         g = tail_groups(r["_trajectory"], tail)
         table.append({"elr": r["elr"], "regime": r["regime"], "groups": g,
-                      "ess_spread": spread(g["ess_i"]),
-                      "layer_ess_spread": spread(r["_trajectory"].group_metrics["effective_step_size"]
+                      "ess_spread": ess_spread(g["ess_i"]),
+                      "layer_ess_spread": ess_spread(r["_trajectory"].group_metrics["effective_step_size"]
                                                  [-max(1, int(round(tail * r["epochs"]))):].mean(0))})
     two = [e for e in table if e["regime"] == 2]
     one = [e for e in table if e["regime"] == 1]

@@ -269,11 +269,8 @@ def add_evaluate_parser(sub):
 
 def cmd_evaluate(args):
     from .evaluation import evaluate_checkpoints, plot_checkpoint_metrics, print_checkpoint_metrics
-    from .trajectory import Trajectory, parse_source
-    path, epoch = parse_source(args.trajectory)
-    if epoch is not None and args.epochs is not None:
-        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
-    epochs = args.epochs or ("all" if epoch is None else "last" if epoch == -1 else str(epoch))
+    from .trajectory import Trajectory, epochs_argument
+    path, epochs = epochs_argument(args.trajectory, args.epochs, "all")
     result = evaluate_checkpoints(path, epochs, args.device, args.data_root)
     traj = Trajectory(path)
     print_checkpoint_metrics(result, traj)

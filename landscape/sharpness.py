@@ -244,13 +244,8 @@ def add_sharpness_parser(sub):
 
 def cmd_sharpness(args):
     from .cli import write_json
-    from .trajectory import parse_source
-    path, epoch = parse_source(args.trajectory)
-    if epoch is not None and args.epochs is not None:
-        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
-    epochs = args.epochs or ("last" if epoch is None else str(epoch))
-    if epoch == -1:
-        epochs = "last"
+    from .trajectory import epochs_argument
+    path, epochs = epochs_argument(args.trajectory, args.epochs, "last")
     result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
                        args.seed, args.double, args.device, args.data_root, args.probe_batch,
                        args.hvp, args.density_steps, args.density_runs, matrix=args.matrix,

@@ -593,6 +593,17 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
     return rebuild_model(meta["model_spec"], meta["config"], meta["state_dict"], device), meta
 
 
+def epochs_argument(source: str, epochs: str | None, default: str) -> tuple[str, str]:
+    """(path, epoch spec) from a command's ``TRAJ`` or ``TRAJ@EPOCH`` and its ``--epochs``
+    (given once at most; ``default`` when neither names them)."""
+    path, epoch = parse_source(source)
+    if epoch is not None and epochs is not None:
+        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
+    if epoch is not None:
+        return path, "last" if epoch == -1 else str(epoch)
+    return path, epochs or default
+
+
 def select_epochs(traj: "Trajectory", spec: str) -> list[int]:
     """Checkpoint epochs from 'last', 'all', '10,50,100' or 'every:K'."""
     stored = traj.checkpoint_epochs
