@@ -12,36 +12,39 @@ matplotlib.use("Agg")
 
 from common import RUNS, claim, save, script_args
 import os
-from landscape.regimes import double_descent, plot_double_descent
+from landscape.double_descent import PeakCriteria, double_descent, plot_double_descent
 
 
 def main(*patterns, metrics="auto"):
     patterns = patterns or (os.path.join(RUNS, "mnist1d-k16-noise*"), os.path.join(RUNS, "mnist1d-k16-lowelr-noise*"))
     folders = sorted(f for p in patterns for f in glob.glob(p) if not f.endswith("noise0"))
     skipped = []
-    rows = double_descent(folders, window=9, min_height=0.02, skipped=skipped, metrics=metrics)
-    plot_double_descent(rows, __import__("common").out_path("appendix_g_double_descent.png"))
+    result = double_descent(folders, PeakCriteria(window=9, min_height=0.02), skipped=skipped, metrics=metrics)
+    rows = result["rows"]
+    plot_double_descent(result, __import__("common").out_path("appendix_g_double_descent.png"))
     found = [r for r in rows if r["double_descent"]]
     close = [r for r in found if r.get("epochs_between_peaks") is not None
              and r["epochs_between_peaks"] <= 0.15 * len(r["epochs"])]
     claims = [claim("with label noise, epoch-wise double descent appears in the test error",
                     len(found) > 0, f"{len(found)} of {len(rows)} noisy runs show a peak and a second descent above their "
-                    f"epoch-to-epoch noise (smoothing 9 epochs, 4 sigma): " +
-                    ", ".join(f"ELR {r['elr']:g} noise {r['label_noise']:.0%} peak epoch {r['peak_epoch']} height {r['height']:.3f}" for r in found)),
+                    f"noise (AR(1)-calibrated bump test, p < 0.01; smoothing 9 epochs): " +
+                    ", ".join(f"ELR {r['elr']:g} noise {r['label_noise']:.0%} peak epoch {r['peak_epoch']:g} height {r['height']:.3f} p {r['p_value']:.3g} ({r['qualification']})" for r in found)),
               claim("the test-error peak sits near the sharpness (eff. grad norm) peak",
                     len(found) > 0 and len(close) >= len(found) / 2,
-                    f"{len(close)} of {len(found)} within 15% of the run's epochs: " +
+                    f"{len(close)} of {len(found)} within 15% of the run's epochs; across runs "
+                    f"{result['alignment']['mean_epochs_apart']} epochs apart on average, permutation p = "
+                    f"{result['alignment']['permutation_p']}: " +
                     ", ".join(f"{r['peak_epoch']} vs {r.get('egn_peak_epoch')}" for r in found))]
     by_elr = {}
     for r in rows:
-        by_elr.setdefault(r["elr"], {})[r["label_noise"]] = r.get("height", 0.0)
+        by_elr.setdefault(r["elr"], {})[r["label_noise"]] = r.get("height") or 0.0
     grows = [e for e, h in by_elr.items() if len(h) > 1 and h[max(h)] > h[min(h)]]
     claims.append(claim("the peak is more noticeable with more label noise",
                         len(grows) >= max(1, len(by_elr) / 2),
                         "; ".join(f"ELR {e:g}: " + ", ".join(f"{n:.0%}: {h:.3f}" for n, h in sorted(v.items())) for e, v in by_elr.items())))
-    save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs")} for r in rows],
+    save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs") and not k.startswith("_")} for r in rows],
                                        "skipped": skipped, "metrics": rows[0]["metrics"] if rows else None,
-                                       "claims": claims})
+                                       "alignment": result["alignment"], "claims": claims})
 
 
 if __name__ == "__main__":

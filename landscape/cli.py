@@ -301,6 +301,55 @@ def cmd_repack(args):
               f"(live data {megabytes(r['after']['live_bytes'])})")
 
 
+def add_double_descent_parser(sub):
+    from .double_descent import PeakCriteria, __doc__ as doc
+    from .regimes import METRIC_SOURCES
+    d = PeakCriteria()
+    p = sub.add_parser("double-descent", help="epoch-wise double descent under label noise "
+                       "(Appendix G), with a calibrated p-value", description=doc.split("Example:")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectories trained with --label-noise")
+    p.add_argument("--alpha", type=_number(float, low=0.0, high=1.0), default=d.alpha,
+                   help=f"significance level of the bump test (default {d.alpha:g})")
+    p.add_argument("--min-width", type=_number(float, True), default=d.min_width, metavar="EPOCHS",
+                   help=f"narrowest bump counted, full width at half maximum (default {d.min_width:g})")
+    p.add_argument("--min-height", type=_number(float), default=d.min_height,
+                   help=f"smallest rise before and fall after the smoothed peak, in test error "
+                   f"(default {d.min_height:g})")
+    p.add_argument("--window", type=_number(float, True), default=d.window, metavar="EPOCHS",
+                   help=f"moving average of the descriptive curve, in epochs whatever --eval-every "
+                   f"was (default {d.window:g})")
+    p.add_argument("--noise-window", type=_number(float, True), default=d.noise_window, metavar="EPOCHS",
+                   help=f"wide moving average the noise is measured around (default {d.noise_window:g})")
+    p.add_argument("--surrogates", type=_number(int, True), default=d.surrogates,
+                   help=f"AR(1) noise curves the p-value is computed from (default {d.surrogates})")
+    p.add_argument("--seed", type=_number(int), default=d.seed, help="surrogates' seed (default 0)")
+    p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
+                   help="curves: epoch means, checkpoint metrics, or auto (checkpoint when all have them)")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--plot", metavar="PNG")
+    p.set_defaults(run=cmd_double_descent)
+
+
+def cmd_double_descent(args):
+    from .double_descent import PeakCriteria, double_descent, plot_double_descent, print_double_descent
+    from .regimes import print_skipped
+    criteria = PeakCriteria(**{k: getattr(args, k) for k in PeakCriteria.__dataclass_fields__
+                               if hasattr(args, k)})
+    skipped = []
+    result = double_descent(args.inputs, criteria, skipped, args.metrics)
+    print_double_descent(result)
+    print_skipped(skipped)
+    if args.json:
+        write_json(args.json, {**{k: v for k, v in result.items() if k != "rows"}, "skipped": skipped,
+                               "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                        for r in result["rows"]]})
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_double_descent(result, args.plot)
+        print(f"wrote {args.plot}")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="landscape", description="Scale-invariant networks trained on the sphere "
                     "at a fixed effective learning rate, and their loss landscape.")
@@ -320,6 +369,7 @@ def build_parser() -> Parser:
     add_sweep_parser(sub)
     from .regimes import add_regime_parsers
     add_regime_parsers(sub)
+    add_double_descent_parser(sub)
     return parser
 
 

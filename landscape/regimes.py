@@ -1,5 +1,4 @@
-"""Regimes of training on the sphere and epoch-wise double descent (paper Section 5,
-Section 5.3 and Appendix G).
+"""Regimes of training on the sphere (paper Section 5, Figure 1).
 
 Regime of a run, from the paper's signatures over the last ``tail`` fraction of its curve (C
 classes, ln C = the loss of a uniform guess), with the evidence for each label:
@@ -18,10 +17,6 @@ classes, ln C = the loss of a uniform guess), with the evidence for each label:
                     or the signals disagree (falling with equalised ESS, a flat level with
                     unequal ESS); the reason is given
     nonfinite       the run met NaN/inf (its status, or NaN in its curve)
-Double descent: a peak of the (smoothed) epoch-wise test error above the minimum that precedes
-it, followed by a second descent, both larger than the curve's own epoch-to-epoch noise; the
-same detector finds the peak of the effective-gradient norm (sharpness) so the two can be
-compared.
 """
 from __future__ import annotations
 
@@ -389,124 +384,12 @@ def plot_regimes(result: dict, path: str) -> None:
     save_figure(fig, path)
 
 
-# --- double descent -------------------------------------------------------------------------
-
-def smooth(values, window: int) -> np.ndarray:
-    """Centred moving average; the ends use the points available."""
-    v = np.asarray(values, float)
-    if window <= 1:
-        return v.copy()
-    half = window // 2
-    return np.array([v[max(0, i - half):i + half + 1].mean() for i in range(len(v))])
-
-
-def fluctuation(values) -> float:
-    """Robust epoch-to-epoch noise of a curve: 1.4826 x the median absolute first difference / sqrt 2."""
-    d = np.diff(np.asarray(values, float))
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)) if len(d) else 0.0
-
-
-def find_peak(values, window: int = 5, min_height: float = 0.01, final_fraction: float = 0.1,
-              significance: float = 4.0) -> dict | None:
-    """The highest rise of the smoothed curve above the minimum before it that is followed by a
-    second descent (the final level below the peak by as much). Both must exceed ``min_height``
-    and ``significance`` x the curve's noise after smoothing (``fluctuation / sqrt(window)``), so
-    epoch-to-epoch chaos is not read as a peak. None if there is none."""
-    s = smooth(values, window)
-    n = len(s)
-    if n < 5:
-        return None
-    min_height = max(min_height, significance * fluctuation(values) / math.sqrt(max(1, window)))
-    k = max(1, int(round(final_fraction * n)))
-    final = float(s[-k:].mean())
-    best = None
-    prefix_min_idx = 0
-    for i in range(1, n - k):  # the peak must come before the final level it descends to
-        if s[i - 1] < s[prefix_min_idx]:
-            prefix_min_idx = i - 1
-        height = s[i] - s[prefix_min_idx]
-        after = s[i] - final
-        if height >= min_height and after >= min_height and (best is None or height > best["height"]):
-            best = {"index": i, "height": float(height), "value": float(s[i]),
-                    "preceding_min_index": prefix_min_idx, "preceding_min": float(s[prefix_min_idx]),
-                    "final": final, "second_descent": float(after)}
-    return best
-
-
-def double_descent(paths, window: int = 5, min_height: float = 0.01, significance: float = 4.0,
-                   skipped: list | None = None, metrics: str = "auto") -> list[dict]:
-    """Peak detection on every usable label-noise run, on the curves of ``metrics`` ('epoch',
-    'checkpoint', 'auto'; each row says which); runs it cannot use are appended to ``skipped``
-    (with why) when a list is given."""
-    def needs_noise(t):
-        if float(t.config.get("label_noise", 0.0)) <= 0:
-            return ("trained without label noise; epoch-wise double descent needs --label-noise "
-                    "P > 0 runs")
-    runs, left = usable_runs(paths, min_epochs=5, nonfinite_ok=False, need=needs_noise)
-    source, kept, more = pick_source(runs, metrics, min_points=5)
-    if skipped is not None:
-        skipped.extend(left + more)
-    rows = []
-    for t, m in kept:
-        path, noise = t.path, float(t.config["label_noise"])
-        ok = ~np.isnan(m["test_accuracy"])
-        epochs = m["epoch"][ok]
-        err = 1 - m["test_accuracy"][ok]
-        peak = find_peak(err, window, min_height, significance=significance)
-        egn_peak = find_peak(m["effective_grad_norm"], window, min_height=0.0, significance=significance)
-        row = {"path": path, "elr": float(t.config["elr"]), "label_noise": noise, "metrics": source,
-               "double_descent": peak is not None,
-               "test_error_fluctuation": fluctuation(err),
-               "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
-               "effective_grad_norm": m["effective_grad_norm"]}
-        if peak:
-            row.update({"peak_epoch": int(epochs[peak["index"]]), "peak_test_error": peak["value"],
-                        "height": peak["height"], "preceding_min_epoch": int(epochs[peak["preceding_min_index"]]),
-                        "final_test_error": peak["final"], "second_descent": peak["second_descent"]})
-        if egn_peak:
-            row["egn_peak_epoch"] = int(m["epoch"][egn_peak["index"]])
-        if peak and egn_peak:
-            row["epochs_between_peaks"] = abs(row["peak_epoch"] - row["egn_peak_epoch"])
-        rows.append(row)
-    return rows
-
-
-def print_double_descent(rows) -> None:
-    if rows:
-        print(f"metrics: {SOURCE_TEXT[rows[0]['metrics']]}")
-    print(f"{'ELR':>9} {'noise':>6} {'peak_ep':>8} {'height':>8} {'final':>8} {'egn_peak_ep':>11} {'|diff|':>7}  file")
-    for r in rows:
-        def g(key, fmt):
-            return format(r[key], fmt) if key in r else "-"
-        print(f"{r['elr']:>9.3g} {r['label_noise']:>6.2f} {g('peak_epoch', '>8d'):>8} {g('height', '>8.4f'):>8} "
-              f"{g('final_test_error', '>8.4f'):>8} {g('egn_peak_epoch', '>11d'):>11} {g('epochs_between_peaks', '>7d'):>7}  {r['path']}")
-
-
-def plot_double_descent(rows, path: str) -> None:
-    from .plots import new_figure, save_figure
-    fig, axes = new_figure(len(rows), 4.5, 3.6, max_cols=3)
-    for ax, r in zip(axes, rows):
-        ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", label="test error")
-        if r.get("peak_epoch") is not None:
-            ax.axvline(r["peak_epoch"], color="tab:blue", ls="--", lw=0.8)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test error", color="tab:blue")
-        tw = ax.twinx()
-        tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8, label="eff. grad norm")
-        if r.get("egn_peak_epoch") is not None:
-            tw.axvline(r["egn_peak_epoch"], color="tab:red", ls=":", lw=0.8)
-        tw.set_ylabel("mean stochastic effective grad norm", color="tab:red")
-        tw.set_yscale("log")
-        ax.set_title(f"ELR {r['elr']:.3g}, label noise {r['label_noise']:.0%}", fontsize=9)
-    save_figure(fig, path)
-
-
 # --- CLI ----------------------------------------------------------------------------------
 
 def add_regime_parsers(sub):
     from .cli import _number
     p = sub.add_parser("regimes", help="classify runs into the three regimes (Figure 1)",
-                       description=__doc__.split("Double descent")[0])
+                       description=__doc__)
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
     for f in RegimeCriteria.__dataclass_fields__.values():
         kind = int if isinstance(f.default, int) else float
@@ -518,17 +401,6 @@ def add_regime_parsers(sub):
     p.add_argument("--plot", metavar="PNG")
     p.set_defaults(run=cmd_regimes)
 
-    d = sub.add_parser("double-descent", help="epoch-wise double descent under label noise (Appendix G)")
-    d.add_argument("inputs", nargs="+", help="trajectories trained with --label-noise")
-    d.add_argument("--window", type=_number(int, True), default=5, help="moving-average window (epochs)")
-    d.add_argument("--min-height", type=_number(float), default=0.01, help="smallest peak height (error)")
-    d.add_argument("--significance", type=_number(float), default=4.0,
-                   help="a peak must also exceed this many times the smoothed curve's noise")
-    d.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
-                   help="curves: epoch means, checkpoint metrics, or auto (checkpoint when all have them)")
-    d.add_argument("--json", metavar="PATH")
-    d.add_argument("--plot", metavar="PNG")
-    d.set_defaults(run=cmd_double_descent)
 
 
 def cmd_regimes(args):
@@ -543,19 +415,4 @@ def cmd_regimes(args):
         print(f"wrote {args.json}")
     if args.plot:
         plot_regimes(result, args.plot)
-        print(f"wrote {args.plot}")
-
-
-def cmd_double_descent(args):
-    from .cli import write_json
-    skipped = []
-    rows = double_descent(args.inputs, args.window, args.min_height, args.significance, skipped,
-                          args.metrics)
-    print_double_descent(rows)
-    print_skipped(skipped)
-    if args.json:
-        write_json(args.json, {"rows": rows, "skipped": skipped})
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_double_descent(rows, args.plot)
         print(f"wrote {args.plot}")

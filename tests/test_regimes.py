@@ -1,11 +1,11 @@
-"""Regime classification and double-descent detection on curves of known shape (issues 7, 13)."""
+"""Regime classification on curves of known shape (issues 7, 13)."""
 import math
 
 import numpy as np
 import pytest
 
 from landscape import train
-from landscape.regimes import RegimeCriteria, classify_curve, falling_trend, find_peak, sweep_checks
+from landscape.regimes import RegimeCriteria, classify_curve, falling_trend, sweep_checks
 
 C = 10
 LN = math.log(C)
@@ -124,29 +124,6 @@ def test_sweep_checks_report_disorder_and_duplicates():
     assert res["out_of_order"] == [{"elr": 2e-3, "regime": 2, "next_elr": 5e-3, "next_regime": 1}]
     assert res["duplicate_elrs"] == [5e-3] and len(res["duplicate_files"]) == 1
     assert res["largest_regime1_elr"] == 5e-3 and res["smallest_regime3_elr"] == 1e-2
-
-
-def test_planted_double_descent_peak_is_found():
-    epochs = np.arange(1, 301)
-    err = 0.4 * np.exp(-epochs / 15) + 0.2 + 0.12 * np.exp(-((epochs - 120) / 25) ** 2) - 0.05 * (epochs > 200) * (1 - np.exp(-(epochs - 200) / 30))
-    err = err + 0.003 * rng.standard_normal(300)
-    peak = find_peak(err, window=5, min_height=0.02)
-    assert peak is not None and abs(epochs[peak["index"]] - 120) <= 6
-    assert peak["height"] > 0.08 and peak["second_descent"] > 0.1
-
-
-def test_chaos_is_not_a_peak():
-    noisy = 0.4 + 0.15 * rng.standard_normal(150)  # a run whose test error jumps epoch to epoch
-    assert find_peak(noisy, window=5, min_height=0.01) is None
-    planted = noisy * 0 + 0.4 + 0.02 * rng.standard_normal(150)
-    planted[60:80] += 0.2
-    assert find_peak(planted, window=5, min_height=0.01) is not None
-
-
-@pytest.mark.parametrize("curve", [np.linspace(0.5, 0.1, 100), np.linspace(0.1, 0.5, 100),
-                                   0.1 + 0.4 * np.exp(-np.arange(100) / 10)])
-def test_monotone_curves_have_no_peak(curve):
-    assert find_peak(curve + 0.001 * rng.standard_normal(len(curve)), window=5, min_height=0.01) is None
 
 
 def test_cli(tmp_path, tiny, cli):

@@ -1,0 +1,173 @@
+"""The double-descent detector (issue 13): calibrated false-positive rate on noise alone, power
+on planted peaks, windows in epochs, qualification by regime and peak alignment, end to end on
+trajectories written by the package's own writer."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from landscape import train
+from landscape.double_descent import (PeakCriteria, alignment, ar1_noise, detect_peak, estimate_noise,
+                                      moving_average_matrix, qualification)
+from landscape.trajectory import Trajectory, TrajectoryWriter
+
+EPOCHS = np.arange(1, 151)
+BASE = 0.25 + 0.35 * np.exp(-EPOCHS / 12)  # a test-error curve: 0.6 -> 0.25
+SD = 0.02
+
+
+def noise_curve(family: str, rng) -> np.ndarray:
+    n = len(EPOCHS)
+    if family == "white":
+        return SD * rng.standard_normal(n)
+    if family.startswith("ar"):
+        phi = float(family[2:])
+        return ar1_noise(rng, phi, SD * math.sqrt(1 - phi ** 2), (1, n))[0]
+    if family == "spikes":  # single-epoch jumps of 5 sd
+        x = SD * rng.standard_normal(n)
+        x[rng.choice(n, 3, replace=False)] += 0.1
+        return x
+    if family == "excursions":  # a 2-4-epoch excursion on correlated noise
+        x = ar1_noise(rng, 0.4, SD * math.sqrt(1 - 0.16), (1, n))[0]
+        start, length = rng.integers(20, 130), rng.integers(2, 5)
+        x[start:start + length] += 0.08
+        return x
+    raise ValueError(family)
+
+
+def bump(centre, height=0.05, fwhm=24.0):
+    return height * np.exp(-0.5 * ((EPOCHS - centre) / (fwhm / 2.355)) ** 2)
+
+
+@pytest.mark.parametrize("family", ["white", "ar0.4", "ar0.9", "spikes", "excursions"])
+def test_false_positive_rate_on_noise_alone_is_at_most_5_percent(family):
+    rng = np.random.default_rng({"white": 1, "ar0.4": 2, "ar0.9": 3, "spikes": 4, "excursions": 5}[family])
+    found = [detect_peak(EPOCHS, BASE + noise_curve(family, rng))["double_descent"] for _ in range(200)]
+    assert None not in found
+    assert np.mean(found) <= 0.05, f"{family}: {np.mean(found):.1%} of pure-noise curves called a double descent"
+
+
+def test_power_on_a_planted_double_descent_is_at_least_90_percent():
+    rng = np.random.default_rng(6)
+    hits, close = 0, 0
+    for _ in range(200):
+        centre = rng.uniform(40, 100)
+        peak = detect_peak(EPOCHS, BASE + bump(centre) + SD * rng.standard_normal(len(EPOCHS)))
+        hits += bool(peak["double_descent"])
+        close += bool(peak["double_descent"]) and abs(peak["peak_epoch"] - centre) <= 12
+    assert hits / 200 >= 0.90 and close / 200 >= 0.85, (hits, close)
+
+
+def test_a_one_epoch_spike_and_monotone_curves_are_not_double_descent():
+    rng = np.random.default_rng(7)
+    spiky = BASE + 0.005 * rng.standard_normal(150)
+    spiky[70] += 0.3
+    assert detect_peak(EPOCHS, spiky)["double_descent"] is False
+    rising = 0.2 + 0.2 * (1 - np.exp(-EPOCHS / 40))  # overfitting without a second descent
+    for curve in (BASE, rising, np.linspace(0.5, 0.2, 150)):
+        assert detect_peak(EPOCHS, curve + 0.005 * rng.standard_normal(150))["double_descent"] is False
+
+
+def test_short_curves_are_undetermined_with_the_reason():
+    out = detect_peak(EPOCHS[:8], BASE[:8])
+    assert out["double_descent"] is None and "test evaluations" in out["reason"]
+
+
+def test_noise_estimate_recovers_the_autocorrelation():
+    for phi in (0.0, 0.4, 0.9):
+        est = [estimate_noise(EPOCHS, BASE + ar1_noise(np.random.default_rng(s), phi, SD * math.sqrt(1 - phi ** 2),
+                                                       (1, 150))[0]) for s in range(30)]
+        assert abs(np.mean([e["phi"] for e in est]) - phi) < 0.06
+        assert np.mean([e["phi_upper"] >= phi - 0.02 for e in est]) >= 0.85  # the bound covers phi
+        assert 0.7 * SD < np.median([e["marginal_sd"] for e in est]) < 1.6 * SD
+
+
+def test_moving_average_windows_are_in_epochs():
+    m = moving_average_matrix(np.arange(1, 21), 4)  # even window: exactly 4 epochs wide
+    np.testing.assert_allclose(m[10, 8:13], [0.125, 0.25, 0.25, 0.25, 0.125])
+    spaced = moving_average_matrix(np.arange(10, 201, 10), 30)  # --eval-every 10: 3 points
+    np.testing.assert_allclose(spaced[5, 4:7], [1 / 3] * 3)
+    assert np.count_nonzero(moving_average_matrix(np.arange(10, 201, 10), 5)[5]) == 1
+
+
+def test_a_double_descent_sampled_every_10_epochs_is_found():
+    e = np.arange(10, 601, 10)  # 60 test evaluations
+    base = 0.25 + 0.35 * np.exp(-e / 50)
+    curve = base + 0.08 * np.exp(-0.5 * ((e - 280) / 40) ** 2)
+    found = [detect_peak(e, curve + 0.01 * np.random.default_rng(s).standard_normal(len(e))) for s in range(10)]
+    assert all(out["double_descent"] and abs(out["peak_epoch"] - 280) <= 30 for out in found)
+
+
+def test_alignment_permutation_p_value():
+    rows = [{"double_descent": True, "peak_epoch": p, "egn_peak_epoch": q}
+            for p, q in ((50, 52), (100, 97), (150, 151))]
+    a = alignment(rows)
+    assert a["runs"] == 3 and a["mean_epochs_apart"] == pytest.approx(2.0)
+    assert a["permutation_p"] == pytest.approx(1 / 6)  # only the identity pairing is as close
+    shuffled = alignment([{**r, "egn_peak_epoch": q} for r, q in zip(rows, (151, 52, 97))])
+    assert shuffled["permutation_p"] == pytest.approx(1.0)
+    assert alignment(rows[:2])["permutation_p"] is None and "needs 3" in alignment(rows[:2])["reason"]
+    many = [{"double_descent": True, "peak_epoch": 10.0 * i, "egn_peak_epoch": 10.0 * i + 1} for i in range(9)]
+    assert alignment(many)["permutation_p"] < 0.001  # sampled permutations beyond 7 runs
+
+
+def test_qualification_by_regime():
+    regime_rows = [{"path": p, "regime": r, "name": n} for p, r, n in
+                   (("a", 1, "convergence"), ("b", 1, "convergence"), ("c", 2, "equilibrium"),
+                    ("d", 2, "equilibrium"), ("e", None, "undetermined"))]
+    rows = [{"path": p} for p in "abcde"]
+    qualification(rows, regime_rows)
+    assert [r["qualifies"] for r in rows] == [True, True, True, False, None]
+    assert "transition" in rows[1]["qualification"] and "transition" in rows[2]["qualification"]
+
+
+def synthetic_run(path, template: Trajectory, *, elr, label_noise, test_error, epochs, egn):
+    """A trajectory written by the package's writer with the given test-error and effective
+    gradient-norm curves (train loss falling: a regime-1 run); the other rows are the template
+    run's last row."""
+    m = template.metrics
+    config = {**template.config, "elr": elr, "label_noise": label_noise,
+              "epochs": int(epochs[-1]), "eval_every": int(epochs[1] - epochs[0])}
+    state = template.state_dict()
+    writer = TrajectoryWriter.create(path, config=config, model_spec=template.model_spec,
+                                     group_names=template.group_names, initial_state=state,
+                                     data_arrays={}, filter_layout=None)
+    rest = {"groups/" + k: v[-1] for k, v in template.group_metrics.items()}
+    rest.update({"filters/" + k: v[-1] for k, v in template.filter_metrics.items()})
+    err = dict(zip(epochs.tolist(), test_error))
+    for e in range(1, int(epochs[-1]) + 1):
+        rows = {k: m[k][-1] for k in m if k != "epoch" and "/" not in k}
+        rows.update({"train_loss": 2.0 * math.exp(-e / 60), "train_accuracy": 1 - 0.8 * math.exp(-e / 60),
+                     "test_accuracy": 1 - err[e] if e in err else float("nan"),
+                     "effective_grad_norm": float(egn[e - 1]), **rest})
+        writer.append_epoch(e, rows, state, checkpoint=False)
+    writer.set_attrs({"status": "complete"})
+    writer.close()
+
+
+def test_end_to_end_on_a_sweep_written_by_the_package(tmp_path, tiny, cli):
+    template = train(out=str(tmp_path / "template.h5"), progress=False, **dict(tiny, label_noise=0.2, epochs=2))
+    rng = np.random.default_rng(9)
+    every = np.arange(5, 301, 5)  # --eval-every 5
+    days = np.arange(1, 301)
+    (tmp_path / "sw").mkdir()
+    for elr, centre in ((1e-3, 180), (2e-3, 140), (4e-3, 100)):
+        err = (0.25 + 0.35 * np.exp(-every / 25) + 0.08 * np.exp(-0.5 * ((every - centre) / 25) ** 2)
+               + 0.01 * rng.standard_normal(len(every)))
+        egn = 1 + np.exp(-0.5 * ((days - centre - 5) / 30) ** 2)
+        synthetic_run(str(tmp_path / "sw" / f"elr{elr:g}.h5"), template, elr=elr, label_noise=0.2,
+                      test_error=err, epochs=every, egn=egn)
+    code, out, err = cli(["double-descent", str(tmp_path / "sw"), "--metrics", "epoch",
+                          "--json", str(tmp_path / "d.json"), "--plot", str(tmp_path / "d.png")])
+    assert code == 0, err
+    result = json.load(open(tmp_path / "d.json"))  # valid JSON: null, never NaN
+    rows = result["rows"]
+    assert [r["elr"] for r in rows] == [1e-3, 2e-3, 4e-3]
+    for r, centre in zip(rows, (180, 140, 100)):
+        assert r["double_descent"] is True and r["p_value"] < 0.01, r
+        assert abs(r["peak_epoch"] - centre) <= 20 and r["regime"] == 1 and r["qualifies"] is True
+        assert abs(r["egn_peak_epoch"] - centre - 5) <= 10
+    a = result["alignment"]
+    assert a["runs"] == 3 and a["mean_epochs_apart"] < 20 and a["permutation_p"] == pytest.approx(1 / 6)
+    assert "permutation p" in out and (tmp_path / "d.png").stat().st_size > 0
