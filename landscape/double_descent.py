@@ -298,13 +298,13 @@ def alignment(rows: list[dict], max_exact: int = 7, draws: int = 20000, seed: in
 
 def qualification(rows: list[dict], regime_rows: list[dict]) -> None:
     """Adds ``regime`` and ``qualifies`` to each row: Appendix G's double descent belongs to
-    regime 1 and to the runs at the boundary of regimes 1 and 2 (a determined neighbour in ELR
-    with another label); None when the run's regime is undetermined."""
+    regime 1 and to the runs at the boundary of regimes 1 and 2 (a regime-2 run whose determined
+    neighbour in ELR is regime 1); None when the run's regime is undetermined."""
     by_path = {r["path"]: r for r in regime_rows}
     determined = [r for r in regime_rows if r["regime"] in (1, 2, 3)]
     transition = set()
     for a, b in zip(determined, determined[1:]):
-        if a["regime"] != b["regime"]:
+        if {a["regime"], b["regime"]} == {1, 2}:
             transition |= {a["path"], b["path"]}
     for row in rows:
         reg = by_path.get(row["path"])
@@ -313,7 +313,7 @@ def qualification(rows: list[dict], regime_rows: list[dict]) -> None:
         if row["regime"] is None:
             row["qualifies"], row["qualification"] = None, "regime undetermined"
         elif row["path"] in transition:
-            row["qualifies"], row["qualification"] = True, "transition run (neighbour in ELR has another regime)"
+            row["qualifies"], row["qualification"] = True, "transition run (between regimes 1 and 2)"
         elif row["regime"] == 1:
             row["qualifies"], row["qualification"] = True, "regime 1"
         else:

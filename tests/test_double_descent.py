@@ -115,10 +115,10 @@ def test_alignment_permutation_p_value():
 def test_qualification_by_regime():
     regime_rows = [{"path": p, "regime": r, "name": n} for p, r, n in
                    (("a", 1, "convergence"), ("b", 1, "convergence"), ("c", 2, "equilibrium"),
-                    ("d", 2, "equilibrium"), ("e", None, "undetermined"))]
-    rows = [{"path": p} for p in "abcde"]
+                    ("d", 2, "equilibrium"), ("f", 3, "divergence"), ("e", None, "undetermined"))]
+    rows = [{"path": p} for p in "abcdfe"]
     qualification(rows, regime_rows)
-    assert [r["qualifies"] for r in rows] == [True, True, True, False, None]
+    assert [r["qualifies"] for r in rows] == [True, True, True, False, False, None]
     assert "transition" in rows[1]["qualification"] and "transition" in rows[2]["qualification"]
 
 
@@ -171,3 +171,18 @@ def test_end_to_end_on_a_sweep_written_by_the_package(tmp_path, tiny, cli):
     a = result["alignment"]
     assert a["runs"] == 3 and a["mean_epochs_apart"] < 20 and a["permutation_p"] == pytest.approx(1 / 6)
     assert "permutation p" in out and (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_real_label_noise_runs_in_regimes_2_and_3_show_no_double_descent(tmp_path, tiny):
+    """The earlier detector reported 'peaks' in a real regime-2 and regime-3 label-noise run;
+    their test error wanders (chaos, random guessing) without a bump over a learning curve."""
+    from landscape.double_descent import double_descent
+    from landscape.sweep import sweep
+    cfg = dict(tiny, model="mlp", width=256, depth=3, train_subset=1024, batch_size=128, epochs=120,
+               save_every=1000, label_noise=0.2)
+    sweep([0.03, 1.0], str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
+    result = double_descent([str(tmp_path / "sw")], metrics="epoch")
+    rows = result["rows"]
+    assert [r["regime"] for r in rows] == [2, 3], [(r["elr"], r["regime_name"]) for r in rows]
+    assert [r["double_descent"] for r in rows] == [False, False], [(r["elr"], r["p_value"]) for r in rows]
+    assert [r["qualifies"] for r in rows] == [False, False]  # no regime-1 neighbour: not Appendix G's case
