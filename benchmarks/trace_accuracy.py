@@ -50,7 +50,8 @@ def main():
         for x, _ in batches:
             model(x)
     curv = Curvature(model, batches, bn="running", probe_batch=16)
-    ref, ref_se, _ = hutchpp_trace(curv, args.reference, seed=999)
+    reference = hutchpp_trace(curv, args.reference, seed=999)
+    ref, ref_se = reference.value, reference.stderr
     target = 0.01 * abs(ref)
     print(f"ConvNet k={args.width} on MNIST-1D after {args.epochs} epochs at ELR {args.elr:g}, "
           f"{curv.dim} SI parameters, {args.batches} batch(es) of 128, BN running statistics "
@@ -58,14 +59,14 @@ def main():
     print(f"reference trace {ref:.6g} (Hutch++ with {args.reference} products, standard error "
           f"{ref_se:.2g} = {100 * ref_se / abs(ref):.2f}%)")
 
-    _, _, samples = hutchinson_trace(curv, args.probes, seed=1)
+    samples = hutchinson_trace(curv, args.probes, seed=1).samples
     n_ours = math.ceil((samples.std(ddof=1) / target) ** 2)
     t_hvp = median_seconds(lambda: curv.hvp_batch(torch.randn(16, curv.dim))) / 16
 
     grid, n_pp = [], None
     m = 24
     while n_pp is None and m <= args.reference // 2:
-        errs = [hutchpp_trace(curv, m, seed=s)[0] - ref for s in range(args.repeats)]
+        errs = [hutchpp_trace(curv, m, seed=s).value - ref for s in range(args.repeats)]
         rmse = math.sqrt(np.mean(np.square(errs)))
         grid.append((m, rmse / abs(ref)))
         if rmse <= target:

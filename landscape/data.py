@@ -213,3 +213,32 @@ def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Data
                         config.get("data_seed", 0), device,
                         # runs stored before the option existed used the exact protocol
                         config.get("label_noise_mode", "exact"))
+
+
+def as_batches(data, name: str = "data") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches ``[(x, y), ...]`` from what a user has at hand: one ``(x, y)`` pair of
+    tensors, a ``torch.utils.data.DataLoader`` (or any iterable of ``(x, y, ...)`` batches, extra
+    fields ignored), a list of such pairs, or a :class:`Dataset` (its training set, one batch).
+
+    >>> import torch
+    >>> len(as_batches((torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))))
+    1
+    """
+    if isinstance(data, Dataset):
+        return [(data.x_train, data.y_train)]
+    if (isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
+            and len(data[0]) == len(data[1]) and data[1].dim() >= 1):
+        return [(data[0], data[1])]
+    try:
+        items = list(data)
+    except TypeError:
+        raise LandscapeError(f"{name} must be (x, y) tensors, a DataLoader or a list of (x, y) "
+                             f"batches, got {type(data).__name__}") from None
+    batches = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) < 2 or not torch.is_tensor(item[0]):
+            raise LandscapeError(f"{name}: every batch must be (x, y, ...), got {type(item).__name__}")
+        batches.append((item[0], torch.as_tensor(item[1])))
+    if not batches:
+        raise LandscapeError(f"{name} is empty")
+    return batches

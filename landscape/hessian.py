@@ -11,15 +11,30 @@ On the default ConvNet on CPU ``rev`` costs ~2x a gradient per HVP (1.5x under v
 for ``fwd`` (benchmarks/RESULTS.md). Every curvature object is a
 ``scipy.sparse.linalg.LinearOperator``.
 
-BatchNorm modes: ``batch`` (default) normalises each mini-batch by its own statistics, the loss
-training optimises, which keeps scale invariance; ``running`` uses the stored running statistics
-(eval mode), PyHessian's convention. Neither mode mutates any buffer.
+BatchNorm modes, chosen explicitly for a model with BatchNorm: ``batch`` normalises each
+mini-batch by its own statistics, the loss training optimises, which keeps scale invariance;
+``running`` uses the stored running statistics (eval mode), PyHessian's convention. Neither mode
+mutates any buffer.
+
+Your own model, PyHessian-short (any criterion; data as (x, y), a DataLoader or a list)::
+
+    >>> import torch, torch.nn.functional as F
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    >>> est = hessian_trace(net, F.cross_entropy, (x, y), probes=50)
+    >>> est.value > 0, est.stderr < est.value
+    (True, True)
+
+The estimators (``hutchinson_trace``, ``hutchpp_trace``, ``top_eigenvalues``,
+``spectral_density``) take a :class:`Curvature` or any square
+``scipy.sparse.linalg.LinearOperator``.
 """
 from __future__ import annotations
 
 import copy
 import math
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,7 +43,8 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from .errors import LandscapeError
-from .models import with_batch_statistics
+from .data import as_batches
+from .models import batchnorm_layers, with_batch_statistics
 
 BN_MODES = ("batch", "running")
 HVP_MODES = ("rev", "fwd")
@@ -36,44 +52,61 @@ MATRICES = ("hessian", "ggn")
 ESTIMATORS = ("hutchinson", "hutchpp")
 
 
-def _prepare(model: torch.nn.Module, bn: str) -> torch.nn.Module:
+def _prepare(model: torch.nn.Module, bn: str | None) -> tuple[torch.nn.Module, str]:
+    if bn is None:
+        if batchnorm_layers(model):
+            raise LandscapeError("the model has BatchNorm: choose bn='batch' (mini-batch statistics, "
+                                 "the loss training optimises; keeps scale invariance) or "
+                                 "bn='running' (stored statistics, eval mode: PyHessian's convention)")
+        bn = "batch"
     if bn not in BN_MODES:
         raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
     if bn == "batch":
-        return with_batch_statistics(model)
-    return copy.deepcopy(model).eval()
+        return with_batch_statistics(model), bn
+    return copy.deepcopy(model).eval(), bn
 
 
 class Curvature:
-    """The training loss at a checkpoint as a function of its SI parameters.
+    """The loss L(theta) = sum_B w_B criterion(f(x_B; theta), y_B) over fixed mini-batches (w_B
+    = |B| / N) as a function of the differentiated parameters theta.
 
-    ``batches``: list of (x, y); the loss is their size-weighted mean of mini-batch losses.
-    ``params``: names of the parameters to differentiate (default: the trainable ones, i.e. the
-    SI groups; the frozen last layer is excluded).
+    ``data``: (x, y) tensors, a DataLoader, or a list of (x, y) batches (see ``as_batches``).
+    ``criterion``: (outputs, targets) -> mean loss of a batch; default cross-entropy.
+    ``bn``: 'batch' or 'running' (module docstring); required when the model has BatchNorm.
+    ``params``: names of the parameters to differentiate (default: the trainable ones; for the
+    package's SI networks the SI groups, the frozen last layer excluded).
     ``matrix``: the curvature matrix M that ``mvp``, ``operator`` and the estimators use:
     'hessian' (H) or 'ggn', the generalised Gauss-Newton G = sum_B w_B J_B^T H_out J_B with J_B
-    the Jacobian of batch B's logits and H_out = (diag p - p p^T) / |B| per example, the
-    Hessian of the mean cross-entropy in the logits (the official code's "Fisher"); products
-    by ``torch.func.linearize`` (J v) and ``vjp`` (J^T u), never the Jacobian itself.
+    the Jacobian of batch B's outputs and H_out the Hessian of the criterion in the outputs
+    (for cross-entropy (diag p - p p^T) / |B| per example, the official code's "Fisher", in
+    closed form; any other criterion by ``torch.func``); products by ``torch.func.linearize``
+    (J v) and ``vjp`` (J^T u), never the Jacobian itself.
 
-    >>> curv = Curvature(model, [(x, y)], matrix="ggn")
-    >>> hutchinson_trace(curv, 100)[0], top_eigenvalues(curv, 3)
+    >>> import torch, torch.nn.functional as F
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> curv = Curvature(net, (torch.randn(16, 4), torch.randint(0, 3, (16,))), matrix="ggn")
+    >>> hutchinson_trace(curv, 20).value > 0, top_eigenvalues(curv, 2).shape
+    (True, (2,))
     """
 
-    def __init__(self, model, batches, bn: str = "batch", dtype=None, params=None,
-                 probe_batch: int = 8, hvp_mode: str = "rev", matrix: str = "hessian"):
+    def __init__(self, model, data=None, *, criterion=None, bn: str | None = None, dtype=None,
+                 params=None, probe_batch: int = 8, hvp_mode: str = "rev", matrix: str = "hessian"):
         if hvp_mode not in HVP_MODES:
             raise LandscapeError(f"hvp mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}")
         if matrix not in MATRICES:
             raise LandscapeError(f"--matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
         self.hvp_mode, self.matrix = hvp_mode, matrix
+        self.criterion = criterion if criterion is not None else F.cross_entropy
         self._linear = self._ggn_parts = None
-        m = _prepare(model, bn)
+        m, bn = _prepare(model, bn)
         if dtype is not None:
             m = m.to(dtype)
         self.model, self.bn, self.probe_batch = m, bn, max(1, int(probe_batch))
         names = params or [n for n, p in m.named_parameters() if p.requires_grad]
         named = dict(m.named_parameters())
+        unknown = [n for n in names if n not in named]
+        if unknown:
+            raise LandscapeError(f"no parameter named {', '.join(unknown)} in the model")
         self.names = list(names)
         self.shapes = [named[n].shape for n in self.names]
         self.sizes = [named[n].numel() for n in self.names]
@@ -81,7 +114,10 @@ class Curvature:
         self.fixed.update({n: b for n, b in m.named_buffers() if b is not None})
         self.theta = torch.cat([named[n].detach().reshape(-1) for n in self.names])
         dt = self.theta.dtype
-        self.batches = [(x.to(self.theta.device, dt), y.to(self.theta.device)) for x, y in batches]
+        if data is None:
+            raise LandscapeError("give data: (x, y) tensors, a DataLoader or a list of (x, y) batches")
+        self.batches = [(x.to(self.theta.device, dt), y.to(self.theta.device, dt if y.is_floating_point() else None))
+                        for x, y in as_batches(data)]
         total = sum(len(y) for _, y in self.batches)
         if total == 0:
             raise LandscapeError("no data to evaluate the loss on")
@@ -99,9 +135,9 @@ class Curvature:
         return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
 
     def batch_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of one mini-batch at the SI parameters ``flat``."""
+        """The criterion on one mini-batch at the parameters ``flat``."""
         state = {**self.fixed, **self.unflatten(flat)}
-        return F.cross_entropy(functional_call(self.model, state, (x,)), y)
+        return self.criterion(functional_call(self.model, state, (x,)), y)
 
     def loss(self, flat: torch.Tensor) -> torch.Tensor:
         total = 0.0
@@ -134,7 +170,7 @@ class Curvature:
         return functional_call(self.model, {**self.fixed, **self.unflatten(flat)}, (x,))
 
     def _ggn(self):
-        """Per batch, linearised once: (w_B, softmax p, v -> J v, u -> J^T u)."""
+        """Per batch, linearised once: (w_B, u -> H_out u, v -> J v, u -> J^T u)."""
         if self._ggn_parts is None:
             parts = []
             for (x, y), w in zip(self.batches, self.weights):
@@ -142,17 +178,26 @@ class Curvature:
                     warnings.simplefilter("ignore")
                     out, jv = torch.func.linearize(lambda t, x=x: self.logits(t, x), self.theta)
                 _, vjp_fn = vjp(lambda t, x=x: self.logits(t, x), self.theta)
-                parts.append((w, torch.softmax(out.detach(), dim=1), jv, vjp_fn))
+                out = out.detach()
+                if self.criterion is F.cross_entropy and out.dim() == 2 and not y.is_floating_point():
+                    p = torch.softmax(out, dim=1)
+
+                    def h_out(u, p=p):  # the mean cross-entropy's Hessian in the logits
+                        return (p * u - p * (p * u).sum(1, keepdim=True)) / len(p)
+                else:  # the criterion's Hessian in the outputs, linearised once (symmetric: vjp = Hu)
+                    _, out_hvp = vjp(grad(lambda z, y=y: self.criterion(z, y)), out)
+
+                    def h_out(u, out_hvp=out_hvp):
+                        return out_hvp(u)[0]
+                parts.append((w, h_out, jv, vjp_fn))
             self._ggn_parts = parts
         return self._ggn_parts
 
     def ggnvp(self, v: torch.Tensor) -> torch.Tensor:
         """G v = sum_B w_B J_B^T H_out J_B v (see the class docstring)."""
         total = torch.zeros_like(self.theta)
-        for w, p, jv, vjp_fn in self._ggn():
-            u = jv(v)
-            h = (p * u - p * (p * u).sum(1, keepdim=True)) / len(p)
-            total = total + w * vjp_fn(h)[0]
+        for w, h_out, jv, vjp_fn in self._ggn():
+            total = total + w * vjp_fn(h_out(jv(v)))[0]
         return total.detach()
 
     def mvp(self, v: torch.Tensor) -> torch.Tensor:
@@ -193,10 +238,72 @@ class Curvature:
         return LinearOperator((self.dim, self.dim), matvec=matvec, matmat=matmat,
                               rmatvec=matvec, dtype=np.float64)
 
+    def scale_invariance(self, scale: float = 2.0, rtol: float = 1e-3) -> dict:
+        """Which differentiated parameter tensors are scale-invariant, tested on the first batch:
+        the outputs with that tensor multiplied by ``scale`` differ from the unscaled ones by at
+        most ``rtol`` of their magnitude (an all-zero tensor counts as not invariant). Effective quantities (x rho^2, Sec. 2 of the paper)
+        are meaningful only when every tensor is. With ``bn='running'`` BatchNorm no longer
+        removes the scale, so SI networks test as not invariant: that is the truth of that mode."""
+        x = self.batches[0][0]
+        with torch.no_grad():
+            base = self.logits(self.theta, x)
+            mag = float(base.abs().max()) or 1.0
+            out, start = {}, 0
+            for name, size in zip(self.names, self.sizes):
+                flat = self.theta.clone()
+                flat[start:start + size] *= scale
+                diff = float((self.logits(flat, x) - base).abs().max())
+                # a zero tensor rescales to itself: it has no direction to be invariant in
+                out[name] = diff <= rtol * mag and bool(flat[start:start + size].any())
+                start += size
+        return out
+
+    def not_scale_invariant(self) -> list[str]:
+        """The differentiated parameters that fail ``scale_invariance`` (cached)."""
+        if not hasattr(self, "_not_si"):
+            self._not_si = [n for n, ok in self.scale_invariance().items() if not ok]
+        return self._not_si
+
     def tangent_projector(self):
         """v -> v - (v . u) u with u = theta / |theta|: the tangent space of the sphere."""
         u = self.theta / self.theta.norm()
         return lambda V: V - (V @ u)[..., None] * u
+
+
+class _Products:
+    """What an estimator needs of a curvature operator: its size, dtype and device, and
+    products with a batch of vectors (rows). A :class:`Curvature` computes them with torch; any
+    square ``scipy.sparse.linalg.LinearOperator`` through its ``matmat`` in float64."""
+
+    def __init__(self, op, probe_batch: int = 8):
+        if isinstance(op, Curvature):
+            self.dim, self.dtype, self.device = op.dim, op.theta.dtype, op.theta.device
+            self.batch, self.probe_batch, self.operator = op.mvp_batch, op.probe_batch, op.operator
+        elif isinstance(op, LinearOperator) and op.shape[0] == op.shape[1]:
+            self.dim, self.dtype, self.device = op.shape[0], torch.float64, torch.device("cpu")
+            self.probe_batch, self.operator = probe_batch, lambda: op
+            self.batch = lambda V: torch.from_numpy(np.asarray(op.matmat(V.double().numpy().T)).T.copy())
+        else:
+            raise LandscapeError(f"need a Curvature or a square scipy LinearOperator, got {type(op).__name__}")
+
+
+@dataclass
+class TraceEstimate:
+    """A stochastic trace estimate.
+
+    value     the estimate of tr(M)
+    stderr    its standard error (Hutch++: of the Hutchinson part; the rest is exact)
+    samples   the probes' v^T M v (Hutch++: of the deflated operator)
+    estimator 'hutchinson' | 'hutchpp';  matvecs: products with M used
+    group_values, group_stderrs  traces of each group's diagonal block (when groups were given)
+    """
+    value: float
+    stderr: float
+    samples: np.ndarray
+    estimator: str = "hutchinson"
+    matvecs: int = 0
+    group_values: np.ndarray | None = None
+    group_stderrs: np.ndarray | None = None
 
 
 def rademacher(n: int, dim: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
@@ -208,24 +315,29 @@ def _segment_sums(rows: torch.Tensor, slices) -> torch.Tensor:
     return torch.stack([rows[:, s].sum(1) for s in slices], dim=1)
 
 
-def hutchinson_trace(curv: Curvature, probes: int, seed: int = 0, project=None, on_probes=None,
-                     groups=None):
+def hutchinson_trace(curv, probes: int, seed: int = 0, project=None, on_probes=None,
+                     groups=None) -> TraceEstimate:
     """Hutchinson's estimate of tr(M) (or tr(P M P) with ``project`` = P) with Rademacher probes:
-    the mean of v^T M v. Returns (mean, standard error, samples). With ``groups`` (a list of
-    coordinate slices, e.g. ``curv.group_slices('filter')``) also the trace of each group's
-    diagonal block from the same probes, E[v_g^T (M v)_g] = tr(M_gg): returns
-    (mean, stderr, samples, group means [G], group standard errors [G])."""
+    the mean of v^T M v, for a :class:`Curvature` or any square LinearOperator ``curv``. With
+    ``groups`` (a list of coordinate slices, e.g. ``curv.group_slices('filter')``) also the
+    trace of each group's diagonal block from the same probes, E[v_g^T (M v)_g] = tr(M_gg).
+
+    >>> from scipy.sparse.linalg import aslinearoperator
+    >>> round(hutchinson_trace(aslinearoperator(np.diag([1.0, 2.0, 3.0])), 10).value, 6)
+    6.0
+    """
     if probes < 1:
         raise LandscapeError(f"--probes must be a positive integer, got {probes}")
+    curv = _Products(curv)
     gen = torch.Generator().manual_seed(int(seed))
     samples, group_samples = [], []
     done = 0
     while done < probes:
         n = min(curv.probe_batch, probes - done)
-        V = rademacher(n, curv.dim, gen, curv.theta.dtype, curv.theta.device)
+        V = rademacher(n, curv.dim, gen, curv.dtype, curv.device)
         if project is not None:
             V = project(V)
-        prod = (V * curv.mvp_batch(V)).double()
+        prod = (V * curv.batch(V)).double()
         samples.append(prod.sum(1).cpu())
         if groups is not None:
             group_samples.append(_segment_sums(prod, groups).cpu())
@@ -234,28 +346,30 @@ def hutchinson_trace(curv: Curvature, probes: int, seed: int = 0, project=None, 
             on_probes(n)
     s = torch.cat(samples).numpy()
     stderr = float(s.std(ddof=1) / math.sqrt(len(s))) if len(s) > 1 else float("nan")
-    if groups is None:
-        return float(s.mean()), stderr, s
-    g = torch.cat(group_samples).numpy()
-    g_se = g.std(0, ddof=1) / math.sqrt(len(g)) if len(g) > 1 else np.full(g.shape[1], np.nan)
-    return float(s.mean()), stderr, s, g.mean(0), g_se
+    out = TraceEstimate(float(s.mean()), stderr, s, "hutchinson", probes)
+    if groups is not None:
+        g = torch.cat(group_samples).numpy()
+        out.group_values = g.mean(0)
+        out.group_stderrs = g.std(0, ddof=1) / math.sqrt(len(g)) if len(g) > 1 else np.full(g.shape[1], np.nan)
+    return out
 
 
-def hutchpp_trace(curv: Curvature, matvecs: int, seed: int = 0, on_probes=None, groups=None):
+def hutchpp_trace(curv, matvecs: int, seed: int = 0, on_probes=None, groups=None) -> TraceEstimate:
     """Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with about ``matvecs`` products: a third
     sketches the top of the spectrum (Q = orth(M S)), a third computes tr(Q^T M Q) exactly, the
     last third runs Hutchinson on the rest, (I - QQ^T) M (I - QQ^T). Exact on the captured
     subspace, so for the low effective rank of network Hessians it reaches a given error with
-    far fewer products than Hutchinson. Returns (estimate, standard error of the Hutchinson
-    part, its samples) and, with ``groups``, the per-group block traces and their errors as
-    ``hutchinson_trace`` does."""
+    far fewer products than Hutchinson. Per-group block traces with ``groups`` as
+    ``hutchinson_trace``; ``curv`` a :class:`Curvature` or any square LinearOperator."""
     k = max(1, matvecs // 3)
     m = max(2, matvecs - 2 * k)
+    op = curv
+    curv = _Products(curv)
     gen = torch.Generator().manual_seed(int(seed))
-    dt, dev = curv.theta.dtype, curv.theta.device
+    dt, dev = curv.dtype, curv.device
     S = rademacher(k, curv.dim, gen, dt, dev)
-    Q = torch.linalg.qr(curv.mvp_batch(S).double().T).Q.to(dt)  # [dim, k], orthonormal columns
-    MQ = curv.mvp_batch(Q.T.contiguous()).double().T              # [dim, k]
+    Q = torch.linalg.qr(curv.batch(S).double().T).Q.to(dt)  # [dim, k], orthonormal columns
+    MQ = curv.batch(Q.T.contiguous()).double().T              # [dim, k]
     # with P = QQ^T, M = MP + M(I-P): the diagonal of MP is known exactly (its trace is
     # tr(Q^T M Q)); probes v = (I-P)g give E[v_i (M v)_i] = [M(I-P)]_ii, the rest of every
     # diagonal entry, so the per-group sums are unbiased too
@@ -265,20 +379,22 @@ def hutchpp_trace(curv: Curvature, matvecs: int, seed: int = 0, on_probes=None, 
 
     def deflate(V):
         return V - (V @ Q) @ Q.T
-    res = hutchinson_trace(curv, m, seed + 1, project=deflate, on_probes=on_probes, groups=groups)
-    estimate = float(top_diag.sum()) + res[0]
-    if groups is None:
-        return estimate, res[1], res[2]
-    top_groups = _segment_sums(top_diag[None, :], groups)[0].cpu().numpy()
-    return estimate, res[1], res[2], top_groups + res[3], res[4]
+    res = hutchinson_trace(op, m, seed + 1, project=deflate, on_probes=on_probes, groups=groups)
+    out = TraceEstimate(float(top_diag.sum()) + res.value, res.stderr, res.samples, "hutchpp", 2 * k + m)
+    if groups is not None:
+        out.group_values = _segment_sums(top_diag[None, :], groups)[0].cpu().numpy() + res.group_values
+        out.group_stderrs = res.group_stderrs
+    return out
 
 
-def top_eigenvalues(curv: Curvature, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarray:
-    """The k largest (algebraic) Hessian eigenvalues by Lanczos (``scipy.sparse.linalg.eigsh``)."""
-    if not 1 <= k < curv.dim:
-        raise LandscapeError(f"--eigs must be between 1 and {curv.dim - 1}, got {k}")
-    v0 = np.random.default_rng(seed).standard_normal(curv.dim)
-    vals = eigsh(curv.operator(), k=k, which="LA", v0=v0, tol=tol, return_eigenvectors=False)
+def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarray:
+    """The k largest (algebraic) eigenvalues of a :class:`Curvature` or square LinearOperator,
+    in decreasing order, by Lanczos (``scipy.sparse.linalg.eigsh``)."""
+    ops = _Products(curv)
+    if not 1 <= k < ops.dim:
+        raise LandscapeError(f"--eigs must be between 1 and {ops.dim - 1}, got {k}")
+    v0 = np.random.default_rng(seed).standard_normal(ops.dim)
+    vals = eigsh(ops.operator(), k=k, which="LA", v0=v0, tol=tol, return_eigenvectors=False)
     return np.sort(vals)[::-1]
 
 
@@ -303,19 +419,20 @@ def lanczos(matvec, dim: int, steps: int, v0: np.ndarray):
     return np.array(alpha), np.array(beta)
 
 
-def spectral_density(curv: Curvature, steps: int = 80, runs: int = 1, seed: int = 0,
+def spectral_density(curv, steps: int = 80, runs: int = 1, seed: int = 0,
                      grid_points: int = 400, sigma: float | None = None):
     """Eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. 2019; PyHessian's
     ``density()``): each run's Ritz values are quadrature nodes weighted by the squared first
     components of the tridiagonal's eigenvectors; nodes are broadened by Gaussians of width
     ``sigma`` (default: 1% of the spectrum's span). Returns nodes [runs, m], weights, grid, density."""
     from scipy.linalg import eigh_tridiagonal
-    op = curv.operator()
+    ops = _Products(curv)
+    op = ops.operator()
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
     for _ in range(runs):
-        v0 = rng.choice([-1.0, 1.0], size=curv.dim)
-        a, b = lanczos(op.matvec, curv.dim, steps, v0)
+        v0 = rng.choice([-1.0, 1.0], size=ops.dim)
+        a, b = lanczos(op.matvec, ops.dim, steps, v0)
         theta, vecs = eigh_tridiagonal(a, b) if len(a) > 1 else (a, np.ones((1, 1)))
         nodes.append(theta)
         weights.append(vecs[0] ** 2)
@@ -355,3 +472,58 @@ def gradient_noise(model, batches, params=None, dtype=None) -> dict:
     return {"mean_grad_norm": norm_sum / n, "mean_effective_grad_norm": rho * norm_sum / n,
             "grad_cov_trace": cov_trace, "grad_cov_trace_effective": rho ** 2 * cov_trace,
             "full_grad_norm": float(mean.norm()), "batches": n}
+
+
+# --- one-liners for your own model ----------------------------------------------------------
+
+class NotScaleInvariantWarning(UserWarning):
+    """Effective (x rho^2) units were asked of parameters that are not scale-invariant."""
+
+
+def hessian_trace(model, criterion=None, data=None, *, probes: int = 100, estimator: str = "hutchinson",
+                  matrix: str = "hessian", bn: str | None = None, seed: int = 0, params=None,
+                  effective: bool = False) -> TraceEstimate:
+    """tr(M) of ``model``'s loss on ``data`` (PyHessian's ``hessian(model, criterion,
+    data=(x, y)).trace()``): M the Hessian or the GGN of all trainable parameters (or
+    ``params``), ``probes`` Rademacher probes (Hutch++: that many products). ``effective``:
+    in the paper's effective units, x rho^2 (rho the norm of those parameters), with a
+    :class:`NotScaleInvariantWarning` when any of them is not scale-invariant. Returns a
+    :class:`TraceEstimate` (``.value``, ``.stderr``, ``.samples``)."""
+    if estimator not in ESTIMATORS:
+        raise LandscapeError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    curv = Curvature(model, data, criterion=criterion, bn=bn, matrix=matrix, params=params)
+    out = (hutchinson_trace if estimator == "hutchinson" else hutchpp_trace)(curv, probes, seed)
+    if effective:
+        warn_if_not_scale_invariant(curv)
+        r2 = curv.rho ** 2
+        out.value, out.stderr, out.samples = out.value * r2, out.stderr * r2, out.samples * r2
+    return out
+
+
+def warn_if_not_scale_invariant(curv: Curvature) -> None:
+    bad = curv.not_scale_invariant()
+    if bad:
+        warnings.warn(f"{len(bad)} of {len(curv.names)} parameter tensors are not scale-invariant "
+                      f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): effective units "
+                      "(x rho^2) assume scale invariance", NotScaleInvariantWarning, stacklevel=3)
+
+
+def scale_invariant_parameters(model, data, criterion=None, params=None) -> dict:
+    """{parameter name: True if scaling it leaves the model's outputs unchanged} on the first
+    batch of ``data``, BatchNorm with mini-batch statistics (see ``Curvature.scale_invariance``).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 6, bias=False), torch.nn.BatchNorm1d(6, affine=False),
+    ...                           torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    >>> scale_invariant_parameters(net, (torch.randn(16, 4), torch.zeros(16, dtype=torch.long)))
+    {'0.weight': True, '3.weight': False, '3.bias': False}
+    """
+    return Curvature(model, data, criterion=criterion, bn="batch", params=params).scale_invariance()
+
+
+def hessian_eigenvalues(model, criterion=None, data=None, k: int = 1, *, matrix: str = "hessian",
+                        bn: str | None = None, seed: int = 0, params=None) -> np.ndarray:
+    """The ``k`` largest eigenvalues of the Hessian (or GGN) of ``model``'s loss on ``data``,
+    decreasing (PyHessian's ``eigenvalues(top_n=k)``)."""
+    curv = Curvature(model, data, criterion=criterion, bn=bn, matrix=matrix, params=params)
+    return top_eigenvalues(curv, k, seed)

@@ -80,32 +80,82 @@ def path_parameters(params_a: dict, params_b: dict, si_names: list[str], alpha: 
     return out
 
 
-def evaluate_point(model, data, bn: str, which: str, batch_size: int) -> dict:
-    """Loss and error of ``model`` on the train and/or test data under the BN mode."""
-    from .training import evaluate
+def _loss_and_error(net, batches, criterion, chunk: int) -> tuple[float, float | None]:
+    """Size-weighted mean criterion over the batches (eval mode, no grad); the classification
+    error too when the targets are class indices."""
+    was = net.training
+    net.eval()
+    loss, correct, seen, labels = 0.0, 0, 0, True
+    with torch.no_grad():
+        for x, y in batches:
+            for i in range(0, len(y), chunk):
+                xc, yc = x[i:i + chunk], y[i:i + chunk]
+                out = net(xc)
+                loss += float(criterion(out, yc).double()) * len(yc)
+                labels = labels and not yc.is_floating_point() and out.dim() == 2 and yc.dim() == 1
+                if labels:
+                    correct += int((out.argmax(1) == yc).sum())
+                seen += len(yc)
+    net.train(was)
+    return loss / seen, (1.0 - correct / seen) if labels else None
+
+
+def evaluate_point(model, sets: dict, bn: str, criterion, batch_size: int, bn_inputs) -> dict:
+    """Loss (and error) of ``model`` on each named set of batches under the BN mode:
+    'recompute' resets the running statistics from ``bn_inputs`` first, 'batch' uses
+    mini-batch statistics."""
     if bn == "recompute":
-        recompute_batchnorm(model, data.x_train, batch_size)
+        recompute_batchnorm(model, bn_inputs, batch_size)
         net = model
     else:
         net = with_batch_statistics(model)
     out = {}
-    sets = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
-    for name in (("train", "test") if which == "both" else (which,)):
-        loss, acc = evaluate(net, *sets[name], batch_size=batch_size)
-        out[f"{name}_loss"], out[f"{name}_error"] = loss, 1.0 - acc
+    for name, batches in sets.items():
+        loss, err = _loss_and_error(net, batches, criterion, batch_size)
+        out[f"{name}_loss"] = loss
+        if err is not None:
+            out[f"{name}_error"] = err
     return out
 
 
-def interpolate_models(model_a, model_b, data, alphas, *, path: str = "chord", bn: str = "recompute",
-                       which: str = "both", batch_size: int = 128, si_names=None, on_point=None) -> dict:
-    """Evaluate every point of the path between two models of one architecture.
-    Returns {"alpha": ..., "<set>_loss": ..., "<set>_error": ...} as numpy arrays."""
+def interpolate_models(model_a, model_b, data, alphas=None, *, criterion=None, test_data=None,
+                       path: str = "chord", bn: str = "recompute", which: str = "both",
+                       batch_size: int = 128, si_names=None, on_point=None) -> dict:
+    """The loss (and error) at every point of the path between two models of one architecture.
+
+    ``data``: the training data, as (x, y) tensors, a DataLoader, a list of (x, y) batches or a
+    ``landscape.data.Dataset`` (then its test set too, per ``which``); ``test_data`` likewise,
+    optional. ``criterion``: (outputs, targets) -> mean loss, default cross-entropy (the error
+    is reported when the targets are class indices). ``alphas``: default ``alpha_grid()``.
+    ``si_names``: the parameters the 'sphere' path moves on the sphere (default: the trainable
+    ones). Returns {"alpha", "train_loss", "train_error", ...} as numpy arrays.
+
+    >>> import torch
+    >>> a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    >>> r = interpolate_models(a, b, (torch.randn(8, 3), torch.randint(0, 2, (8,))), [0.0, 0.5, 1.0])
+    >>> sorted(r)
+    ['alpha', 'train_error', 'train_loss']
+    """
+    import torch.nn.functional as F
+    from .data import Dataset, as_batches
     if path not in PATHS:
         raise LandscapeError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
     if bn not in BN_MODES:
         raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
     if which not in DATA:
         raise LandscapeError(f"--data must be one of {', '.join(DATA)}, got {which!r}")
+    alphas = alpha_grid() if alphas is None else alphas
+    criterion = criterion if criterion is not None else F.cross_entropy
+    if isinstance(data, Dataset):
+        bn_inputs = data.x_train
+        sets = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
+        if which != "both":
+            sets = {which: sets[which]}
+    else:
+        sets = {"train": as_batches(data, "data")}
+        if test_data is not None:
+            sets["test"] = as_batches(test_data, "test_data")
+        bn_inputs = torch.cat([x for x, _ in sets["train"]])
     pa = {k: v.detach().clone() for k, v in model_a.named_parameters()}
     pb = {k: v.detach().clone() for k, v in model_b.named_parameters()}
     if si_names is None:
@@ -120,7 +170,7 @@ def interpolate_models(model_a, model_b, data, alphas, *, path: str = "chord", b
         with torch.no_grad():
             for k, v in path_parameters(pa, pb, si_names, float(alpha), path).items():
                 slots[k].copy_(v)
-        rows.append(evaluate_point(work, data, bn, which, batch_size))
+        rows.append(evaluate_point(work, sets, bn, criterion, batch_size, bn_inputs))
         if on_point is not None:
             on_point()
     result = {"alpha": np.asarray(alphas, dtype=float)}

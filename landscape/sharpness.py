@@ -62,7 +62,7 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
     groups = layers + filters if per_group else None
     estimate = hutchinson_trace if estimator == "hutchinson" else hutchpp_trace
     res = estimate(curv, probes, seed, on_probes=on_probes, groups=groups)
-    trace, stderr = res[0], res[1]
+    trace, stderr = res.value, res.stderr
     g = curv.gradient()
     out = {
         "loss": float(curv.loss(curv.theta)), "rho": rho, "num_params": n,
@@ -72,6 +72,8 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
         # the official code's "effective" trace: (tr(M) / #params) * rho^2
         "trace_per_param_effective": trace / n * rho ** 2,
         "grad_norm": float(g.norm()), "effective_grad_norm": float(g.norm()) * rho,
+        # effective units (x rho^2) assume every differentiated tensor is scale-invariant
+        "not_scale_invariant": len(curv.not_scale_invariant()),
     }
     if matrix == "hessian":  # the sphere's Riemannian Hessian: a statement about H itself
         u = curv.theta / curv.theta.norm()
@@ -83,9 +85,9 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
         theta = curv.theta.double()
         sq = np.array([float(theta[s].square().sum()) for s in layers + filters])
         for name, sl in (("group", slice(0, len(layers))), ("filter", slice(len(layers), None))):
-            out[f"{name}_trace"] = res[3][sl]
-            out[f"{name}_trace_stderr"] = res[4][sl]
-            out[f"{name}_trace_effective"] = res[3][sl] * sq[sl]
+            out[f"{name}_trace"] = res.group_values[sl]
+            out[f"{name}_trace_stderr"] = res.group_stderrs[sl]
+            out[f"{name}_trace_effective"] = res.group_values[sl] * sq[sl]
     if eigs > 0:
         vals = top_eigenvalues(curv, eigs, seed)
         out["eigenvalues"] = vals
@@ -175,6 +177,11 @@ def print_sharpness(result: dict) -> None:
             line += f" {result['eigenvalues_effective'][i][0]:>10.5g}"
         line += f" {result['mean_effective_grad_norm'][i]:>9.4g} {result['grad_cov_trace_effective'][i]:>10.4g}"
         print(line)
+    bad = np.asarray(result.get("not_scale_invariant", 0))
+    if bad.any():
+        print(f"warning: {int(bad.max())} differentiated parameter tensor(s) are not scale-invariant "
+              f"(rescaling them changes the outputs{'; with --bn running BatchNorm uses fixed statistics' if settings.get('bn') == 'running' else ''}): "
+              "the effective (x rho^2) columns assume scale invariance; read the raw ones in --json")
     if "group_trace_effective" in result:
         print("per-layer trace (effective, x rho_i^2) at the last epoch: " +
               ", ".join(f"{v:.4g}" for v in result["group_trace_effective"][-1]))

@@ -49,12 +49,13 @@ def test_lanczos_top_eigenvalues_match_eigvalsh(problem, bn):
 def test_hutchinson_unbiased_and_error_shrinks_like_inverse_sqrt(problem):
     curv = Curvature(*problem, bn="batch", probe_batch=64)
     exact = float(np.trace(explicit(curv)))
-    est, se, samples = hutchinson_trace(curv, 600, seed=1)
+    r = hutchinson_trace(curv, 600, seed=1)
+    est, se, samples = r.value, r.stderr, r.samples
     assert len(samples) == 600
     assert abs(est - exact) < 3 * se
     errors = {}
     for m in (16, 256):
-        errs = [hutchinson_trace(curv, m, seed=100 + s)[0] - exact for s in range(24)]
+        errs = [hutchinson_trace(curv, m, seed=100 + s).value - exact for s in range(24)]
         errors[m] = math.sqrt(np.mean(np.square(errs)))
     ratio = errors[16] / errors[256]
     assert 2.5 < ratio < 6.5, ratio  # sqrt(256/16) = 4
@@ -149,7 +150,8 @@ def test_agrees_with_pyhessian_in_running_mode(problem):
     H = explicit(curv)
     eig = np.linalg.eigvalsh(H)
     assert eig.max() > abs(eig.min())  # power iteration finds the largest |eigenvalue|
-    ours_trace, ours_se, _ = hutchinson_trace(curv, 400, seed=0)
+    ours = hutchinson_trace(curv, 400, seed=0)
+    ours_trace, ours_se = ours.value, ours.stderr
     ours_top = top_eigenvalues(curv, 1)[0]
 
     torch.manual_seed(0)
@@ -205,7 +207,8 @@ def test_ggn_matches_the_explicit_matrix(problem, bn):
     V = np.random.default_rng(0).standard_normal((curv.dim, 4))
     np.testing.assert_allclose(curv.operator().matmat(V), G @ V, rtol=1e-5, atol=1e-5 * np.abs(G @ V).max())
     np.testing.assert_allclose(top_eigenvalues(curv, 3), np.sort(eig)[::-1][:3], rtol=1e-5)
-    est, se, _ = hutchinson_trace(curv, 300, seed=3)
+    r = hutchinson_trace(curv, 300, seed=3)
+    est, se = r.value, r.stderr
     assert abs(est - np.trace(G)) < 3 * se
 
 
@@ -236,7 +239,8 @@ def test_per_group_traces_are_the_diagonal_blocks_and_sum_to_the_trace(problem, 
         assert sum(s.stop - s.start for s in groups) == curv.dim
         exact = np.array([np.trace(M[s, s]) for s in groups])
         for estimate in (hutchinson_trace, hutchpp_trace):
-            total, se, _, per_group, group_se = estimate(curv, 240, seed=4, groups=groups)
+            r = estimate(curv, 240, seed=4, groups=groups)
+            total, per_group, group_se = r.value, r.group_values, r.group_stderrs
             assert math.isclose(per_group.sum(), total, rel_tol=1e-9)
             assert np.all(np.abs(per_group - exact) <= 4 * group_se + 1e-9 * np.abs(exact).max()), level
 
@@ -247,7 +251,7 @@ def test_hutchpp_is_unbiased_and_beats_hutchinson_on_the_ggn(problem):
     from landscape.hessian import hutchpp_trace
     curv = Curvature(*problem, bn="batch", matrix="ggn", probe_batch=64)
     exact = float(np.trace(explicit_ggn(curv)))
-    plain = [hutchinson_trace(curv, 60, seed=s)[0] - exact for s in range(30)]
-    plus = [hutchpp_trace(curv, 60, seed=s)[0] - exact for s in range(30)]
+    plain = [hutchinson_trace(curv, 60, seed=s).value - exact for s in range(30)]
+    plus = [hutchpp_trace(curv, 60, seed=s).value - exact for s in range(30)]
     assert abs(np.mean(plus)) < 4 * np.std(plus) / math.sqrt(30) + 1e-9 * exact
     assert math.sqrt(np.mean(np.square(plus))) < 0.5 * math.sqrt(np.mean(np.square(plain)))

@@ -132,7 +132,8 @@ def test_batchnorm_recompute_at_the_midpoint(tmp_path, tiny):
     stale = [(l.running_mean.clone(), l.running_var.clone()) for l in batchnorm_layers(mid)]
     # batches of 100, 100 and 56: equal weights would differ from weights by size
     manual = _manual_recompute(mid, data.x_train, 100)
-    evaluate_point(mid, data, "recompute", "train", 100)
+    import torch.nn.functional as F
+    evaluate_point(mid, {"train": [(data.x_train, data.y_train)]}, "recompute", F.cross_entropy, 100, data.x_train)
     for layer, (mm, mv), (sm, sv) in zip(batchnorm_layers(mid), manual, stale):
         torch.testing.assert_close(layer.running_mean, mm, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(layer.running_var, mv, rtol=1e-5, atol=1e-6)
@@ -206,7 +207,7 @@ def test_float64_runs_are_analysed_in_float64(tmp_path, tiny):
         ref = float(sum(losses)) / 256
         got = res["train_loss"][list(res["alpha"]).index(alpha)]
         assert abs(got - ref) <= 1e-10 * ref, (alpha, got, ref)
-    curv = Curvature(model, [(x[:64], data.y_train[:64])])
+    curv = Curvature(model, [(x[:64], data.y_train[:64])], bn="batch")
     assert curv.theta.dtype == torch.float64
     v = torch.randn(curv.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     theta = curv.theta.clone().requires_grad_(True)  # double backward, by hand, in float64
