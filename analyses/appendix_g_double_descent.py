@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 
 from common import RUNS, claim, save, script_args
 import os
-from landscape.double_descent import PeakCriteria, double_descent, plot_double_descent
+from landscape.double_descent import PeakCriteria, double_descent
+from landscape.plots.double_descent import plot_double_descent
 
 
 def main(*patterns, metrics="auto"):

@@ -18,7 +18,7 @@ def out_path(name: str) -> str:
 
 def save(name: str, payload: dict, fig=None) -> None:
     """Write OUT/name.json (and OUT/name.png) and print the claims' verdicts."""
-    from landscape.cli import write_json
+    from landscape.files import write_json
     from landscape.plots import save_figure
     write_json(out_path(name + ".json"), payload)
     if fig is not None:

@@ -5,7 +5,8 @@
 import sys
 
 from common import script_args, sweep_inputs, claim, rank_correlation, save
-from landscape.regimes import plot_regimes, regimes
+from landscape.plots.regimes import plot_regimes
+from landscape.regimes import regimes
 
 
 def main(sweep, metrics="auto"):

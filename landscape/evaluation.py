@@ -75,38 +75,3 @@ def stored_checkpoint_metrics(traj: Trajectory) -> dict | None:
     return None
 
 
-def print_checkpoint_metrics(result: dict, traj: Trajectory | None = None) -> None:
-    """The table: checkpoint metrics, and beside them the epoch means training logged."""
-    epoch_means = None
-    if traj is not None:
-        idx = {int(e): i for i, e in enumerate(traj.metrics["epoch"])}
-        epoch_means = traj.metrics, idx
-    print(f"{'epoch':>6} {'train_loss':>11} {'train_acc':>9} {'test_loss':>9} {'test_acc':>8} "
-          f"{'eff_grad':>9} | {'epoch-mean loss':>15} {'eff_grad':>9}")
-    for i, e in enumerate(result["epoch"]):
-        line = (f"{int(e):>6d} {result['train_loss'][i]:>11.4g} {result['train_accuracy'][i]:>9.3f} "
-                f"{result['test_loss'][i]:>9.4g} {result['test_accuracy'][i]:>8.3f} "
-                f"{result['effective_grad_norm'][i]:>9.4g} |")
-        if epoch_means and int(e) in epoch_means[1]:
-            j = epoch_means[1][int(e)]
-            line += (f" {epoch_means[0]['train_loss'][j]:>15.4g} "
-                     f"{epoch_means[0]['effective_grad_norm'][j]:>9.4g}")
-        else:
-            line += f" {'-':>15} {'-':>9}"
-        print(line)
-
-
-def plot_checkpoint_metrics(result: dict, traj: Trajectory, path: str) -> None:
-    """Train loss and mean stochastic effective gradient norm against epoch: the checkpoint
-    protocol (dots) over training's epoch means (lines)."""
-    from .plots import new_figure, save_figure
-    fig, axes = new_figure(2, 4.8, 3.8)
-    m = traj.metrics
-    for ax, key, label in ((axes[0], "train_loss", "train loss"),
-                           (axes[1], "effective_grad_norm", "mean stochastic effective grad norm")):
-        ax.plot(m["epoch"], m[key], color="tab:grey", lw=1, label="epoch means (training)")
-        ax.plot(result["epoch"], result[key], "o", color="tab:blue", ms=3,
-                label="checkpoint (fixed order, no update)")
-        ax.set(xlabel="epoch", ylabel=label, yscale="log", title=label)
-        ax.legend(fontsize=7)
-    save_figure(fig, path)

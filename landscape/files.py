@@ -1,7 +1,11 @@
 """Atomic file writes: everything the package writes goes through ``atomic_write``."""
 from __future__ import annotations
 
+import json
+import math
 import os
+
+import numpy as np
 import secrets
 
 
@@ -32,3 +36,27 @@ def atomic_write(path: str, write, suffix: str = "") -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def jsonable(x):
+    """numpy arrays and scalars (at any depth) as plain lists and numbers; NaN and ±inf as None
+    (JSON has no such numbers: ``null``)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        return jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: str, payload) -> None:
+    """Write valid JSON atomically (temp file + rename)."""
+    text = json.dumps(jsonable(payload), indent=1, allow_nan=False)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write, suffix=".json")

@@ -184,11 +184,6 @@ def usable_runs(inputs, *, min_epochs: int = MIN_EPOCHS, nonfinite_ok: bool = Tr
     return usable, skipped
 
 
-def print_skipped(skipped: list[dict]) -> None:
-    for s in skipped:
-        print(f"skipped {s['path']}: {s['reason']}")
-
-
 METRIC_SOURCES = ("auto", "epoch", "checkpoint")
 SOURCE_TEXT = {"epoch": "epoch means over the mini-batches of training (landscape train's log)",
                "checkpoint": "checkpoint metrics (the official protocol: whole training set in "
@@ -312,107 +307,9 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
             **sweep_checks(rows)}
 
 
-def print_regimes(result: dict) -> None:
-    print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
-    print(f"{'ELR':>10}  {'regime':<16} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
-          f"{'mean_egn':>9} {'test_acc':>8}  file / reason")
-    for r in result["rows"]:
-        if r["name"] == "nonfinite":
-            label = f"- nonfinite (ep. {r.get('nonfinite_epoch')})"
-        else:
-            label = f"{r['regime'] or '-'} {r['name']}"
-        print(f"{r['elr']:>10.3g}  {label:<16} {r['final_train_loss']:>10.4g} "
-              f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
-              f"{r['mean_effective_grad_norm']:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
-              + (f"  ({r['reason']})" if r.get("reason") else ""))
-    print(f"largest regime-1 ELR: {result['largest_regime1_elr']}; smallest regime-3 ELR: "
-          f"{result['smallest_regime3_elr']} (between determined runs)")
-    if not result["ordered"]:
-        print("NOT ORDERED in ELR: " + "; ".join(
-            f"ELR {o['elr']:g} is {o['regime']} but ELR {o['next_elr']:g} is {o['next_regime']}"
-            for o in result["out_of_order"]))
-    for key, what in (("duplicate_elrs", "ELRs"), ("duplicate_files", "files")):
-        if result[key]:
-            print(f"duplicate {what}: " + ", ".join(map(str, result[key])))
-    print_skipped(result["skipped"])
-
-
 REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
-
-
-def plot_regimes(result: dict, path: str) -> None:
-    """Figure 1 with the evidence: train loss against epoch coloured by the label (grey:
-    undetermined or non-finite), effective-gradient norm against train loss, the ESS spread of
-    every run against ELR with its threshold, and test error against ELR with regime bands."""
-    from .plots import new_figure, save_figure
-    rows = result["rows"]
-    colors = REGIME_COLOURS
-    fig, axes = new_figure(4, 4.7, 4.0, max_cols=2)
-    for r in rows:
-        m = r["_curves"]
-        axes[0].plot(m["epoch"], m["train_loss"], color=colors[r["regime"]], lw=1, alpha=0.8)
-        axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=colors[r["regime"]], lw=0.6, alpha=0.6)
-        axes[1].scatter([r["tail_train_loss"]], [r["mean_effective_grad_norm"]], color=colors[r["regime"]],
-                        zorder=3, s=18)
-    for regime in (1, 2, 3, None):
-        axes[0].plot([], [], color=colors[regime], label=NAMES[regime])
-    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log",
-                title=f"train loss by label ({result['metrics']} metrics)")
-    axes[0].legend(fontsize=7)
-    axes[1].set(xlabel="train loss", ylabel="mean stochastic effective grad norm", xscale="log",
-                yscale="log", title="sharpness vs loss (dots: tail means)")
-    elrs = np.array([r["elr"] for r in rows])
-    ax = axes[2]
-    spread = np.array([r.get("ess_spread", np.nan) for r in rows])
-    ax.scatter(elrs, spread, c=[colors[r["regime"]] for r in rows], s=20, zorder=3)
-    thresholds = {r.get("ess_threshold") for r in rows if r.get("ess_threshold") is not None}
-    for th in thresholds:
-        ax.axhline(th, color="k", ls="--", lw=0.8)
-    ax.set(xscale="log", xlabel="ELR", ylabel="std/mean of the SI groups' ESS",
-           title="ESS spread (dashed: 'equalised' threshold)")
-    if np.any(np.isfinite(spread) & (spread > 0)):
-        ax.set_yscale("log")
-    err = 1 - np.array([r["test_accuracy"] for r in rows])
-    ax = axes[3]
-    if len(elrs):
-        for r, lo, hi in zip(rows, np.r_[elrs[:1] / 1.5, np.sqrt(elrs[:-1] * elrs[1:])],
-                             np.r_[np.sqrt(elrs[:-1] * elrs[1:]), elrs[-1:] * 1.5]):
-            ax.axvspan(lo, hi, color=colors[r["regime"]], alpha=0.15, lw=0)
-    ax.plot(elrs, err, "ko-", ms=3)
-    ax.set(xscale="log", xlabel="ELR", ylabel="test error",
-           title="test error (bands: 1 blue, 2 orange, 3 red, grey undetermined)")
-    save_figure(fig, path)
 
 
 # --- CLI ----------------------------------------------------------------------------------
 
-def add_regime_parsers(sub):
-    from .cli import _number
-    p = sub.add_parser("regimes", help="classify runs into the three regimes (Figure 1)",
-                       description=__doc__)
-    p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
-    for f in RegimeCriteria.__dataclass_fields__.values():
-        kind = int if isinstance(f.default, int) else float
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(kind), default=f.default)
-    p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
-                   help="curves to judge: training's epoch means, the checkpoint metrics (official "
-                   "protocol), or auto: checkpoint metrics when every run has them")
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--plot", metavar="PNG")
-    p.set_defaults(run=cmd_regimes)
 
-
-
-def cmd_regimes(args):
-    from .cli import write_json
-    criteria = RegimeCriteria(**{k: getattr(args, k) for k in RegimeCriteria.__dataclass_fields__})
-    result = regimes(args.inputs, criteria, args.metrics)
-    print_regimes(result)
-    if args.json:
-        write_json(args.json, {**{k: v for k, v in result.items() if k != "rows"},
-                               "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
-                                        for r in result["rows"]]})
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_regimes(result, args.plot)
-        print(f"wrote {args.plot}")

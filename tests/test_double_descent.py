@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from landscape import train
-from landscape.double_descent import (PeakCriteria, alignment, ar1_noise, detect_peak, estimate_noise,
+from landscape.double_descent import (alignment, ar1_noise, detect_peak, estimate_noise,
                                       moving_average_matrix, qualification)
 from landscape.trajectory import Trajectory, TrajectoryWriter
 

@@ -146,6 +146,6 @@ def test_json_outputs_carry_null_for_nan(tmp_path, tiny, cli):
     assert code == 0, err
     metrics = strict_json(tmp_path / "s.json")["metrics"]
     assert metrics["test_loss"][0] is None and metrics["test_loss"][1] is not None
-    from landscape.cli import write_json
+    from landscape.files import write_json
     write_json(str(tmp_path / "x.json"), {"a": float("inf"), "b": np.array([1.0, np.nan]), "c": np.float32("nan")})
     assert strict_json(tmp_path / "x.json") == {"a": None, "b": [1.0, None], "c": None}

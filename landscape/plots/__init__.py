@@ -22,7 +22,7 @@ def save_figure(fig, path: str) -> None:
     """Write the figure atomically (its format from the extension of ``path``)."""
     import os
     import matplotlib.pyplot as plt
-    from .files import atomic_write
+    from ..files import atomic_write
     fig.tight_layout()
     suffix = os.path.splitext(path)[1]
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:] or "png"), suffix=suffix)

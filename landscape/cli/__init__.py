@@ -1,0 +1,56 @@
+"""``landscape`` command line: a thin layer over the Python API.
+
+Every user error becomes one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from importlib import import_module
+
+from .. import __version__
+from ..errors import LandscapeError
+from .common import Parser
+
+# one module per command, in the order of `landscape --help`
+COMMANDS = ("train", "show", "export", "repack", "evaluate", "toy", "sharpness", "interpolate",
+            "sweep", "regimes", "double_descent")
+
+
+def torch_version() -> str:
+    import torch
+    return torch.__version__
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="landscape", description="Scale-invariant networks trained on the sphere "
+                    "at a fixed effective learning rate, and their loss landscape.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__} (torch {torch_version()})")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in COMMANDS:
+        import_module(f".{command}", __name__).add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+    except LandscapeError as e:
+        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        how = {"train": "continue with --resume", "sweep": "re-run the same command to continue"}
+        print(f"landscape {args.command}: interrupted; "
+              + (f"completed epochs are saved ({how[args.command]})" if args.command in how
+                 else "nothing was written"), file=sys.stderr)
+        return 130
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

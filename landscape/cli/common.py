@@ -1,0 +1,122 @@
+"""Shared pieces of the command line: the parser class, number parsing, the training options, tables."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, positive=False, low=None, high=None):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be positive")
+        if low is not None and value < low or high is not None and value >= high:
+            raise argparse.ArgumentTypeError(f"{text} must be in [{low}, {high})")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+S = argparse.SUPPRESS  # options not given stay absent, so --resume can tell what was asked
+
+
+def add_training_options(p, with_elr: bool = True):
+    """The options shared by `train` and `sweep`."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=S, help="convnet | resnet18 (the paper's pre-activation SI "
+                   "ResNet-18) | resnet18-post (post-activation, every conv SI on its own) | mlp "
+                   "(default convnet)")
+    g.add_argument("--width", type=_number(int, True), default=S,
+                   help="channels k of the first layer / hidden units (default 32 / 64 / 256)")
+    g.add_argument("--depth", type=_number(int, True), default=S, help="mlp hidden layers (default 3)")
+    g.add_argument("--last-layer-norm", type=_number(float, True), default=S,
+                   help="Frobenius norm of the frozen last layer (default 10)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=S, help="mnist1d | cifar10 | cifar100 (default mnist1d)")
+    g.add_argument("--data-root", default=S, help="dataset folder (default data)")
+    g.add_argument("--download", action="store_true", default=S, help="allow downloading CIFAR")
+    g.add_argument("--train-subset", type=_number(int, True), default=S, metavar="N",
+                   help="train on a seeded random subset of N examples")
+    g.add_argument("--label-noise", type=_number(float, low=0.0, high=1.0), default=S, metavar="P",
+                   help="give a seeded fraction P of training labels a different random class")
+    g.add_argument("--label-noise-mode", choices=("paper", "exact"), default=S,
+                   help="paper (the official code): each label with probability P becomes a "
+                   "uniform class, possibly its own; exact: round(P*N) labels move to another "
+                   "class (default paper)")
+    g.add_argument("--augment", action="store_true", default=S,
+                   help="random crop (+ flip for images) each batch")
+    g = p.add_argument_group("optimisation")
+    if with_elr:
+        g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")
+    g.add_argument("--rho", type=_number(float, True), default=S,
+                   help="sphere radius (default: the initial total norm of the SI weights)")
+    g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
+    g.add_argument("--batch-size", type=_number(int, True), default=S, help="default 128")
+    g.add_argument("--init-seed", type=_number(int), default=S, help="initialisation seed (default 0)")
+    g.add_argument("--data-seed", type=_number(int), default=S,
+                   help="batch order / augmentation / label-noise seed (default 0)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--eval-every", type=_number(int, True), default=S, help="test pass every K epochs (default 1)")
+    g.add_argument("--save-every", type=_number(int, True), default=S,
+                   help="checkpoint every K epochs; the first and last are always kept (default 10)")
+    g.add_argument("--checkpoint-metrics", action="store_true", default=S,
+                   help="also log, at every epoch's end and with no update, the official code's "
+                   "metrics: loss, accuracy and mean stochastic effective gradient norm over the "
+                   "whole training set in fixed order (train-mode BN); costs about one more "
+                   "forward-backward pass per epoch")
+    g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default=S, help="default float32")
+    g.add_argument("--groups", choices=("filter", "layer"), default=S,
+                   help="SI groups whose metrics are logged: every filter (output channel, as "
+                   "the paper's Fig. 4) and each layer, or layers only (default filter)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def print_table(traj, rows: int | None = 20) -> None:
+    m = traj.metrics
+    n = len(traj.epochs)
+    if n == 0:
+        print("(no complete epoch yet)")
+        return
+    idx = np.arange(n) if rows is None or n <= rows else np.unique(
+        np.round(np.linspace(0, n - 1, rows)).astype(int))
+    step = "step" if traj.kind == "toy" else "epoch"
+    cols = [(step, "epoch", "{:>7d}")]
+    cols += [(c, c, f) for c, f in (("train_loss", "{:>10.4f}"), ("train_accuracy", "{:>9.3f}"),
+                                    ("test_loss", "{:>9.4f}"), ("test_accuracy", "{:>8.3f}"),
+                                    ("loss", "{:>12.6g}"), ("effective_grad_norm", "{:>9.4g}"),
+                                    ("effective_step_size", "{:>9.4g}"), ("elr", "{:>9.3g}"))
+             if c in m]
+    short = {"train_loss": "train_loss", "train_accuracy": "train_acc", "test_loss": "test_loss",
+             "test_accuracy": "test_acc", "effective_grad_norm": "eff_grad", "loss": "F",
+             "effective_step_size": "eff_step", "elr": "elr", "epoch": step}
+    widths = [len(f.format(1 if f.endswith("d}") else 1.0)) for _, _, f in cols]
+    print("  ".join(short[k].rjust(w) for (_, k, _), w in zip(cols, widths)))
+    for i in idx:
+        cells = []
+        for (_, key, fmt), w in zip(cols, widths):
+            v = m[key][i]
+            cells.append(fmt.format(int(v)) if fmt.endswith("d}") else
+                         ("-".rjust(w) if np.isnan(v) else fmt.format(v)))
+        print("  ".join(cells))
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.3g} MB"
+
+
+def print_skipped(skipped: list[dict]) -> None:
+    for s in skipped:
+        print(f"skipped {s['path']}: {s['reason']}")

@@ -1,0 +1,60 @@
+"""``landscape interpolate``."""
+from __future__ import annotations
+
+from ..interpolation import BN_MODES
+from ..interpolation import DATA
+from ..interpolation import PATHS
+from ..interpolation import interpolate
+from ..plots.interpolation import plot_interpolation
+
+
+def print_interpolation(out: dict) -> None:
+    for r in out["pairs"]:
+        keys = [k for k in ("train_loss", "train_error", "test_loss", "test_error") if k in r]
+        print(f"{r['a']} -> {r['b']}  (angle between SI weights {r['angle_degrees']:.2f} degrees; "
+              f"path {out['settings']['path']}, BN {out['settings']['bn']})")
+        print(f"{'alpha':>7} " + " ".join(f"{k:>11}" for k in keys))
+        for i, alpha in enumerate(r["alpha"]):
+            mark = " <" if abs(alpha) < 1e-9 or abs(alpha - 1) < 1e-9 else ""
+            print(f"{alpha:>7.3f} " + " ".join(f"{r[k][i]:>11.5g}" for k in keys) + mark)
+        for k in keys:
+            s = r["summary"][k]
+            print(f"  {k:<11} barrier (above the chord of the ends) {s['barrier']:.5g} at alpha "
+                  f"{s['barrier_alpha']:.3f}; barrier (above the ends' mean) {s['barrier_mean_ends']:.5g}; "
+                  f"{'convex' if s['convex'] else 'not convex'}")
+
+
+def add_parser(sub):
+    from .common import _number
+    p = sub.add_parser("interpolate", help="loss and error on the path between two solutions",
+                       description="Loss barriers on the linear (or great-circle) path between two "
+                       "checkpoints: A B as .pt exports or traj.h5@EPOCH, or one trajectory with --along.")
+    p.add_argument("a", help="a.pt or traj.h5@EPOCH (with --along: traj.h5)")
+    p.add_argument("b", nargs="?", help="b.pt or traj.h5@EPOCH")
+    p.add_argument("--along", metavar="EPOCHS", help="paths between consecutive checkpoints: 10,20,30 | all | every:K")
+    p.add_argument("--points", type=_number(int), default=25, help="points on [0, 1] (0 and 1 included)")
+    p.add_argument("--extend", type=_number(float), default=0.2, help="also this far beyond each end")
+    p.add_argument("--data", choices=DATA, default="both")
+    p.add_argument("--bn", choices=BN_MODES, default="recompute")
+    p.add_argument("--path", choices=PATHS, default="chord")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--json", metavar="PATH")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from ..files import write_json
+    out = interpolate(args.a, args.b, along=args.along, points=args.points, extend=args.extend,
+                      data=args.data, bn=args.bn, path=args.path, device=args.device,
+                      data_root=args.data_root)
+    print_interpolation(out)
+    if "appended_to" in out:
+        print(f"appended /analyses/interpolation to {out['appended_to']}")
+    if args.plot:
+        plot_interpolation(out, args.plot)
+        print(f"wrote {args.plot}")
+    if args.json:
+        write_json(args.json, out)
+        print(f"wrote {args.json}")

@@ -1,0 +1,93 @@
+"""``landscape sharpness``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..hessian import BN_MODES
+from ..hessian import ESTIMATORS
+from ..hessian import MATRICES
+from ..sharpness import sharpness
+from ..plots.sharpness import plot_sharpness
+
+
+def print_sharpness(result: dict) -> None:
+    has_eigs = "eigenvalues_effective" in result
+    has_riem = "trace_riemannian_effective" in result
+    settings = result.get("settings", {})
+    print(f"matrix: {settings.get('matrix', 'hessian')}, estimator: {settings.get('estimator', 'hutchinson')}; "
+          f"trace_eff = tr * rho^2, trace/P*rho^2 = the official code's effective unit")
+    head = (f"{'epoch':>6} {'loss':>9} {'trace_eff':>11} {'±se':>9}" +
+            (f" {'riem_eff':>11}" if has_riem else "") + f" {'trace/P*rho^2':>13}" +
+            (f" {'lmax_eff':>10}" if has_eigs else "") + f" {'mean_egn':>9} {'covtr_eff':>10}")
+    print(head)
+    for i, e in enumerate(result["epoch"]):
+        line = (f"{e:>6d} {result['loss'][i]:>9.4g} {result['trace_effective'][i]:>11.5g} "
+                f"{result['trace_stderr_effective'][i]:>9.3g}")
+        if has_riem:
+            line += f" {result['trace_riemannian_effective'][i]:>11.5g}"
+        line += f" {result['trace_per_param_effective'][i]:>13.4g}"
+        if has_eigs:
+            line += f" {result['eigenvalues_effective'][i][0]:>10.5g}"
+        line += f" {result['mean_effective_grad_norm'][i]:>9.4g} {result['grad_cov_trace_effective'][i]:>10.4g}"
+        print(line)
+    bad = np.asarray(result.get("not_scale_invariant", 0))
+    if bad.any():
+        print(f"warning: {int(bad.max())} differentiated parameter tensor(s) are not scale-invariant "
+              f"(rescaling them changes the outputs{'; with --bn running BatchNorm uses fixed statistics' if settings.get('bn') == 'running' else ''}): "
+              "the effective (x rho^2) columns assume scale invariance; read the raw ones in --json")
+    if "group_trace_effective" in result:
+        print("per-layer trace (effective, x rho_i^2) at the last epoch: " +
+              ", ".join(f"{v:.4g}" for v in result["group_trace_effective"][-1]))
+
+
+def add_parser(sub):
+    from .common import _number
+    p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
+                       description="Curvature of a trajectory's checkpoints; results are appended "
+                       "to it under /analyses/sharpness.")
+    p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
+    p.add_argument("--epochs", default=None, help="last | all | 10,50,100 | every:K (default last)")
+    p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
+    p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
+    p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
+    p.add_argument("--bn", choices=BN_MODES, default="batch",
+                   help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
+    p.add_argument("--matrix", choices=MATRICES, default="hessian",
+                   help="hessian, or ggn: the generalised Gauss-Newton J^T H_out J (the official code's 'Fisher')")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="hutchinson",
+                   help="trace estimator: hutchinson, or hutchpp (Hutch++: --probes products, a third "
+                   "of them sketching the top of the spectrum; fewer products for the same error)")
+    p.add_argument("--per-group", action="store_true",
+                   help="also the trace of every SI group's diagonal block, per layer and per filter "
+                   "(raw and effective: x rho_i^2)")
+    p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
+    p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
+    p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
+    p.add_argument("--hvp", choices=("rev", "fwd"), default="rev",
+                   help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
+    p.add_argument("--seed", type=_number(int), default=0)
+    p.add_argument("--double", action="store_true", help="compute in float64")
+    p.add_argument("--probe-batch", type=_number(int, True), default=8, help="probes per vmap call (memory)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None, help="override the stored data root")
+    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--json", metavar="PATH")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from ..files import write_json
+    from ..trajectory import epochs_argument
+    path, epochs = epochs_argument(args.trajectory, args.epochs, "last")
+    result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
+                       args.seed, args.double, args.device, args.data_root, args.probe_batch,
+                       args.hvp, args.density_steps, args.density_runs, matrix=args.matrix,
+                       estimator=args.estimator, per_group=args.per_group)
+    print_sharpness(result)
+    print(f"appended /analyses/sharpness to {path}")
+    if args.plot:
+        plot_sharpness(result, args.plot)
+        print(f"wrote {args.plot}")
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")

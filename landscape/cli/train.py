@@ -1,0 +1,48 @@
+"""``landscape train``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import LandscapeError
+from .common import S, add_training_options, print_table
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train a fully scale-invariant network on the sphere",
+                       description="Projected SGD on the sphere of radius rho at lr = ELR * rho^2 "
+                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-o", "--out", default=None,
+                   help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
+    p.add_argument("--resume", metavar="TRAJ", default=S,
+                   help="continue this trajectory from its last complete epoch (its stored "
+                   "configuration is used; --epochs may be raised)")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
+    p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
+                   help="fine-tune: start from this stored checkpoint (model taken from it)")
+    add_training_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from ..training import TrainConfig, train
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    progress = False if args.quiet else None
+    if hasattr(args, "resume"):
+        if args.out not in (None, args.resume):
+            raise LandscapeError("--resume continues the given file: drop --out")
+        traj = train(out=args.resume, resume=True, progress=progress, **given)
+    else:
+        cfg = TrainConfig(**given)
+        out = args.out or f"runs/{cfg.model}-{cfg.dataset}-elr{cfg.elr:g}.h5"
+        traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress)
+    if not args.quiet:
+        print_table(traj, rows=10)
+        print(f"wrote {traj.path}")
+    if traj.status == "nonfinite":
+        from ..training import EXIT_NONFINITE, nonfinite_message
+        print(f"landscape train: stopped: {nonfinite_message(traj.status_detail)} in {traj.path} "
+              f"(status 'nonfinite' recorded)", file=sys.stderr)
+        return EXIT_NONFINITE
+    return 0
