@@ -23,6 +23,17 @@ CIFAR_FOLDERS = {"cifar10": ("CIFAR-10", "cifar-10-batches-py", "cifar-10-python
                  "cifar100": ("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz")}
 
 
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LandscapeError(f"--device {device}: no CUDA device here; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise LandscapeError(f"unknown --device {device!r}: use auto, cpu or cuda[:N]") from None
+
+
 @dataclass
 class Dataset:
     name: str

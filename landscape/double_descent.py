@@ -321,7 +321,7 @@ def qualification(rows: list[dict], regime_rows: list[dict]) -> None:
 
 
 def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | None = None,
-                   metrics: str = "auto") -> dict:
+                   metrics: str = "auto", progress: bool | None = None) -> dict:
     """The test on every usable label-noise run (curves of ``metrics``: 'epoch', 'checkpoint' or
     'auto'), each row with its regime and whether it qualifies, plus the alignment of the
     test-error and sharpness (effective gradient norm) peaks across runs. Runs it cannot use are
@@ -337,6 +337,8 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
     source, kept, more = pick_source(runs, metrics, min_points=5)
     if skipped is not None:
         skipped.extend(left + more)
+    from .progress import Progress
+    bar = Progress(len(kept), "double-descent", "run", progress)
     rows = []
     for t, m in kept:
         ok = ~np.isnan(m["test_accuracy"])
@@ -350,6 +352,8 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
         r = rows[-1]
         r["epochs_between_peaks"] = (abs(r["peak_epoch"] - r["egn_peak_epoch"])
                                      if r["double_descent"] and r["egn_peak_epoch"] is not None else None)
+        bar.update()
+    bar.close()
     rows.sort(key=lambda r: r["elr"])
     try:
         regime_rows = regimes([r["path"] for r in rows], metrics=source)["rows"]

@@ -13,12 +13,11 @@ over an epoch's mini-batches while the weights move, a different (cheaper) quant
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import torch
 
-from .data import dataset_of
+from .data import dataset_of, resolve_device
 from .errors import LandscapeError
 from .locks import refuse_if_written
 from .trajectory import Trajectory, append_analysis, read_analysis, select_epochs
@@ -40,16 +39,19 @@ def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
     chosen = select_epochs(traj, epochs)
     if write:  # the results go into the file: fail now, not after the computation
         refuse_if_written(path)
+    device = resolve_device(device)
     data = dataset_of(traj.config, data_root, device)
     dtype = getattr(torch, traj.config.get("dtype", "float32"))
     data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
-    from tqdm.auto import tqdm
-    show = sys.stderr.isatty() if progress is None else progress
+    from .progress import Progress
+    bar = Progress(len(chosen), "evaluate", "checkpoint", progress)
     rows = []
-    for epoch in tqdm(chosen, unit="checkpoint", desc="evaluate", disable=not show, dynamic_ncols=True):
+    for epoch in chosen:
         model = traj.load_model(epoch, device)
         rows.append(epoch_rows(*checkpoint_metrics(model, data, traj.config["batch_size"],
                                                    float(traj.attrs["lr"]), "filter")))
+        bar.update(postfix=f"epoch {epoch}")
+    bar.close()
     result = {"epoch": np.array(chosen)}
     for key in rows[0]:
         result[key] = np.array([r[key] for r in rows])

@@ -24,9 +24,18 @@ def create_new(path_prefix: str, suffix: str = "") -> str:
     raise FileExistsError(f"could not create a temporary file {path_prefix}*{suffix}")
 
 
+def refuse_folder(path: str, example: str = "out.h5") -> None:
+    """A one-line error when an output path names a folder (not a traceback)."""
+    if os.path.isdir(path):
+        from .errors import LandscapeError
+        raise LandscapeError(f"{path} is a folder: give a file path such as "
+                             f"{os.path.join(path, example)}")
+
+
 def atomic_write(path: str, write, suffix: str = "") -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place:
     a failure never leaves a half-written file nor destroys an existing one."""
+    refuse_folder(path, "out" + suffix)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = create_new(os.path.join(folder, ".tmp-"), suffix)

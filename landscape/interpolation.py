@@ -16,14 +16,13 @@ Barriers (over alpha in [0, 1]):
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import torch
 
 from .errors import LandscapeError
 from .models import recompute_batchnorm, si_groups, with_batch_statistics
-from .trajectory import load_point
+from .trajectory import load_point, parse_source
 
 PATHS = ("chord", "sphere")
 BN_MODES = ("recompute", "batch")
@@ -209,15 +208,31 @@ def summarise(result: dict) -> dict:
 
 # --- driver -------------------------------------------------------------------------------
 
+def result_name(pairs: list, along: str | None) -> str:
+    """The key of a result under /analyses/interpolation: its inputs, so that different pairs
+    never overwrite each other ('a@15--b@15', 'along-a@10..30')."""
+    import os
+
+    def short(source):
+        path, epoch = parse_source(source)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        return stem if epoch is None else f"{stem}@{epoch}"
+    if along is not None:
+        first, last = short(pairs[0][0]), short(pairs[-1][1])
+        return f"along-{first}..{last.split('@')[-1]}"
+    return f"{short(pairs[0][0])}--{short(pairs[0][1])}"
+
+
 def interpolate(a: str, b: str | None = None, *, along: str | None = None, points: int = 25,
                 extend: float = 0.2, data: str = "both", bn: str = "recompute", path: str = "chord",
                 device: str = "cpu", data_root: str | None = None, progress: bool | None = None,
-                write: bool = True) -> dict:
+                write: bool = True, name: str | None = None) -> dict:
     """The Python API of ``landscape interpolate`` (see the module docstring).
     ``interpolate("a.pt", "b.pt")`` or ``interpolate("traj.h5", along="10,20,30")``."""
-    from .data import dataset_of
+    from .data import dataset_of, resolve_device
+    device = resolve_device(device)
     from .locks import refuse_if_written
-    from .trajectory import Trajectory, append_analysis, parse_source, select_epochs
+    from .trajectory import Trajectory, append_analysis, select_epochs
     alphas = alpha_grid(points, extend)
     if along is not None:
         if b is not None:
@@ -237,10 +252,8 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
     if write and not target.endswith(".pt"):  # the results go into the file: fail now
         refuse_if_written(target)
 
-    from tqdm.auto import tqdm
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(pairs) * len(alphas), unit="point", disable=not show, desc="interpolate",
-               dynamic_ncols=True)
+    from .progress import Progress
+    bar = Progress(len(pairs) * len(alphas), "interpolate", "point", progress)
     runs = []
     dataset = None
     try:
@@ -277,9 +290,12 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
                 arrays[key] = np.stack([r[key] for r in runs])
                 arrays[f"{key}_barrier"] = np.array([r["summary"][key]["barrier"] for r in runs])
                 arrays[f"{key}_barrier_mean_ends"] = np.array([r["summary"][key]["barrier_mean_ends"] for r in runs])
-        append_analysis(target, "interpolation", arrays,
+        name = name or result_name(pairs, along)
+        if "/" in name or not name.strip("."):
+            raise LandscapeError(f"--name {name!r}: a name without '/'")
+        append_analysis(target, f"interpolation/{name}", arrays,
                         {"settings": settings, "pairs": [[r["a"], r["b"]] for r in runs]})
-        out["appended_to"] = target
+        out["appended_to"], out["name"] = target, name
     return out
 
 

@@ -75,6 +75,8 @@ class WriterLock:
 
     def __init__(self, target: str, what: str = "writing"):
         self.target, self.what = os.fspath(target), what
+        from .files import refuse_folder
+        refuse_folder(self.target)
         self.path = lock_path(self.target)
         self.fd: int | None = None
         self.taken_over: dict | None = None

@@ -17,16 +17,16 @@ paper's effective form (the ``trace_effective`` column is P times larger).
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import torch
 
-from .data import dataset_of, train_batches
+from .data import dataset_of, resolve_device, train_batches
 from .errors import LandscapeError
 from .hessian import (BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
                       hutchpp_trace, spectral_density, top_eigenvalues)
 from .locks import refuse_if_written
+from .progress import Progress
 from .trajectory import Trajectory, append_analysis, select_epochs
 
 
@@ -120,26 +120,24 @@ def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5,
     if write:  # the results go into the file: fail now, not after the computation
         refuse_if_written(path)
     chosen = select_epochs(traj, epochs)
+    device = resolve_device(device)
     data = dataset_of(traj.config, data_root, device)
     bs = traj.config["batch_size"]
     hess_batches = fixed_batches(data, bs, batches, seed)
     noise_batches = list(train_batches(data, bs, epoch=0, data_seed=seed + 1))
     dtype = torch.float64 if double else None
 
-    from tqdm.auto import tqdm
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(chosen) * probes, unit="probe", disable=not show, dynamic_ncols=True,
-               desc="sharpness")
+    bar = Progress(len(chosen) * probes, "sharpness", "probe", progress)
     rows = []
     try:
         for epoch in chosen:
-            bar.set_postfix_str(f"epoch {epoch}")
             model = traj.load_model(epoch, device)
             rows.append(checkpoint_sharpness(model, hess_batches, noise_batches, probes=probes,
                                              eigs=eigs, bn=bn, density=density, seed=seed,
                                              dtype=dtype, probe_batch=probe_batch,
                                              hvp_mode=hvp_mode, density_steps=density_steps,
-                                             density_runs=density_runs, on_probes=bar.update,
+                                             density_runs=density_runs,
+                                             on_probes=lambda n, e=epoch: bar.update(n, postfix=f"epoch {e}"),
                                              matrix=matrix, estimator=estimator, per_group=per_group))
     finally:
         bar.close()

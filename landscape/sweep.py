@@ -29,10 +29,10 @@ from .errors import LandscapeError
 from .locks import WriterLock
 from .sphere import filter_sq_norms, projected_sgd_step, si_statistics
 from .trajectory import Trajectory
-from .training import (LEGACY, EpochAccumulator, EpochReporter, TrainConfig, commit_epoch, end_nonfinite,
-                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run,
-                       resolve_device, train)
-from .data import train_batches
+from .progress import Progress
+from .training import (LEGACY, EpochAccumulator, TrainConfig, commit_epoch, end_nonfinite,
+                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train)
+from .data import resolve_device, train_batches
 
 STRATEGIES = ("auto", "vectorised", "processes")
 INDEX = "sweep.json"
@@ -171,13 +171,13 @@ class SweepProgress:
 
     def __init__(self, runs: int, epochs: int, done_epochs: int, finished: int, progress):
         self.runs, self.epochs, self.finished = runs, epochs, finished
-        self.reporter = EpochReporter(runs * epochs, done_epochs, progress, unit="epoch")
+        self.reporter = Progress(runs * epochs, "sweep", "epoch", progress, initial=done_epochs)
 
     def update(self, out: str, epoch: int, train_loss: float) -> None:
         self.finished += epoch == self.epochs
         line = (f"{os.path.basename(out)} epoch {epoch}/{self.epochs}  train loss {train_loss:.4f}  "
                 f"runs finished {self.finished}/{self.runs}")
-        self.reporter.update(line, postfix=line)
+        self.reporter.update(line=line, postfix=line)
 
     def ended(self, out: str, message: str) -> None:
         """A run that stopped early (non-finite values): finished, with its reason shown."""

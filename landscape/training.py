@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -18,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import AUGMENT_PADDINGS, Dataset, load_dataset, train_batches
+from .data import AUGMENT_PADDINGS, Dataset, load_dataset, resolve_device, train_batches
 from .errors import LandscapeError
+from .progress import Progress
 from .models import build_model, model_spec, si_groups, with_batch_statistics
 from .sphere import filter_sq_norms, group_sq_norms, project_to_sphere, projected_sgd_step, si_statistics
 from .trajectory import Trajectory, TrajectoryWriter, parse_source
@@ -93,15 +93,6 @@ class TrainConfig:
 LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer"}
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LandscapeError(f"--device {device}: no CUDA device here; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise LandscapeError(f"unknown --device {device!r}: use auto, cpu or cuda[:N]") from None
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -237,11 +228,6 @@ def _state(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, unit="epoch", disable=not enabled, dynamic_ncols=True)
-
-
 @dataclass
 class Run:
     """One run set up for training: its model on the device, SI parameters, sphere and writer."""
@@ -326,6 +312,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         start, state = writer.latest_state()
         model.load_state_dict(state)
         rho = float(writer.attr("rho"))
+        writer.set_attrs({"device_used": str(data.x_train.device)})  # this session's device
         stored_config = json.loads(writer.attr("config"))
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
@@ -350,7 +337,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
             data_arrays={"subset_indices": data.subset_indices,
                          "noisy_indices": data.noisy_indices,
                          "original_labels": data.original_labels},
-            attrs={"rho": rho, "lr": cfg.elr * rho ** 2})
+            attrs={"rho": rho, "lr": cfg.elr * rho ** 2, "device_used": str(data.x_train.device)})
     return Run(cfg, out, model, names, params, rho, cfg.elr * rho ** 2, start, writer)
 
 
@@ -440,34 +427,6 @@ def end_nonfinite(run: Run, epoch: int, bad: dict) -> dict:
     return detail
 
 
-class EpochReporter:
-    """A progress bar on a terminal, plain lines otherwise, nothing when ``progress`` is False."""
-
-    def __init__(self, total: int, initial: int, progress: bool | None, unit: str = "epoch"):
-        self.lines = progress is None and not sys.stderr.isatty()
-        self.bar = _progress(total, initial, bool(progress) or (progress is None and not self.lines))
-        self.bar.unit = unit
-
-    def update(self, line: str, postfix: str | None = None) -> None:
-        """``line`` on a non-terminal; on the bar ``postfix`` (default: the line less its
-        first field, which the bar already counts)."""
-        if self.lines:
-            print(line, file=sys.stderr, flush=True)
-        else:
-            self.bar.set_postfix_str(line.split("  ", 1)[-1] if postfix is None else postfix)
-            self.bar.update(1)
-
-    def note(self, line: str) -> None:
-        """A line that stays (not a progress update), unless progress is off."""
-        if self.lines:
-            print(line, file=sys.stderr, flush=True)
-        elif not self.bar.disable:
-            self.bar.write(line, file=sys.stderr)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, resume: bool = False,
           overwrite: bool = False, progress: bool | None = None, on_step=None, on_epoch=None,
           **overrides) -> Trajectory:
@@ -485,7 +444,7 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     data = load_training_data(cfg)
     run = prepare_run(cfg, out, data, resume=resume, overwrite=overwrite)
     model, params, lr, rho = run.model, run.params, run.lr, run.rho
-    report = EpochReporter(cfg.epochs, run.start, progress)
+    report = Progress(cfg.epochs, "train", "epoch", progress, initial=run.start)
     try:
         for epoch in range(run.start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -503,7 +462,7 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
                          time.perf_counter() - t0, data)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
-            report.update(epoch_line(epoch, cfg.epochs, metrics))
+            report.update(line=epoch_line(epoch, cfg.epochs, metrics))
     finally:
         report.close()
         run.writer.close()

@@ -35,6 +35,7 @@ import contextlib
 import datetime
 import json
 import os
+import posixpath
 import time
 
 import h5py
@@ -460,7 +461,7 @@ class Trajectory:
                     "filter_layout": {n: ds[()] for n, ds in f.get("filters", {}).items()},
                     "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
                     "data": {n: ds[()] for n, ds in f.get("data", {}).items()},
-                    "analyses": list(f.get("analyses", {}).keys())}
+                    "analyses": _analysis_names(f)}
 
         r = read_h5(path, read)
         try:
@@ -629,13 +630,15 @@ def select_epochs(traj: "Trajectory", spec: str) -> list[int]:
 
 
 def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
-    """Store an analysis under /analyses/<name>, replacing only that group. Everything is
-    computed before this is called; the file is touched only here, under its writer lock (a live
-    training run is not written to), and the new group is written beside the old one and
-    swapped in, so an interruption leaves the previous results whole."""
+    """Store an analysis under /analyses/<name> (``name`` may nest: 'interpolation/a@1--b@2'),
+    replacing only that group. Everything is computed before this is called; the file is
+    touched only here, under its writer lock (a live training run is not written to), and the
+    new group is written beside the old one and swapped in, so an interruption leaves the
+    previous results whole."""
     with WriterLock(path, f"appending /analyses/{name}") as lock, lock.writing(), \
             open_h5(path, "a") as f:
-        tmp = f"analyses/.{name}.tmp"
+        f.require_group(posixpath.dirname(f"analyses/{name}"))
+        tmp = f"analyses/.tmp-{name.replace('/', '.')}"
         if tmp in f:
             del f[tmp]
         g = f.create_group(tmp)
@@ -648,10 +651,28 @@ def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
         f.move(tmp, f"analyses/{name}")
 
 
+def _analysis_names(f) -> list[str]:
+    """Every stored analysis: groups under /analyses holding datasets ('sharpness',
+    'interpolation/a@15--b@15', ...)."""
+    names = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and any(isinstance(v, h5py.Dataset) for v in obj.values()) \
+                and not name.split("/")[-1].startswith("."):
+            names.append(name)
+    if "analyses" in f:
+        f["analyses"].visititems(visit)
+    return sorted(names)
+
+
 def read_analysis(path: str, name: str) -> tuple[dict, dict]:
+    """The arrays and attributes of /analyses/<name>."""
     def read(f):
         if f"analyses/{name}" not in f:
-            raise LandscapeError(f"{path}: no /analyses/{name}; run 'landscape {name} {path}' first")
+            stored = _analysis_names(f)
+            raise LandscapeError(f"{path}: no /analyses/{name}"
+                                 + (f" (stored: {', '.join(stored)})" if stored else "; run "
+                                    f"'landscape {name.split('/')[0]} {path}' first"))
         g = f[f"analyses/{name}"]
-        return {k: ds[()] for k, ds in g.items()}, dict(g.attrs)
+        return {k: ds[()] for k, ds in g.items() if isinstance(ds, h5py.Dataset)}, dict(g.attrs)
     return read_h5(path, read)

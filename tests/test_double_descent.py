@@ -142,7 +142,7 @@ def synthetic_run(path, template: Trajectory, *, elr, label_noise, test_error, e
                      "test_accuracy": 1 - err[e] if e in err else float("nan"),
                      "effective_grad_norm": float(egn[e - 1]), **rest})
         writer.append_epoch(e, rows, state, checkpoint=False)
-    writer.set_attrs({"status": "complete"})
+    writer.set_attrs({"status": "done"})
     writer.close()
 
 

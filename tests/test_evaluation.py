@@ -94,7 +94,7 @@ def test_cli(run, cli, tmp_path):
     assert code == 0, err
     assert "epoch-mean loss" in out and (tmp_path / "e.png").exists()
     assert json.load(open(tmp_path / "e.json"))["epoch"] == [2]
-    code, _, err = cli(["evaluate", traj.path, "--epochs", "7"])
+    code, _, err = cli(["evaluate", traj.path, "--checkpoints", "7"])
     assert code == 2 and "no checkpoint at epoch 7" in err
 
 

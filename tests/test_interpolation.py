@@ -163,8 +163,15 @@ def test_cli_along_appends_and_plots(tmp_path, tiny, cli):
     code, out, _ = cli(["interpolate", t.path, "--along", "1,2,3", "--points", "3", "--extend", "0",
                         "--data", "train", "--plot", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
     assert code == 0 and "barrier (above the chord of the ends)" in out and "above the ends' mean" in out
-    res, attrs = read_analysis(t.path, "interpolation")
+    res, attrs = read_analysis(t.path, "interpolation/along-t@1..3")
     assert res["train_loss"].shape == (2, 3) and list(res["epoch_a"]) == [1, 2]
+    # a second pair does not replace the first: results are keyed by their inputs
+    code, out, _ = cli(["interpolate", f"{t.path}@1", f"{t.path}@3", "--points", "3", "--extend", "0"])
+    assert code == 0 and "/analyses/interpolation/t@1--t@3" in out
+    code, out, _ = cli(["interpolate", f"{t.path}@2", f"{t.path}@3", "--points", "3", "--extend", "0"])
+    from landscape.trajectory import Trajectory
+    assert {"interpolation/along-t@1..3", "interpolation/t@1--t@3", "interpolation/t@2--t@3"} <= set(Trajectory(t.path).analyses)
+    assert read_analysis(t.path, "interpolation/t@1--t@3")[0]["epoch_a"][0] == 1
     assert (tmp_path / "p.png").exists() and (tmp_path / "p.json").exists()
 
 

@@ -21,7 +21,7 @@ def traj(tmp_path, tiny):
 
 def test_appends_and_replaces_only_its_group(traj, cli, tmp_path):
     before = Trajectory(traj)
-    code, out, err = cli(["sharpness", traj, "--epochs", "all", "--probes", "4", "--eigs", "2",
+    code, out, err = cli(["sharpness", traj, "--checkpoints", "all", "--probes", "4", "--eigs", "2",
                           "--batches", "1", "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json")])
     assert code == 0, err
     assert "trace_eff" in out and (tmp_path / "s.png").exists() and (tmp_path / "s.json").exists()
@@ -60,11 +60,11 @@ def test_interrupted_run_leaves_the_file_as_it_was(traj, monkeypatch):
 
 
 @pytest.mark.parametrize("extra,words", [
-    (["--epochs", "7"], ["no checkpoint at epoch 7"]),
+    (["--checkpoints", "7"], ["no checkpoint at epoch 7"]),
     (["--probes", "0"], ["--probes", "positive"]),
     (["--probes", "-3"], ["--probes", "positive"]),
     (["--batches", "x"], ["--batches"]),
-    (["--epochs", "every:0"], ["every:K"]),
+    (["--checkpoints", "every:0"], ["every:K"]),
 ])
 def test_bad_input(traj, cli, extra, words):
     before = digest(traj)

@@ -69,7 +69,7 @@ def test_eq3_and_eq5_at_every_step():
 
 def test_figure_2_labels_and_files(tmp_path, cli):
     out = tmp_path / "toy.h5"
-    code, text, _ = cli(["toy", "--alphas", "1", "2", "4", "--elr", "0.1", "0.2", "0.5", "--steps", "3000",
+    code, text, _ = cli(["toy", "--alphas", "1,2,4", "--elrs", "0.1,0.2,0.5", "--steps", "3000",
                          "--out", str(out), "--plot", str(tmp_path / "f.png"), "--json", str(tmp_path / "t.json")])
     assert code == 0
     labels = [line.split()[1] for line in text.splitlines() if line.strip()[:3] in ("0.1", "0.2", "0.5")]
@@ -86,10 +86,12 @@ def test_figure_2_labels_and_files(tmp_path, cli):
 
 @pytest.mark.parametrize("argv,words", [
     (["--alphas"], ["--alphas"]),
-    (["--alphas", "1", "-2"], ["alphas", "positive"]),
+    (["--alphas", "1,-2"], ["alphas", "positive"]),
     (["--alphas", "0"], ["alphas", "positive"]),
-    (["--elr", "0"], ["--elr", "positive"]),
-    (["--elr=-0.1"], ["--elr", "positive"]),
+    (["--alphas", "1", "2"], ["unrecognized arguments: 2"]),  # one list syntax: commas
+    (["--elrs", "0"], ["--elrs", "positive"]),
+    (["--elrs=-0.1"], ["--elrs", "positive"]),
+    (["--elrs", "0.1,0.1"], ["--elrs", "repeats"]),
     (["--steps", "0"], ["--steps", "positive"]),
     (["--steps", "x"], ["--steps", "integer"]),
 ])

@@ -7,9 +7,112 @@ import math
 import numpy as np
 
 
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless the text already states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS and \
+                not isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            shown = "off"
+        elif isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        else:
+            shown = _shown(action.default).replace("%", "%%")
+        return f"{text} (default: {shown})".strip()
+
+
+class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """The description as written (tables, formulas); options as ``HelpFormatter``."""
+
+
 class Parser(argparse.ArgumentParser):
+    """No abbreviated options (``--elr`` must not silently mean ``--elrs``), defaults in every
+    option's help, one-line errors."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, not usage + message
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def number_list(kind):
+    """Comma-separated numbers: '1,2,4'."""
+    item = _number(kind)
+
+    def parse(text):
+        parts = [t for t in str(text).split(",") if t.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 1,2,4")
+        return [item(t.strip()) for t in parts]
+    parse.__name__ = "list"
+    return parse
+
+
+def grid(text):
+    """An ELR / LR grid in the grammar of ``landscape sweep``: 0.1,0.2 | 1e-3:1 | 1e-3:1:12."""
+    from ..errors import LandscapeError
+    from ..sweep import parse_grid
+    try:
+        return parse_grid(text)
+    except LandscapeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+grid.__name__ = "grid"
+
+
+def add_quiet(p) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress output (a bar on a terminal, periodic lines otherwise)")
+
+
+def progress_of(args):
+    """The ``progress`` argument of the Python API: False with -q, else None (automatic)."""
+    return False if getattr(args, "quiet", False) else None
+
+
+def add_checkpoints(p, default: str) -> None:
+    """``--checkpoints`` (checkpoint selection; ``--epochs`` is a count only in training) and
+    its deprecated alias ``--epochs``."""
+    p.add_argument("--checkpoints", default=None, metavar="SELECTION",
+                   help=f"last | all | 10,50,100 | every:K (default {default})")
+    p.add_argument("--epochs", default=None, metavar="SELECTION",
+                   help="deprecated alias of --checkpoints (default: none)")
+
+
+def checkpoints_of(args) -> str | None:
+    import sys
+    from ..errors import LandscapeError
+    if args.epochs is not None:
+        if args.checkpoints is not None:
+            raise LandscapeError("give --checkpoints only (--epochs is its deprecated alias)")
+        print(f"landscape {args.command}: note: --epochs is deprecated here, use --checkpoints "
+              f"{args.epochs}", file=sys.stderr)
+        return args.epochs
+    return args.checkpoints
+
+
+def add_outputs(p, plot: str = "the figure", json: str = "the results") -> None:
+    p.add_argument("--json", metavar="PATH", help=f"write {json} as JSON (NaN as null)")
+    p.add_argument("--plot", metavar="PNG", help=f"draw {plot} (format from the extension: png, pdf, svg)")
+
+
+def add_device(p, default: str = "cpu") -> None:
+    p.add_argument("--device", default=default, help="auto | cpu | cuda[:N]")
 
 
 def _number(kind, positive=False, low=None, high=None):
@@ -48,9 +151,9 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--data-root", default=S, help="dataset folder (default data)")
     g.add_argument("--download", action="store_true", default=S, help="allow downloading CIFAR")
     g.add_argument("--train-subset", type=_number(int, True), default=S, metavar="N",
-                   help="train on a seeded random subset of N examples")
+                   help="train on a seeded random subset of N examples (default: the whole training set)")
     g.add_argument("--label-noise", type=_number(float, low=0.0, high=1.0), default=S, metavar="P",
-                   help="give a seeded fraction P of training labels a different random class")
+                   help="give a seeded fraction P of training labels a different random class (default 0)")
     g.add_argument("--label-noise-mode", choices=("paper", "exact"), default=S,
                    help="paper (the official code): each label with probability P becomes a "
                    "uniform class, possibly its own; exact: round(P*N) labels move to another "
@@ -84,14 +187,19 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
-def print_table(traj, rows: int | None = 20) -> None:
+def print_table(traj, rows: int | None = 20, epochs=None) -> None:
+    """The per-epoch table: every epoch (``rows`` None), at most ``rows`` evenly spaced with the
+    first and last, or the given ``epochs``."""
     m = traj.metrics
     n = len(traj.epochs)
     if n == 0:
         print("(no complete epoch yet)")
         return
-    idx = np.arange(n) if rows is None or n <= rows else np.unique(
-        np.round(np.linspace(0, n - 1, rows)).astype(int))
+    if epochs is not None:
+        idx = np.flatnonzero(np.isin(traj.epochs, epochs))
+    else:
+        idx = np.arange(n) if rows is None or n <= rows else np.unique(
+            np.round(np.linspace(0, n - 1, rows)).astype(int))
     step = "step" if traj.kind == "toy" else "epoch"
     cols = [(step, "epoch", "{:>7d}")]
     cols += [(c, c, f) for c, f in (("train_loss", "{:>10.4f}"), ("train_accuracy", "{:>9.3f}"),

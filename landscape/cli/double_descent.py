@@ -1,9 +1,8 @@
 """``landscape double-descent``."""
 from __future__ import annotations
 
-import argparse
 from ..files import write_json
-from .common import _number
+from .common import RawHelpFormatter, _number, add_outputs, add_quiet, print_skipped, progress_of
 
 
 def add_parser(sub):
@@ -12,7 +11,7 @@ def add_parser(sub):
     d = PeakCriteria()
     p = sub.add_parser("double-descent", help="epoch-wise double descent under label noise "
                        "(Appendix G), with a calibrated p-value", description=doc.split("Example:")[0],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectories trained with --label-noise")
     p.add_argument("--alpha", type=_number(float, low=0.0, high=1.0), default=d.alpha,
                    help=f"significance level of the bump test (default {d.alpha:g})")
@@ -31,19 +30,19 @@ def add_parser(sub):
     p.add_argument("--seed", type=_number(int), default=d.seed, help="surrogates' seed (default 0)")
     p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
                    help="curves: epoch means, checkpoint metrics, or auto (checkpoint when all have them)")
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--plot", metavar="PNG")
+    add_outputs(p, "per run: test error, smoothed curve, no-bump baseline, detected bump and the "
+                "effective gradient norm", "every run's test, evidence and the peak alignment")
+    add_quiet(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     from ..double_descent import PeakCriteria, double_descent
     from ..plots.double_descent import plot_double_descent
-    from .common import print_skipped
     criteria = PeakCriteria(**{k: getattr(args, k) for k in PeakCriteria.__dataclass_fields__
                                if hasattr(args, k)})
     skipped = []
-    result = double_descent(args.inputs, criteria, skipped, args.metrics)
+    result = double_descent(args.inputs, criteria, skipped, args.metrics, progress_of(args))
     print_double_descent(result)
     print_skipped(skipped)
     if args.json:

@@ -6,6 +6,7 @@ from ..files import write_json
 
 
 def add_parser(sub):
+    from .common import add_checkpoints, add_device, add_outputs, add_quiet
     p = sub.add_parser("evaluate", help="the official code's metrics of stored checkpoints",
                        description="At each chosen checkpoint, with no update: train loss and "
                        "accuracy over the whole training set in fixed order (the run's batch "
@@ -13,11 +14,11 @@ def add_parser(sub):
                        "over those batches (total, per layer, per filter), test loss and accuracy "
                        "(eval mode). Appended under /analyses/checkpoint_metrics.")
     p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
-    p.add_argument("--epochs", default=None, help="last | all | 10,50,100 | every:K (default all)")
-    p.add_argument("--device", default="cpu")
+    add_checkpoints(p, "all")
+    add_device(p)
     p.add_argument("--data-root", default=None, help="override the stored data root")
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--plot", metavar="PNG", help="checkpoint metrics over training's epoch means")
+    add_outputs(p, "the checkpoint metrics over training's epoch means")
+    add_quiet(p)
     p.set_defaults(run=run)
 
 
@@ -25,8 +26,9 @@ def run(args):
     from ..evaluation import evaluate_checkpoints
     from ..plots.evaluation import plot_checkpoint_metrics
     from ..trajectory import Trajectory, epochs_argument
-    path, epochs = epochs_argument(args.trajectory, args.epochs, "all")
-    result = evaluate_checkpoints(path, epochs, args.device, args.data_root)
+    from .common import checkpoints_of, progress_of
+    path, epochs = epochs_argument(args.trajectory, checkpoints_of(args), "all")
+    result = evaluate_checkpoints(path, epochs, args.device, args.data_root, progress=progress_of(args))
     traj = Trajectory(path)
     print_checkpoint_metrics(result, traj)
     print(f"appended /analyses/checkpoint_metrics to {path}")

@@ -10,7 +10,7 @@ def add_parser(sub):
     p.add_argument("trajectory", help="traj.h5 or traj.h5@EPOCH")
     p.add_argument("--epoch", type=_number(int), help="stored epoch (default: the last)")
     p.add_argument("-o", "--out", required=True, help="the .pt file to write")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(run=run)
 
 

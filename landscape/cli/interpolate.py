@@ -1,10 +1,7 @@
 """``landscape interpolate``."""
 from __future__ import annotations
 
-from ..interpolation import BN_MODES
-from ..interpolation import DATA
-from ..interpolation import PATHS
-from ..interpolation import interpolate
+from ..interpolation import BN_MODES, DATA, interpolate, PATHS
 from ..plots.interpolation import plot_interpolation
 
 
@@ -25,7 +22,7 @@ def print_interpolation(out: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import _number
+    from .common import _number, add_device, add_outputs, add_quiet
     p = sub.add_parser("interpolate", help="loss and error on the path between two solutions",
                        description="Loss barriers on the linear (or great-circle) path between two "
                        "checkpoints: A B as .pt exports or traj.h5@EPOCH, or one trajectory with --along.")
@@ -34,24 +31,31 @@ def add_parser(sub):
     p.add_argument("--along", metavar="EPOCHS", help="paths between consecutive checkpoints: 10,20,30 | all | every:K")
     p.add_argument("--points", type=_number(int), default=25, help="points on [0, 1] (0 and 1 included)")
     p.add_argument("--extend", type=_number(float), default=0.2, help="also this far beyond each end")
-    p.add_argument("--data", choices=DATA, default="both")
-    p.add_argument("--bn", choices=BN_MODES, default="recompute")
-    p.add_argument("--path", choices=PATHS, default="chord")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--plot", metavar="PNG")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--data", choices=DATA, default="both", help="evaluate on the train set, the test set or both")
+    p.add_argument("--bn", choices=BN_MODES, default="recompute",
+                   help="recompute: fresh BatchNorm statistics at every point from one pass over the "
+                   "training data, then eval mode (the official protocol); batch: mini-batch statistics")
+    p.add_argument("--path", choices=PATHS, default="chord",
+                   help="chord: straight line; sphere: great circle of the SI weights on A's sphere")
+    p.add_argument("--name", default=None,
+                   help="key of the result under /analyses/interpolation/ (default: from the inputs, "
+                   "so different pairs never overwrite each other)")
+    add_device(p)
+    p.add_argument("--data-root", default=None, help="override the stored data root")
+    add_outputs(p, "loss and error along the path, ends and barrier marked")
+    add_quiet(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     from ..files import write_json
+    from .common import progress_of
     out = interpolate(args.a, args.b, along=args.along, points=args.points, extend=args.extend,
                       data=args.data, bn=args.bn, path=args.path, device=args.device,
-                      data_root=args.data_root)
+                      data_root=args.data_root, progress=progress_of(args), name=args.name)
     print_interpolation(out)
     if "appended_to" in out:
-        print(f"appended /analyses/interpolation to {out['appended_to']}")
+        print(f"appended /analyses/interpolation/{out['name']} to {out['appended_to']}")
     if args.plot:
         plot_interpolation(out, args.plot)
         print(f"wrote {args.plot}")

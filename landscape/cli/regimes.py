@@ -1,10 +1,7 @@
 """``landscape regimes``."""
 from __future__ import annotations
 
-from ..regimes import METRIC_SOURCES
-from ..regimes import RegimeCriteria
-from ..regimes import SOURCE_TEXT
-from ..regimes import regimes
+from ..regimes import METRIC_SOURCES, RegimeCriteria, regimes, SOURCE_TEXT
 from ..plots.regimes import plot_regimes
 from .common import print_skipped
 
@@ -34,19 +31,36 @@ def print_regimes(result: dict) -> None:
     print_skipped(result["skipped"])
 
 
+CRITERIA_HELP = {
+    "tail": "fraction of the run (its last points) the signatures are read from",
+    "final_fraction": "fraction of the run averaged for the final loss",
+    "low_loss_fraction": "regime 1 by level: final loss <= this x ln C",
+    "random_loss_fraction": "regime 3: median tail loss >= this x ln C",
+    "random_accuracy_margin": "regime 3: tail accuracy <= 1/C + this",
+    "trend_alpha": "significance level of the autocorrelation-corrected Mann-Kendall fall test",
+    "ess_equal_filter": "ESS spread (std/mean over filters) at or below which ESS are equalised",
+    "ess_equal_layer": "the same over layers, when only per-layer metrics were logged",
+    "min_points": "fewer points: undetermined",
+    "min_tail": "fewer points in the tail: undetermined",
+}
+
+
 def add_parser(sub):
-    from .common import _number
+    from .common import _number, add_outputs
+    from .. import regimes as module
+    from .common import RawHelpFormatter
     p = sub.add_parser("regimes", help="classify runs into the three regimes (Figure 1)",
-                       description=__doc__)
+                       description=module.__doc__.replace("``", ""), formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")
     for f in RegimeCriteria.__dataclass_fields__.values():
         kind = int if isinstance(f.default, int) else float
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(kind), default=f.default)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=_number(kind), default=f.default,
+                       help=CRITERIA_HELP[f.name])
     p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
                    help="curves to judge: training's epoch means, the checkpoint metrics (official "
                    "protocol), or auto: checkpoint metrics when every run has them")
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--plot", metavar="PNG")
+    add_outputs(p, "the evidence: loss curves coloured by regime, ESS spread and test error against ELR",
+                "every row with its evidence and the sweep checks")
     p.set_defaults(run=run)
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hessian import BN_MODES
-from ..hessian import ESTIMATORS
-from ..hessian import MATRICES
+from ..hessian import BN_MODES, ESTIMATORS, MATRICES
 from ..sharpness import sharpness
 from ..plots.sharpness import plot_sharpness
 
@@ -41,12 +39,12 @@ def print_sharpness(result: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import _number
+    from .common import _number, add_checkpoints, add_device, add_outputs, add_quiet
     p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
                        description="Curvature of a trajectory's checkpoints; results are appended "
                        "to it under /analyses/sharpness.")
     p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
-    p.add_argument("--epochs", default=None, help="last | all | 10,50,100 | every:K (default last)")
+    add_checkpoints(p, "last")
     p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
     p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
     p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
@@ -65,24 +63,25 @@ def add_parser(sub):
     p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
     p.add_argument("--hvp", choices=("rev", "fwd"), default="rev",
                    help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
-    p.add_argument("--seed", type=_number(int), default=0)
+    p.add_argument("--seed", type=_number(int), default=0, help="seed of the batches, probes and Lanczos starts")
     p.add_argument("--double", action="store_true", help="compute in float64")
     p.add_argument("--probe-batch", type=_number(int, True), default=8, help="probes per vmap call (memory)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     p.add_argument("--data-root", default=None, help="override the stored data root")
-    p.add_argument("--plot", metavar="PNG")
-    p.add_argument("--json", metavar="PATH")
+    add_outputs(p, "trace, top eigenvalue and gradient noise against epoch and train loss (and the density)")
+    add_quiet(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     from ..files import write_json
     from ..trajectory import epochs_argument
-    path, epochs = epochs_argument(args.trajectory, args.epochs, "last")
+    from .common import checkpoints_of, progress_of
+    path, epochs = epochs_argument(args.trajectory, checkpoints_of(args), "last")
     result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
                        args.seed, args.double, args.device, args.data_root, args.probe_batch,
                        args.hvp, args.density_steps, args.density_runs, matrix=args.matrix,
-                       estimator=args.estimator, per_group=args.per_group)
+                       estimator=args.estimator, per_group=args.per_group, progress=progress_of(args))
     print_sharpness(result)
     print(f"appended /analyses/sharpness to {path}")
     if args.plot:

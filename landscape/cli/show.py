@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 from ..files import write_json
+from ..trajectory import _compact
 from .common import _number, megabytes, print_table
 
 
 def add_parser(sub):
-    p = sub.add_parser("show", help="print a trajectory's configuration and per-epoch table")
-    p.add_argument("trajectory")
+    p = sub.add_parser("show", help="print a trajectory's settings and per-epoch table (or a folder's runs)")
+    p.add_argument("trajectory", help="traj.h5, traj.h5@EPOCH (that epoch's row and checkpoint), or a "
+                   "folder (one line per trajectory in it)")
     p.add_argument("--rows", type=_number(int, True), default=20,
                    help="at most this many epochs, evenly spaced, the last included")
     p.add_argument("--all", action="store_true", help="every epoch")
@@ -16,10 +18,45 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
+def show_folder(folder: str) -> None:
+    """One line per trajectory of a folder (a sweep): ELR, epochs, status, final losses."""
+    import glob
+    import os
+    from ..errors import LandscapeError
+    from ..trajectory import Trajectory
+    paths = sorted(glob.glob(os.path.join(folder, "*.h5")))
+    if not paths:
+        raise LandscapeError(f"{folder} is a folder with no trajectories (*.h5): give a trajectory file")
+    print(f"{folder}: {len(paths)} trajectories")
+    print(f"{'file':<28} {'kind':<6} {'ELR':>9} {'epochs':>7} {'status':<10} {'train_loss':>10} {'test_acc':>8}")
+    for path in paths:
+        try:
+            t = Trajectory(path)
+        except LandscapeError as e:
+            print(f"{os.path.basename(path):<28} unreadable: {str(e).removeprefix(path + ': ')}")
+            continue
+        m = t.metrics
+        last = lambda k: f"{m[k][-1]:.4g}" if k in m and len(m[k]) else "-"
+        print(f"{os.path.basename(path):<28} {t.kind:<6} {t.config.get('elr', float('nan')):>9.3g} "
+              f"{t.epochs_complete:>7d} {t.status:<10} {last('train_loss'):>10} {last('test_accuracy'):>8}")
+
+
 def run(args):
+    import os
+    from ..errors import LandscapeError
     from ..locks import describe, writer_of
-    from ..trajectory import Trajectory, storage
-    t = Trajectory(args.trajectory)
+    from ..trajectory import Trajectory, parse_source, storage
+    if os.path.isdir(args.trajectory):
+        return show_folder(args.trajectory)
+    path, epoch = parse_source(args.trajectory)
+    t = Trajectory(path)
+    if epoch is not None:
+        stored = t.epochs.tolist()
+        epoch = stored[-1] if epoch == -1 and stored else epoch
+        if epoch not in stored:
+            raise LandscapeError(f"{path} has no epoch {epoch}: it has epochs "
+                                 f"{stored[0] if stored else '-'}..{stored[-1] if stored else '-'} "
+                                 f"(checkpoints at {t.checkpoint_epochs})")
     print(f"{t.path}: {t.kind} trajectory, {t.epochs_complete} "
           f"{'steps' if t.kind == 'toy' else 'epochs'} complete, format v{t.attrs['format_version']}, "
           f"landscape {t.attrs.get('landscape_version')}, torch {t.attrs.get('torch_version')}")
@@ -34,13 +71,24 @@ def run(args):
         status += f": {nonfinite_message(t.status_detail)}"
     writer = writer_of(t.path)
     print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer else ""))
-    print("config: " + json.dumps(t.config, sort_keys=True))
+    print("config (as given): " + json.dumps(t.config, sort_keys=True))
     if t.kind == "train":
-        print(f"model: {json.dumps(t.model_spec, sort_keys=True)}; rho {t.attrs.get('rho'):.6g}; "
-              f"{len(t.group_names)} SI groups; checkpoints at epochs {t.checkpoint_epochs}")
+        spec, cfg = t.model_spec, t.config
+        device = t.attrs.get("device_used", "not recorded (written before landscape 0.1.0 recorded it)")
+        print(f"resolved: model {spec['name']}, width {spec.get('width')}"
+              + (f", depth {spec.get('depth')}" if spec["name"] == "mlp" else "")
+              + f", {spec['num_classes']} classes, input {tuple(spec['input_shape'])}; device {device}; "
+              f"dtype {cfg.get('dtype', 'float32')}; rho {t.attrs.get('rho'):.6g}; "
+              f"lr = ELR rho^2 = {t.attrs.get('lr', float('nan')):.6g}; {len(t.group_names)} SI layers; "
+              f"torch {t.attrs.get('torch_version')}")
+        print(f"checkpoints at epochs {_compact(t.checkpoint_epochs)}")
     if t.analyses:
         print("analyses: " + ", ".join(t.analyses))
-    print_table(t, None if args.all else args.rows)
+    if epoch is not None:
+        print_table(t, epochs=[epoch])
+        print(f"checkpoint at epoch {epoch}: {'stored' if epoch in t.checkpoint_epochs else 'not stored'}")
+    else:
+        print_table(t, None if args.all else args.rows)
     if args.json:
         write_json(args.json, {"config": t.config, "metrics": t.metrics, "group_names": t.group_names,
                                "group_metrics": t.group_metrics})

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..sweep import INDEX
-from ..sweep import STRATEGIES
-from ..sweep import sweep
+from ..sweep import INDEX, STRATEGIES, sweep
 from ..training import TrainConfig
 
 

@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 from ..errors import LandscapeError
-from ..toy import _check
-from ..toy import classify
-from ..toy import convergence_threshold
-from ..toy import equilibrium_level
-from ..toy import output_paths
-from ..toy import simulate_many
-from ..toy import write_trajectory
+from ..toy import (_check, classify, convergence_threshold, equilibrium_level, output_paths,
+                   simulate_many, write_trajectory)
 from ..plots.toy import plot_toy
 
 
@@ -34,26 +29,31 @@ def report(results: list[dict]) -> list[dict]:
 
 
 def add_parser(sub):
-    from .common import _number
+    from .common import _number, add_outputs, grid, number_list
     p = sub.add_parser("toy", help="the paper's toy model: three regimes with closed-form checks",
                        description="Projected GD on the unit sphere for F = sum_i alpha_i x_i^2/(x_i^2+y_i^2) "
                        "(paper Section 3.2), one run per ELR from the same seeded point.")
-    p.add_argument("--alphas", type=_number(float), nargs="+", default=[1.0, 2.0, 4.0],
-                   help="positive coefficients, one SI group each (default: 1 2 4, Figure 2)")
-    p.add_argument("--elr", type=_number(float), nargs="+", default=[0.1, 0.2, 0.5],
-                   help="effective learning rates (default: 0.1 0.2 0.5)")
-    p.add_argument("--steps", type=_number(int), default=10000)
-    p.add_argument("--seed", type=_number(int), default=0)
+    p.add_argument("--alphas", type=number_list(float), default="1,2,4", metavar="LIST",
+                   help="positive coefficients, one SI group each, comma-separated (Figure 2: 1,2,4)")
+    p.add_argument("--elrs", type=grid, default="0.1,0.2,0.5", metavar="GRID",
+                   help="effective learning rates, the grid grammar of sweep: 0.1,0.2 | 1e-3:1 | 1e-3:1:12")
+    p.add_argument("--elr", type=grid, default=None, metavar="GRID", help="deprecated alias of --elrs")
+    p.add_argument("--steps", type=_number(int), default=10000, help="projected GD iterations")
+    p.add_argument("--seed", type=_number(int), default=0, help="seed of the starting point (shared by every ELR)")
     p.add_argument("--out", "-o", default=None,
                    help="trajectory file; with several ELRs, one file each: STEM-elrELR.h5")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--plot", metavar="PNG", help="Figure 2 (F against iteration) and the individual ELRs")
-    p.add_argument("--json", metavar="PATH", help="write the per-ELR numbers")
+    p.add_argument("--overwrite", action="store_true", help="replace existing trajectory files")
+    add_outputs(p, "Figure 2 (F against iteration) and the individual ELRs", "the per-ELR numbers")
     p.set_defaults(run=run)
 
 
 def run(args):
     import os
+    import sys
+    if args.elr is not None:
+        print("landscape toy: note: --elr is deprecated, use --elrs", file=sys.stderr)
+        args.elrs = args.elr
+    args.elr = args.elrs
     _check(args.alphas, args.elr, args.steps)
     paths = output_paths(args.out, args.elr) if args.out else []
     if not args.overwrite:

@@ -1,26 +1,25 @@
 """``landscape train``."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import LandscapeError
-from .common import S, add_training_options, print_table
+from .common import add_training_options, print_table, S
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a fully scale-invariant network on the sphere",
                        description="Projected SGD on the sphere of radius rho at lr = ELR * rho^2 "
-                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "(paper eq. (2)); writes an HDF5 trajectory epoch by epoch.")
     p.add_argument("-o", "--out", default=None,
                    help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
     p.add_argument("--resume", metavar="TRAJ", default=S,
                    help="continue this trajectory from its last complete epoch (its stored "
-                   "configuration is used; --epochs may be raised)")
+                   "configuration is used; --epochs may be raised; default: a new run)")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
     p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
-                   help="fine-tune: start from this stored checkpoint (model taken from it)")
+                   help="fine-tune: start from this stored checkpoint (model taken from it; default: a "
+                   "fresh initialisation)")
     add_training_options(p)
     p.set_defaults(run=run)
 

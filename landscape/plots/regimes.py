@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..regimes import NAMES
-from ..regimes import REGIME_COLOURS
+from ..regimes import NAMES, REGIME_COLOURS
 
 
 def plot_regimes(result: dict, path: str) -> None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..toy import classify
-from ..toy import equilibrium_elrs
+from ..toy import classify, equilibrium_elrs
 
 
 def plot_toy(results: list[dict], path: str) -> None:
