@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common import script_args, sweep_inputs, at_loss, claim, rank_correlation, save
+from landscape.plots import colorbar, ordered_colors
 from landscape.regimes import regimes
 from landscape.sharpness import sharpness
 from landscape.trajectory import Trajectory, read_analysis
@@ -33,13 +34,14 @@ def stored_sharpness(path):
 def main(sweep, metrics="auto"):
     res_regimes = regimes(sweep, metrics=metrics)
     rows = [r for r in res_regimes["rows"] if r["regime"] == 1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    colors, mappable = ordered_colors([r["elr"] for r in rows])  # one ordered colour per ELR
     table = []
-    for r in rows:
+    for r, color in zip(rows, colors):
         m = r["_curves"]
         ok = ~np.isnan(m["test_accuracy"])
-        axes[0].plot(m["train_loss"], m["effective_grad_norm"], label=f"{r['elr']:g}")
-        axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], label=f"{r['elr']:g}")
+        axes[0].plot(m["train_loss"], m["effective_grad_norm"], color=color)
+        axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], color=color)
         entry = {"elr": r["elr"]}
         for level in LEVELS:
             entry[f"egn@{level}"] = at_loss(m["train_loss"], m["effective_grad_norm"], level)
@@ -56,7 +58,7 @@ def main(sweep, metrics="auto"):
     for ax, ylabel in zip(axes, ("mean stochastic effective grad norm", "test error")):
         ax.set(xscale="log", xlabel="train loss", ylabel=ylabel)
         ax.invert_xaxis()
-        ax.legend(title="ELR (regime 1)", fontsize=7)
+    colorbar(fig, mappable, list(axes), "ELR (regime-1 runs)")
     axes[0].set_yscale("log")
     claims = []
     for level in LEVELS:

@@ -307,7 +307,6 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
             **sweep_checks(rows)}
 
 
-REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "tab:gray"}
 
 
 # --- CLI ----------------------------------------------------------------------------------

@@ -1,5 +1,53 @@
-"""Figures: one place that picks the file backend and writes PNGs."""
+"""Figures: one style for every command. The file backend, an ordered colour map with a
+colour bar for ordered parameters (ELR, LR), the regime colours with their legend, axes that
+read like a paper's."""
 from __future__ import annotations
+
+REGIME_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "0.6"}
+REGIME_NAMES = {1: "1 convergence", 2: "2 chaotic equilibrium", 3: "3 divergence", None: "undetermined"}
+
+
+def ordered_colors(values, cmap: str = "viridis", log: bool = True):
+    """(colours, ScalarMappable) for an ordered parameter: a colour per value along ``cmap``
+    (log scale by default: ELRs span decades), the mappable for ``colorbar``."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm, Normalize
+    v = np.asarray(values, float)
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (1.0, 10.0)
+    if lo == hi:
+        lo, hi = (lo / 2, hi * 2) if log else (lo - 1, hi + 1)
+    norm = LogNorm(lo, hi) if log and lo > 0 else Normalize(lo, hi)
+    mappable = ScalarMappable(norm=norm, cmap=matplotlib.colormaps[cmap])
+    return [mappable.to_rgba(x) for x in v], mappable
+
+
+def colorbar(fig, mappable, axes, label: str):
+    """A colour bar beside ``axes`` (one axes or a list) labelled with the parameter."""
+    cb = fig.colorbar(mappable, ax=axes, pad=0.02, fraction=0.05)
+    cb.set_label(label)
+    return cb
+
+
+def regime_legend(ax, regimes=(1, 2, 3, None), **kwargs) -> None:
+    """A legend naming the regime colours (lines, dots and bands of the figure use them)."""
+    from matplotlib.patches import Patch
+    handles = [Patch(color=REGIME_COLORS[r], label=REGIME_NAMES[r]) for r in regimes]
+    ax.legend(handles=handles, fontsize=7, title="regime", title_fontsize=7, **kwargs)
+
+
+def log_or_symlog(ax, values, axis: str = "y") -> None:
+    """Log scale when every value is positive; otherwise symlog with a threshold from the data,
+    so a few negative values (early Hessian traces) neither vanish nor fill the axis with ticks."""
+    import numpy as np
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    setter = ax.set_yscale if axis == "y" else ax.set_xscale
+    if len(v) and np.all(v > 0):
+        setter("log")
+    elif len(v) and np.any(v != 0):
+        setter("symlog", linthresh=max(float(np.percentile(np.abs(v[v != 0]), 10)), 1e-12))
 
 
 def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_cols: int | None = None):
@@ -11,7 +59,8 @@ def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_col
     import matplotlib.pyplot as plt
     cols = panels if max_cols is None else max(1, min(panels, max_cols))
     rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             layout="constrained")  # room for colour bars and legends
     flat = list(axes.flat)
     for ax in flat[panels:]:
         ax.set_visible(False)
@@ -23,7 +72,6 @@ def save_figure(fig, path: str) -> None:
     import os
     import matplotlib.pyplot as plt
     from ..files import atomic_write
-    fig.tight_layout()
     suffix = os.path.splitext(path)[1]
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:] or "png"), suffix=suffix)
     plt.close(fig)

@@ -9,6 +9,7 @@ def plot_double_descent(result: dict, path: str) -> None:
     from . import new_figure, save_figure
     rows = result["rows"]
     fig, axes = new_figure(len(rows), 4.5, 3.6, max_cols=3)
+    twins = []
     for ax, r in zip(axes, rows):
         ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", lw=0.6, alpha=0.6, label="test error")
         if r.get("_smoothed") is not None:
@@ -16,18 +17,20 @@ def plot_double_descent(result: dict, path: str) -> None:
             ax.plot(r["test_error_epochs"], r["_baseline"], color="0.4", ls="--", lw=0.9, label="no-bump baseline")
         if r["double_descent"]:
             ax.axvspan(r["bump_centre_epoch"] - r["peak_width"] / 2, r["bump_centre_epoch"] + r["peak_width"] / 2,
-                       color="tab:blue", alpha=0.12)
+                       color="tab:blue", alpha=0.12, label="detected bump (FWHM)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test error", color="tab:blue")
         tw = ax.twinx()
-        tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8)
+        twins.append(tw)
+        tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8, label="effective grad norm")
         if r.get("egn_peak_epoch") is not None:
-            tw.axvline(r["egn_peak_epoch"], color="tab:red", ls=":", lw=0.8)
+            tw.axvline(r["egn_peak_epoch"], color="tab:red", ls=":", lw=0.8, label="its peak")
         tw.set_ylabel("effective grad norm (sharpness)", color="tab:red")
         tw.set_yscale("log")
         verdict = {True: "double descent", False: "no double descent", None: "undetermined"}[r["double_descent"]]
         p = "" if r["p_value"] is None else f", p = {r['p_value']:.3g}"
         ax.set_title(f"ELR {r['elr']:.3g}, noise {r['label_noise']:.0%}, {r['regime_name']}\n{verdict}{p}",
                      fontsize=8)
-    axes[0].legend(fontsize=7, loc="upper right")
+    handles = [h for a in (axes[0], twins[0]) for h in a.get_legend_handles_labels()[0]] if twins else []
+    axes[0].legend(handles=handles, fontsize=6, loc="upper right")
     save_figure(fig, path)

@@ -3,29 +3,45 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import colorbar, log_or_symlog, new_figure, ordered_colors, save_figure
+
 
 def plot_sharpness(result: dict, path: str) -> None:
-    from . import new_figure, save_figure
-    series = [("trace_effective", "Hessian trace (eff.)"),
-              ("mean_effective_grad_norm", "mean stoch. eff. grad norm")]
+    """One quantity per panel, each in its own unit: the effective Hessian trace (with its
+    standard error), the top eigenvalue and the mean stochastic effective gradient norm against
+    epoch; the trace against train loss as points coloured by epoch (a colour bar, no lines
+    that would zig-zag); the spectral density of the last checkpoint when computed."""
+    epochs = np.asarray(result["epoch"])
+    series = [("trace_effective", "Hessian trace, effective (x rho^2)")]
     if "eigenvalues_effective" in result:
-        series.insert(1, ("lambda_max", "top eigenvalue (eff.)"))
-    vals = {k: (result["eigenvalues_effective"][:, 0] if k == "lambda_max" else result[k]) for k, _ in series}
-    panels = 3 if "density" in result else 2
-    fig, axes = new_figure(panels)
-    for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "loss", "train loss (at checkpoint)")):
-        for key, label in series:
-            ax.plot(result[xkey], vals[key], "o-", ms=3, label=label)
-        ax.set_yscale("symlog", linthresh=1e-2)  # traces can be negative early in training
-        ax.set_xlabel(xlabel)
-        if xkey == "loss":
-            ax.set_xscale("log")
-        ax.legend(fontsize=8)
-    axes[0].set_title("sharpness along the trajectory")
-    axes[1].set_title("sharpness against train loss")
-    if panels == 3:
-        ax = axes[2]
-        ax.semilogy(result["density_grid"][-1], np.maximum(result["density"][-1], 1e-12))
-        ax.set_xlabel("eigenvalue (eff.)")
-        ax.set_title(f"spectral density, epoch {result['epoch'][-1]}")
+        series.append(("lambda_max", "top Hessian eigenvalue, effective"))
+    series.append(("mean_effective_grad_norm", "mean stochastic effective gradient norm"))
+    values = {"lambda_max": np.asarray(result["eigenvalues_effective"])[:, 0]} if "eigenvalues_effective" in result else {}
+    panels = len(series) + 1 + ("density" in result)
+    fig, axes = new_figure(panels, 4.3, 3.6, max_cols=3)
+    for ax, (key, label) in zip(axes, series):
+        v = values.get(key, np.asarray(result.get(key, [])))
+        if key == "trace_effective":
+            ax.errorbar(epochs, v, yerr=2 * np.asarray(result["trace_stderr_effective"]), fmt="o-", ms=3,
+                        capsize=2, label="±2 standard errors")
+            ax.legend(fontsize=7)
+        else:
+            ax.plot(epochs, v, "o-", ms=3)
+        log_or_symlog(ax, v)
+        ax.set(xlabel="epoch", ylabel=label, title=label.split(",")[0])
+    ax = axes[len(series)]
+    colors, mappable = ordered_colors(np.maximum(epochs, 1), cmap="viridis")
+    trace = np.asarray(result["trace_effective"])
+    ax.scatter(result["loss"], trace, c=colors, s=22, edgecolor="k", lw=0.4, zorder=3)
+    ax.set(xscale="log", xlabel="train loss at the checkpoint (on the curvature batches)",
+           ylabel="Hessian trace, effective (x rho^2)", title="sharpness against train loss")
+    log_or_symlog(ax, trace)
+    colorbar(fig, mappable, ax, "epoch")
+    if "density" in result:
+        ax = axes[-1]
+        grid, dens = np.asarray(result["density_grid"][-1]), np.asarray(result["density"][-1])
+        floor = dens.max() * 1e-6  # Gaussian tails below a millionth of the peak are not data
+        ax.plot(grid, np.where(dens > floor, dens, np.nan))
+        ax.set(yscale="log", xlabel="eigenvalue, effective (x rho^2)", ylabel="spectral density",
+               title=f"Hessian spectrum (SLQ), epoch {epochs[-1]}")
     save_figure(fig, path)
