@@ -75,6 +75,25 @@ def grid(text):
 grid.__name__ = "grid"
 
 
+def public(result: dict) -> dict:
+    """A result without its private (underscore) keys, rows included: what --json writes."""
+    out = {k: v for k, v in result.items() if not k.startswith("_")}
+    if isinstance(out.get("rows"), list):
+        out["rows"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in out["rows"]]
+    return out
+
+
+def write_outputs(args, payload, plot=None) -> None:
+    """--json (``payload``, private keys dropped) and --plot (``plot(path)``), each announced."""
+    from ..files import write_json
+    if getattr(args, "json", None):
+        write_json(args.json, public(payload) if isinstance(payload, dict) else payload)
+        print(f"wrote {args.json}")
+    if getattr(args, "plot", None) and plot is not None:
+        plot(args.plot)
+        print(f"wrote {args.plot}")
+
+
 def add_quiet(p) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress output (a bar on a terminal, periodic lines otherwise)")
@@ -113,6 +132,15 @@ def add_outputs(p, plot: str = "the figure", json: str = "the results") -> None:
 
 def add_device(p, default: str = "cpu") -> None:
     p.add_argument("--device", default=default, help="auto | cpu | cuda[:N]")
+
+
+def add_checkpoint_run_options(p, plot: str) -> None:
+    """What every command computing on stored checkpoints takes: --device, --data-root,
+    --json/--plot, -q."""
+    add_device(p)
+    p.add_argument("--data-root", default=None, help="override the stored data root")
+    add_outputs(p, plot)
+    add_quiet(p)
 
 
 def _number(kind, positive=False, low=None, high=None):

@@ -1,8 +1,8 @@
 """``landscape double-descent``."""
 from __future__ import annotations
 
-from ..files import write_json
 from .common import RawHelpFormatter, _number, add_outputs, add_quiet, print_skipped, progress_of
+from .common import write_outputs
 
 
 def add_parser(sub):
@@ -45,14 +45,7 @@ def run(args):
     result = double_descent(args.inputs, criteria, skipped, args.metrics, progress_of(args))
     print_double_descent(result)
     print_skipped(skipped)
-    if args.json:
-        write_json(args.json, {**{k: v for k, v in result.items() if k != "rows"}, "skipped": skipped,
-                               "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
-                                        for r in result["rows"]]})
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_double_descent(result, args.plot)
-        print(f"wrote {args.plot}")
+    write_outputs(args, {**result, "skipped": skipped}, lambda path: plot_double_descent(result, path))
 
 
 def print_double_descent(result: dict) -> None:

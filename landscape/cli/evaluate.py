@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from ..trajectory import Trajectory
-from ..files import write_json
+from .common import write_outputs
 
 
 def add_parser(sub):
-    from .common import add_checkpoints, add_device, add_outputs, add_quiet
+    from .common import add_checkpoint_run_options, add_checkpoints
     p = sub.add_parser("evaluate", help="the official code's metrics of stored checkpoints",
                        description="At each chosen checkpoint, with no update: train loss and "
                        "accuracy over the whole training set in fixed order (the run's batch "
@@ -15,10 +15,7 @@ def add_parser(sub):
                        "(eval mode). Appended under /analyses/checkpoint_metrics.")
     p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
     add_checkpoints(p, "all")
-    add_device(p)
-    p.add_argument("--data-root", default=None, help="override the stored data root")
-    add_outputs(p, "the checkpoint metrics over training's epoch means")
-    add_quiet(p)
+    add_checkpoint_run_options(p, "the checkpoint metrics over training's epoch means")
     p.set_defaults(run=run)
 
 
@@ -32,12 +29,7 @@ def run(args):
     traj = Trajectory(path)
     print_checkpoint_metrics(result, traj)
     print(f"appended /analyses/checkpoint_metrics to {path}")
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_checkpoint_metrics(result, traj, args.plot)
-        print(f"wrote {args.plot}")
+    write_outputs(args, result, lambda path: plot_checkpoint_metrics(result, traj, path))
 
 
 def print_checkpoint_metrics(result: dict, traj: Trajectory | None = None) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..interpolation import BN_MODES, DATA, interpolate, PATHS
 from ..plots.interpolation import plot_interpolation
+from .common import write_outputs
 
 
 def print_interpolation(out: dict) -> None:
@@ -22,7 +23,7 @@ def print_interpolation(out: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import _number, add_device, add_outputs, add_quiet
+    from .common import add_checkpoint_run_options, _number
     p = sub.add_parser("interpolate", help="loss and error on the path between two solutions",
                        description="Loss barriers on the linear (or great-circle) path between two "
                        "checkpoints: A B as .pt exports or traj.h5@EPOCH, or one trajectory with --along.")
@@ -40,15 +41,11 @@ def add_parser(sub):
     p.add_argument("--name", default=None,
                    help="key of the result under /analyses/interpolation/ (default: from the inputs, "
                    "so different pairs never overwrite each other)")
-    add_device(p)
-    p.add_argument("--data-root", default=None, help="override the stored data root")
-    add_outputs(p, "loss and error along the path, ends and barrier marked")
-    add_quiet(p)
+    add_checkpoint_run_options(p, "loss and error along the path, ends and barrier marked")
     p.set_defaults(run=run)
 
 
 def run(args):
-    from ..files import write_json
     from .common import progress_of
     out = interpolate(args.a, args.b, along=args.along, points=args.points, extend=args.extend,
                       data=args.data, bn=args.bn, path=args.path, device=args.device,
@@ -56,9 +53,4 @@ def run(args):
     print_interpolation(out)
     if "appended_to" in out:
         print(f"appended /analyses/interpolation/{out['name']} to {out['appended_to']}")
-    if args.plot:
-        plot_interpolation(out, args.plot)
-        print(f"wrote {args.plot}")
-    if args.json:
-        write_json(args.json, out)
-        print(f"wrote {args.json}")
+    write_outputs(args, out, lambda path: plot_interpolation(out, path))

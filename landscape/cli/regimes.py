@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..regimes import METRIC_SOURCES, RegimeCriteria, regimes, SOURCE_TEXT
 from ..plots.regimes import plot_regimes
 from .common import print_skipped
+from .common import write_outputs
 
 
 def print_regimes(result: dict) -> None:
@@ -65,15 +66,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..files import write_json
     criteria = RegimeCriteria(**{k: getattr(args, k) for k in RegimeCriteria.__dataclass_fields__})
     result = regimes(args.inputs, criteria, args.metrics)
     print_regimes(result)
-    if args.json:
-        write_json(args.json, {**{k: v for k, v in result.items() if k != "rows"},
-                               "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
-                                        for r in result["rows"]]})
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_regimes(result, args.plot)
-        print(f"wrote {args.plot}")
+    write_outputs(args, result, lambda path: plot_regimes(result, path))

@@ -6,6 +6,7 @@ import numpy as np
 from ..hessian import BN_MODES, ESTIMATORS, MATRICES
 from ..sharpness import sharpness
 from ..plots.sharpness import plot_sharpness
+from .common import write_outputs
 
 
 def print_sharpness(result: dict) -> None:
@@ -39,7 +40,7 @@ def print_sharpness(result: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import _number, add_checkpoints, add_device, add_outputs, add_quiet
+    from .common import add_checkpoint_run_options, _number, add_checkpoints
     p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
                        description="Curvature of a trajectory's checkpoints; results are appended "
                        "to it under /analyses/sharpness.")
@@ -66,15 +67,11 @@ def add_parser(sub):
     p.add_argument("--seed", type=_number(int), default=0, help="seed of the batches, probes and Lanczos starts")
     p.add_argument("--double", action="store_true", help="compute in float64")
     p.add_argument("--probe-batch", type=_number(int, True), default=8, help="probes per vmap call (memory)")
-    add_device(p)
-    p.add_argument("--data-root", default=None, help="override the stored data root")
-    add_outputs(p, "trace, top eigenvalue and gradient noise against epoch and train loss (and the density)")
-    add_quiet(p)
+    add_checkpoint_run_options(p, "trace, top eigenvalue and gradient noise against epoch and train loss (and the density)")
     p.set_defaults(run=run)
 
 
 def run(args):
-    from ..files import write_json
     from ..trajectory import epochs_argument
     from .common import checkpoints_of, progress_of
     path, epochs = epochs_argument(args.trajectory, checkpoints_of(args), "last")
@@ -84,9 +81,4 @@ def run(args):
                        estimator=args.estimator, per_group=args.per_group, progress=progress_of(args))
     print_sharpness(result)
     print(f"appended /analyses/sharpness to {path}")
-    if args.plot:
-        plot_sharpness(result, args.plot)
-        print(f"wrote {args.plot}")
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
+    write_outputs(args, result, lambda path: plot_sharpness(result, path))

@@ -5,6 +5,7 @@ from ..errors import LandscapeError
 from ..toy import (_check, classify, convergence_threshold, equilibrium_level, output_paths,
                    simulate_many, write_trajectory)
 from ..plots.toy import plot_toy
+from .common import write_outputs
 
 
 def report(results: list[dict]) -> list[dict]:
@@ -65,11 +66,5 @@ def run(args):
     for path, r in zip(paths, results):
         write_trajectory(path, r, overwrite=args.overwrite)
         print(f"wrote {path}")
-    if args.plot:
-        plot_toy(results, args.plot)
-        print(f"wrote {args.plot}")
-    if args.json:
-        from ..files import write_json
-        write_json(args.json, {"alphas": list(args.alphas), "steps": args.steps, "seed": args.seed,
-                               "runs": rows})
-        print(f"wrote {args.json}")
+    write_outputs(args, {"alphas": list(args.alphas), "steps": args.steps, "seed": args.seed, "runs": rows},
+                  lambda path: plot_toy(results, path))
