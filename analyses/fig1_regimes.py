@@ -18,7 +18,7 @@ def main(sweep, metrics="auto"):
     claims = [claim("three regimes appear in order of ELR (1: convergence, 2: chaotic equilibrium, 3: divergence)",
                     ordered and {1, 2, 3} <= set(labels),
                     "regimes by ELR: " + ", ".join(f"{e:g}:{r['regime'] or r['name']}" for e, r in zip(elrs, rows)) +
-                    "".join(f"; out of order: {o['elr']:g} ({o['regime']}) before {o['next_elr']:g} ({o['next_regime']})"
+                    "".join(f"; out of order: {o['rate']:g} ({o['regime']}) before {o['next_rate']:g} ({o['next_regime']})"
                             for o in res["out_of_order"]))]
     two = [r for r in rows if r["regime"] == 2]
     if len(two) >= 3:
@@ -50,8 +50,8 @@ def main(sweep, metrics="auto"):
                             "no regime-2 run in this sweep: add a finer grid near the boundary"))
     plot_regimes(res, __import__("common").out_path("fig1_regimes.png"))
     save("fig1_regimes", {"sweep": sweep, "criteria": res["criteria"],
-                          "largest_regime1_elr": res["largest_regime1_elr"],
-                          "smallest_regime3_elr": res["smallest_regime3_elr"],
+                          "largest_regime1_elr": res["largest_regime1_rate"],
+                          "smallest_regime3_elr": res["smallest_regime3_rate"],
                           "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
                           "skipped": res["skipped"], "metrics": res["metrics"], "claims": claims})
 

@@ -327,6 +327,7 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
     test-error and sharpness (effective gradient norm) peaks across runs. Runs it cannot use are
     appended to ``skipped`` (with why) when a list is given."""
     from .regimes import pick_source, regimes, usable_runs
+    from .training import rate_of
     c = criteria or PeakCriteria()
 
     def needs_noise(t):
@@ -344,7 +345,8 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
         ok = ~np.isnan(m["test_accuracy"])
         epochs, err = m["epoch"][ok], 1 - m["test_accuracy"][ok]
         peak = detect_peak(epochs, err, c)
-        rows.append({"path": t.path, "elr": float(t.config["elr"]),
+        rate_name, rate = rate_of(t.config)
+        rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
                      "label_noise": float(t.config["label_noise"]), "metrics": source, **peak,
                      "egn_peak_epoch": highest_peak(m["epoch"], m["effective_grad_norm"], c.window),
                      "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
@@ -354,7 +356,7 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
                                      if r["double_descent"] and r["egn_peak_epoch"] is not None else None)
         bar.update()
     bar.close()
-    rows.sort(key=lambda r: r["elr"])
+    rows.sort(key=lambda r: r["rate"])
     try:
         regime_rows = regimes([r["path"] for r in rows], metrics=source)["rows"]
     except LandscapeError:

@@ -161,8 +161,21 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
+def make_conventional(model: nn.Module) -> nn.Module:
+    """The conventional version of an SI network (Section 6, Fig. 7 middle and right): every
+    BatchNorm gets its learnable scale and shift, and the last layer is a standard trainable
+    ``nn.Linear`` with a bias (PyTorch's default initialisation). Nothing is scale-invariant
+    any more; training moves every weight."""
+    for bn in batchnorm_layers(model):
+        bn.affine = True
+        bn.weight = nn.Parameter(torch.ones(bn.num_features))
+        bn.bias = nn.Parameter(torch.zeros(bn.num_features))
+    model.head = nn.Linear(model.head.in_features, model.head.out_features, bias=True)
+    return model
+
+
 def model_spec(name: str, input_shape, num_classes: int, width: int | None = None,
-               depth: int = 3, last_layer_norm: float = 10.0) -> dict:
+               depth: int = 3, last_layer_norm: float = 10.0, conventional: bool = False) -> dict:
     """The JSON-able description a trajectory stores to rebuild the model."""
     if name not in MODELS:
         raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
@@ -178,6 +191,8 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
         spec["head_bias"] = True
     if name == "resnet18":  # marks the official pre-activation variant (older specs: post)
         spec["variant"] = "preact"
+    if conventional:
+        spec["conventional"] = True
     return spec
 
 
@@ -202,11 +217,15 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
                         spec["last_layer_norm"])
         else:
             raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+        if spec.get("conventional"):
+            make_conventional(model)
     return model
 
 
 def si_groups(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The SI parameter groups, one per trainable weight tensor, with readable names."""
+    """The trained parameter groups, one per trainable tensor, with readable names: the SI
+    groups of the package's SI networks (every other tensor is frozen), every tensor of a
+    conventional one."""
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 

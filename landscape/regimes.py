@@ -30,6 +30,7 @@ from scipy import stats
 
 from .errors import LandscapeError
 from .trajectory import Trajectory
+from .training import rate_of
 
 NAMES = {1: "convergence", 2: "equilibrium", 3: "divergence", None: "undetermined"}
 
@@ -256,20 +257,24 @@ def group_ess_rows(t: Trajectory, curves_: dict) -> tuple[np.ndarray | None, str
 
 
 def sweep_checks(rows: list[dict]) -> dict:
-    """Sweep-level consistency: determined labels must not decrease with ELR (1 -> 2 -> 3);
-    duplicate ELRs and files are flagged; boundaries only between determined runs."""
+    """Sweep-level consistency: determined labels must not decrease with the swept rate (ELR on
+    the sphere, LR in the whole space; 1 -> 2 -> 3); duplicate rates and files are flagged;
+    boundaries only between determined runs. Rows carry ``rate`` (and ``rate_name``)."""
     determined = [r for r in rows if r["regime"] in (1, 2, 3)]
-    out_of_order = [{"elr": a["elr"], "regime": a["regime"], "next_elr": b["elr"], "next_regime": b["regime"]}
+    out_of_order = [{"rate": a["rate"], "regime": a["regime"], "next_rate": b["rate"], "next_regime": b["regime"]}
                     for a, b in zip(determined, determined[1:]) if b["regime"] < a["regime"]]
-    elrs = [r["elr"] for r in rows]
+    rates = [r["rate"] for r in rows]
     files = [os.path.realpath(r["path"]) for r in rows]
-    ones = [r["elr"] for r in determined if r["regime"] == 1]
-    threes = [r["elr"] for r in determined if r["regime"] == 3]
+    ones = [r["rate"] for r in determined if r["regime"] == 1]
+    threes = [r["rate"] for r in determined if r["regime"] == 3]
+    names = sorted({r.get("rate_name", "ELR") for r in rows})
     return {"ordered": not out_of_order, "out_of_order": out_of_order,
-            "duplicate_elrs": sorted({e for e in elrs if elrs.count(e) > 1}),
+            "rate_name": "/".join(names) or "ELR",
+            "mixed_spaces": len(names) > 1,
+            "duplicate_rates": sorted({e for e in rates if rates.count(e) > 1}),
             "duplicate_files": sorted({f for f in files if files.count(f) > 1}),
-            "largest_regime1_elr": max(ones) if ones else None,
-            "smallest_regime3_elr": min(threes) if threes else None}
+            "largest_regime1_rate": max(ones) if ones else None,
+            "smallest_regime3_rate": min(threes) if threes else None}
 
 
 def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto") -> dict:
@@ -297,12 +302,14 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
             res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
                                  c, ess, level)
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
-        rows.append({"path": t.path, "elr": float(t.config["elr"]), **res, "metrics": source,
+        rate_name, rate = rate_of(t.config)
+        rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
+                     **res, "metrics": source,
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
                      "_trajectory": t, "_curves": m})
-    rows.sort(key=lambda r: r["elr"])
+    rows.sort(key=lambda r: r["rate"])
     return {"rows": rows, "criteria": asdict(c), "skipped": skipped, "metrics": source,
             **sweep_checks(rows)}
 

@@ -34,7 +34,8 @@ def filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
     """Squared norm of every filter (output channel: a slice along the first non-batch
     dimension) of every tensor, concatenated: shape (*batch, n_filters). Each filter of a weight
     followed by a BatchNorm is scale-invariant on its own, an SI group of the paper's Fig. 4."""
-    return torch.cat([t.flatten(batch_dims + 1).square().sum(-1) for t in tensors], dim=-1)
+    # a 1-D tensor (a bias, a BatchNorm scale: conventional training) is one 'filter' per entry
+    return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
 
 
 def layer_sums(filter_values: torch.Tensor, sizes) -> torch.Tensor:
@@ -65,6 +66,29 @@ def projected_sgd_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Ten
         for p, g in zip(params, grads):
             p.sub_(_bcast(lr, p, batch_dims) * g)
     return project_to_sphere(params, rho, batch_dims)
+
+
+@torch.no_grad()
+def sgd_step(params, grads, lr, buffers=None, momentum: float = 0.0, weight_decay: float = 0.0,
+             batch_dims: int = 0) -> torch.Tensor:
+    """Plain SGD in the whole parameter space (Section 6), in place and exactly as
+    ``torch.optim.SGD`` (dampening 0, no Nesterov): d = grad + wd theta; b <- mu b + d (b starts
+    at 0, so the first step uses d, as torch's first step does); theta <- theta - lr b (without
+    momentum, theta - lr d). ``buffers``: the momentum buffers, updated in place. Returns the
+    group squared norms after the step."""
+    grads = list(grads)
+    if weight_decay:
+        grads = torch._foreach_add(grads, list(params), alpha=weight_decay)
+    if momentum:
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_add_(buffers, grads)
+        grads = buffers
+    if batch_dims == 0 and not torch.is_tensor(lr):
+        torch._foreach_add_(params, grads, alpha=-lr)
+    else:
+        for p, d in zip(params, grads):
+            p.sub_(_bcast(lr, p, batch_dims) * d)
+    return group_sq_norms(params, batch_dims)
 
 
 def si_statistics(params, grads, lr, batch_dims: int = 0, filters: bool = False) -> dict:

@@ -27,10 +27,11 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 from .locks import WriterLock
-from .sphere import filter_sq_norms, projected_sgd_step, si_statistics
+from .sphere import filter_sq_norms, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import Trajectory
 from .progress import Progress
-from .training import (LEGACY, EpochAccumulator, TrainConfig, commit_epoch, end_nonfinite,
+from .trajectory import OPTIMIZER_PREFIX
+from .training import (LEGACY, EpochAccumulator, TrainConfig, commit_epoch, end_nonfinite, epoch_lr,
                        is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train)
 from .data import resolve_device, train_batches
 
@@ -75,8 +76,9 @@ def parse_grid(text: str) -> list[float]:
     return [float(v) for v in values]
 
 
-def run_file(out_dir: str, elr: float) -> str:
-    return os.path.join(out_dir, f"elr{elr:g}.h5")
+def run_file(out_dir: str, value: float, name: str = "elr") -> str:
+    """OUT/elr<ELR>.h5 on the sphere, OUT/lr<LR>.h5 in the whole space."""
+    return os.path.join(out_dir, f"{name}{value:g}.h5")
 
 
 def _write_index(out_dir: str, index: dict) -> None:
@@ -104,7 +106,8 @@ def _status(path: str, epochs: int) -> tuple[str, int]:
 def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strategy: str = "auto",
           chunk: int | None = None, workers: int | None = None, progress: bool | None = None,
           **overrides) -> dict:
-    """Train one run per ELR into ``out_dir``; returns the sweep index."""
+    """Train one run per ELR (``--space whole``: per LR, the same grid grammar) into
+    ``out_dir``; returns the sweep index."""
     if isinstance(elrs, str):
         elrs = parse_grid(elrs)
     if strategy not in STRATEGIES:
@@ -112,11 +115,13 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     base = dataclasses.replace(config or TrainConfig(), **overrides)
+    if base.space == "whole":
+        base.lr = elrs[0]  # every run's own LR is set below
     base.validate()
     device = resolve_device(base.device)
     if strategy == "auto":  # measured: processes win on a CPU, one batched model on a GPU
         strategy = "vectorised" if device.type == "cuda" else "processes"
-    shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("elr", "device")}
+    shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("elr", "lr", "device")}
 
     os.makedirs(out_dir, exist_ok=True)
     index_path = os.path.join(out_dir, INDEX)
@@ -136,10 +141,11 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, work
             diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
             raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
                                  f"differ): pick another --out or repeat its command to continue it")
-    files = [run_file(out_dir, e) for e in elrs]
+    rate = "lr" if base.space == "whole" else "elr"
+    files = [run_file(out_dir, e, rate) for e in elrs]
     status = [_status(f, base.epochs) for f in files]  # (state, epochs done), read once
     index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
-             "runs": [{"elr": e, "file": os.path.basename(f), "status": st}
+             "runs": [{rate: e, "file": os.path.basename(f), "status": st}
                       for e, f, (st, _) in zip(elrs, files, status)]}
     _write_index(out_dir, index)
 
@@ -153,7 +159,7 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, work
     report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
     try:
         if todo:
-            cfgs = [dataclasses.replace(base, elr=e) for e, _ in todo]
+            cfgs = [dataclasses.replace(base, **{rate: e}) for e, _ in todo]
             if strategy == "processes":
                 _run_processes(cfgs, [f for _, f in todo], workers, report, index, out_dir)
             else:
@@ -305,10 +311,12 @@ def train_batch_of_runs(runs, data, report) -> None:
     frozen = {k: v for k, v in params.items() if k not in names}
     template = copy.deepcopy(runs[0].model).to("meta")
     dev = data.x_train.device
-    lr = torch.tensor([r.lr for r in runs], dtype=torch.float64, device=dev)
-    lr_step = lr.to(next(iter(trainable.values())).dtype)
-    rho = torch.tensor([r.rho for r in runs], dtype=torch.float64, device=dev).to(lr_step.dtype)
+    dtype = next(iter(trainable.values())).dtype
+    rho = torch.tensor([r.rho for r in runs], dtype=torch.float64, device=dev).to(dtype)
     si_list = [trainable[k] for k in names]
+    whole = cfg.space == "whole"
+    buffers_list = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(names))]
+                    if runs[0].buffers is not None else None)
 
     def loss_fn(tp, fp, b, x, y):
         out = functional_call(template, ({**tp, **fp}, b), (x,))
@@ -327,6 +335,9 @@ def train_batch_of_runs(runs, data, report) -> None:
         if len(ended) == len(runs):
             break
         t0 = time.perf_counter()
+        lrs = [epoch_lr(cfg, r.lr, epoch) for r in runs]
+        lr = torch.tensor(lrs, dtype=torch.float64, device=dev)
+        lr_step = lr.to(dtype)
         template.train()
         acc = EpochAccumulator()
         for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
@@ -336,7 +347,11 @@ def train_batch_of_runs(runs, data, report) -> None:
             with torch.no_grad():
                 stats = si_statistics(si_list, grad_list, lr, 1, filters=cfg.groups == "filter")
                 acc.add(stats, loss, correct, len(y))
-            acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
+            if whole:
+                acc.end_step(sgd_step(si_list, grad_list, lr_step, buffers_list, cfg.momentum,
+                                      cfg.weight_decay, batch_dims=1))
+            else:
+                acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
         if cfg.groups == "filter":
             with torch.no_grad():
                 acc.filter_rho_end_sq = filter_sq_norms(si_list, 1)
@@ -361,14 +376,17 @@ def train_batch_of_runs(runs, data, report) -> None:
                 ended.add(j)
                 report.ended(run.out, nonfinite_message(end_nonfinite(run, epoch, bad)))
                 continue
-            metrics, groups, filters = acc.metrics(run.lr, index=j)
+            metrics, groups, filters = acc.metrics(lrs[j], index=j)
             if test is None:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
             else:
                 metrics["test_loss"], metrics["test_accuracy"] = float(test[0][j]), float(test[1][j])
             state = {k: (params[k][j] if k in params else buffers[k][j]).detach().clone()
                      for k in run.model.state_dict()}
-            commit_epoch(run, epoch, metrics, groups, filters, state, seconds, data)
+            if buffers_list is not None:
+                state.update({f"{OPTIMIZER_PREFIX}momentum.{n}": b[j].detach().clone()
+                              for n, b in zip(names, buffers_list)})
+            commit_epoch(run, epoch, metrics, groups, filters, state, seconds, data, lrs[j])
             report.update(run.out, epoch, metrics["train_loss"])
 
 

@@ -1,9 +1,12 @@
-"""``landscape train``: a fully SI network trained by projected SGD on a sphere at a fixed ELR.
+"""``landscape train``: a fully SI network trained by projected SGD on a sphere at a fixed ELR,
+or (Section 6) by plain SGD in the whole parameter space, with weight decay, momentum, a
+schedule, and optionally as a conventional network.
 
 One readable path: data tensors on the device -> seeded batches -> forward -> gradients of the
-SI groups (``torch.autograd.grad``, no ``.grad`` fields) -> statistics -> projected SGD step
-(``sphere.projected_sgd_step``). Per-step statistics stay on the device and are summed; the host
-sees them once per epoch, so logging costs no synchronisation inside the epoch.
+trained groups (``torch.autograd.grad``, no ``.grad`` fields) -> statistics -> the step
+(``sphere.projected_sgd_step`` on the sphere, ``sphere.sgd_step`` in the whole space).
+Per-step statistics stay on the device and are summed; the host sees them once per epoch, so
+logging costs no synchronisation inside the epoch.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ from .data import AUGMENT_PADDINGS, Dataset, load_dataset, resolve_device, train
 from .errors import LandscapeError
 from .progress import Progress
 from .models import build_model, model_spec, si_groups, with_batch_statistics
-from .sphere import filter_sq_norms, group_sq_norms, project_to_sphere, projected_sgd_step, si_statistics
-from .trajectory import Trajectory, TrajectoryWriter, parse_source
+from .sphere import (filter_sq_norms, group_sq_norms, project_to_sphere, projected_sgd_step, sgd_step,
+                     si_statistics)
+from .trajectory import OPTIMIZER_PREFIX, Trajectory, TrajectoryWriter, model_state, parse_source
 
 # Per-epoch scalar metrics (``/metrics/<name>``) and per-group ones (``/metrics/groups/<name>``).
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
@@ -59,6 +63,13 @@ class TrainConfig:
     groups: str = "filter"            # SI groups logged: every filter (and each layer), or layers
     checkpoint_metrics: bool = False  # also the official protocol's metrics at every epoch's end
     init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
+    # Section 6: training outside the sphere
+    space: str = "sphere"             # sphere: projected SGD at a fixed ELR; whole: plain SGD at --lr
+    lr: float | None = None           # the learning rate of --space whole
+    weight_decay: float = 0.0         # whole space only
+    momentum: float = 0.0             # whole space only
+    schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
+    conventional: bool = False        # BN affine on, trainable last layer with bias (whole space)
 
     def validate(self) -> None:
         def positive(name, value, kind=float):
@@ -66,7 +77,8 @@ class TrainConfig:
                     not math.isfinite(value) or value <= 0 or (kind is int and value != int(value)):
                 raise LandscapeError(f"--{name.replace('_', '-')} must be a positive "
                                      f"{'integer' if kind is int else 'number'}, got {value!r}")
-        positive("elr", self.elr)
+        if self.space != "whole":
+            positive("elr", self.elr)
         for name in ("epochs", "batch_size", "eval_every", "save_every"):
             positive(name, getattr(self, name), int)
         if self.rho is not None:
@@ -80,6 +92,36 @@ class TrainConfig:
             raise LandscapeError(f"--groups must be filter or layer, got {self.groups!r}")
         if self.dtype not in ("float32", "float64"):
             raise LandscapeError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.space not in SPACES:
+            raise LandscapeError(f"--space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.schedule not in SCHEDULES:
+            raise LandscapeError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.space == "whole":
+            if self.lr is None:
+                raise LandscapeError("--space whole trains at a learning rate: give --lr")
+            positive("lr", self.lr)
+            self.elr = None  # the sphere's parameter: meaningless here
+        else:
+            if self.lr is not None:
+                raise LandscapeError("--lr is the learning rate of --space whole; on the sphere "
+                                     "give --elr (lr = ELR * rho^2)")
+            for name in ("weight_decay", "momentum"):
+                if getattr(self, name):
+                    raise LandscapeError(f"--{name.replace('_', '-')} needs --space whole (on the "
+                                         f"sphere the projection fixes the norm)")
+            if self.conventional:
+                raise LandscapeError("--conventional trains every weight by SGD: add --space whole --lr LR")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            raise LandscapeError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise LandscapeError(f"--momentum must be in [0, 1), got {self.momentum!r}")
+
+    @property
+    def rate(self) -> tuple[str, float]:
+        """The swept learning-rate parameter: ('ELR', elr) on the sphere, ('LR', lr) in the
+        whole space."""
+        return ("LR", self.lr) if self.space == "whole" else ("ELR", self.elr)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -91,6 +133,25 @@ class TrainConfig:
 
 # what a configuration stored before an option existed meant by its absence
 LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer"}
+SPACES = ("sphere", "whole")
+SCHEDULES = ("constant", "cosine")
+
+
+def epoch_lr(cfg: TrainConfig, base_lr: float, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based): constant, or cosine annealing to 0 over the run
+    stepped once per epoch, as ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs)``:
+    base (1 + cos(pi (epoch - 1) / epochs)) / 2."""
+    if cfg.schedule == "cosine":
+        return base_lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs)) / 2
+    return base_lr
+
+
+def rate_of(config: dict) -> tuple[str, float]:
+    """('ELR', elr) or ('LR', lr) of a stored configuration (runs stored before Section 6 were
+    on the sphere)."""
+    if config.get("space", "sphere") == "whole":
+        return "LR", float(config["lr"])
+    return "ELR", float(config["elr"])
 
 
 
@@ -182,15 +243,19 @@ class EpochAccumulator:
 
 
 def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainConfig,
-                epoch: int, on_step=None) -> EpochAccumulator:
-    """One epoch of projected SGD; its statistics are read from the returned accumulator
+                epoch: int, on_step=None, buffers=None) -> EpochAccumulator:
+    """One epoch of projected SGD (or, ``--space whole``, plain SGD with ``buffers`` the
+    momentum buffers); its statistics are read from the returned accumulator
     (``.metrics(lr)``, ``.nonfinite()``)."""
     model.train()
     acc = EpochAccumulator()
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                               cfg.augment_padding):
         grads = measure_batch(model, params, x, y, lr, cfg.groups, acc)
-        acc.end_step(projected_sgd_step(params, grads, lr, rho))
+        if cfg.space == "whole":
+            acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
+        else:
+            acc.end_step(projected_sgd_step(params, grads, lr, rho))
         if on_step is not None:
             on_step(epoch, acc.steps, model)
     if cfg.groups == "filter":
@@ -224,8 +289,12 @@ def epoch_line(epoch: int, total: int, metrics: dict) -> str:
             f"acc {metrics['train_accuracy']:.3f}  eff. grad norm {metrics['effective_grad_norm']:.4g}")
 
 
-def _state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _state(model, buffers=None, names=None) -> dict:
+    """The training state: the model's, plus the momentum buffers (resume only) when used."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if buffers is not None:
+        state.update({f"{OPTIMIZER_PREFIX}momentum.{n}": b.detach().clone() for n, b in zip(names, buffers)})
+    return state
 
 
 @dataclass
@@ -240,6 +309,10 @@ class Run:
     lr: float
     start: int
     writer: TrajectoryWriter
+    buffers: list | None = None  # momentum buffers of --space whole --momentum
+
+    def state(self) -> dict:
+        return _state(self.model, self.buffers, self.names)
 
 
 def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConfig:
@@ -295,7 +368,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         cfg.init = f"{src_path}@{src_epoch}"
     else:
         spec = model_spec(cfg.model, data.input_shape, data.num_classes, cfg.width, cfg.depth,
-                          cfg.last_layer_norm)
+                          cfg.last_layer_norm, cfg.conventional)
         init_state = None
 
     model = build_model(spec, cfg.init_seed)
@@ -306,11 +379,16 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     names = [n for n, _ in named]
     params = [p for _, p in named]
 
+    buffers = [torch.zeros_like(p) for p in params] if cfg.space == "whole" and cfg.momentum else None
     start = 0
     if resume:
         writer = TrajectoryWriter(out)
         start, state = writer.latest_state()
-        model.load_state_dict(state)
+        model.load_state_dict(model_state(state))
+        if buffers is not None:
+            with torch.no_grad():
+                for n, b in zip(names, buffers):
+                    b.copy_(state[f"{OPTIMIZER_PREFIX}momentum.{n}"])
         rho = float(writer.attr("rho"))
         writer.set_attrs({"device_used": str(data.x_train.device)})  # this session's device
         stored_config = json.loads(writer.attr("config"))
@@ -325,20 +403,26 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         if source_info:
             config_dict["init_source"] = source_info
         dtype = getattr(torch, cfg.dtype)
-        if not cfg.elr * rho ** 2 < torch.finfo(dtype).max:
+        if cfg.space == "sphere" and not cfg.elr * rho ** 2 < torch.finfo(dtype).max:
             raise LandscapeError(f"--elr {cfg.elr:g}: the learning rate ELR * rho^2 = "
                                  f"{cfg.elr * rho ** 2:.3g} overflows {cfg.dtype}; use a smaller "
                                  f"ELR or --dtype float64")
         writer = TrajectoryWriter.create(
             out, config=config_dict, model_spec=spec, group_names=names,
-            initial_state=_state(model), overwrite=overwrite,
+            initial_state=_state(model, buffers, names), overwrite=overwrite,
             row_shapes=row_shapes(cfg, len(params), sum(p.shape[0] for p in params)),
             filter_layout=filter_layout(params) if cfg.groups == "filter" else None,
             data_arrays={"subset_indices": data.subset_indices,
                          "noisy_indices": data.noisy_indices,
                          "original_labels": data.original_labels},
-            attrs={"rho": rho, "lr": cfg.elr * rho ** 2, "device_used": str(data.x_train.device)})
-    return Run(cfg, out, model, names, params, rho, cfg.elr * rho ** 2, start, writer)
+            attrs={"rho": rho, "lr": base_lr(cfg, rho), "device_used": str(data.x_train.device)})
+    return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers)
+
+
+def base_lr(cfg: TrainConfig, rho: float) -> float:
+    """The learning rate before any schedule: ELR rho^2 on the sphere (eq. (2)), --lr in the
+    whole space (rho is then the initial norm)."""
+    return cfg.lr if cfg.space == "whole" else cfg.elr * rho ** 2
 
 
 def filter_layout(params) -> tuple[np.ndarray, np.ndarray]:
@@ -399,14 +483,14 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
 
 
 def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dict, state: dict,
-                 seconds: float, data: Dataset | None = None) -> None:
+                 seconds: float, data: Dataset | None = None, lr: float | None = None) -> None:
     """Write one epoch (and, with --checkpoint-metrics, the official protocol's metrics of the
     model ``state`` describes, measured on ``data``)."""
     rows = epoch_rows(metrics, groups, filters)
     if run.cfg.checkpoint_metrics:
         test = None if math.isnan(metrics["test_loss"]) else (metrics["test_loss"], metrics["test_accuracy"])
-        run.model.load_state_dict(state)
-        rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, run.lr,
+        run.model.load_state_dict(model_state(state))
+        rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, lr or run.lr,
                                                    run.cfg.groups, test), prefix="checkpoint/"))
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
@@ -414,15 +498,17 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
 
 def nonfinite_message(detail: dict) -> str:
     kept = int(detail.get("epoch", 1)) - 1
+    rate = f"LR {detail['lr']:g}" if "lr" in detail else f"ELR {detail.get('elr', float('nan')):g}"
     return (f"non-finite {' and '.join(detail.get('what', ['values']))} at epoch "
-            f"{detail.get('epoch')}, step {detail.get('step')} (ELR {detail.get('elr', float('nan')):g}); "
+            f"{detail.get('epoch')}, step {detail.get('step')} ({rate}); "
             + (f"epochs up to {kept} are kept" if kept else "no epoch was completed"))
 
 
 def end_nonfinite(run: Run, epoch: int, bad: dict) -> dict:
     """A run whose loss, gradient or parameters went non-finite ends here: the epoch in flight
     is not committed (its state is not finite), the status records where and what (returned)."""
-    detail = {"epoch": epoch, **bad, "elr": run.cfg.elr}
+    name, value = run.cfg.rate
+    detail = {"epoch": epoch, **bad, name.lower(): value}
     run.writer.set_attrs({"status": "nonfinite", "status_detail": json.dumps(detail)})
     return detail
 
@@ -448,18 +534,19 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     try:
         for epoch in range(run.start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            acc = train_epoch(model, params, data, lr, rho, cfg, epoch, on_step)
+            lr_now = epoch_lr(cfg, lr, epoch)
+            acc = train_epoch(model, params, data, lr_now, rho, cfg, epoch, on_step, run.buffers)
             bad = acc.nonfinite()
             if bad is not None:
                 end_nonfinite(run, epoch, bad)
                 break
-            metrics, groups, filters = acc.metrics(lr)
+            metrics, groups, filters = acc.metrics(lr_now)
             if is_eval_epoch(cfg, epoch):
                 metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
             else:
                 metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
-            commit_epoch(run, epoch, metrics, groups, filters, _state(model),
-                         time.perf_counter() - t0, data)
+            commit_epoch(run, epoch, metrics, groups, filters, run.state(),
+                         time.perf_counter() - t0, data, lr_now)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             report.update(line=epoch_line(epoch, cfg.epochs, metrics))

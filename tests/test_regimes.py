@@ -117,13 +117,13 @@ def test_criteria_are_configurable():
 
 
 def test_sweep_checks_report_disorder_and_duplicates():
-    rows = [{"elr": e, "regime": r, "path": p} for e, r, p in
+    rows = [{"rate": e, "regime": r, "path": p} for e, r, p in
             ((1e-3, 1, "a"), (2e-3, 2, "b"), (5e-3, 1, "c"), (5e-3, None, "d"), (1e-2, 3, "a"))]
     res = sweep_checks(rows)
     assert not res["ordered"]
-    assert res["out_of_order"] == [{"elr": 2e-3, "regime": 2, "next_elr": 5e-3, "next_regime": 1}]
-    assert res["duplicate_elrs"] == [5e-3] and len(res["duplicate_files"]) == 1
-    assert res["largest_regime1_elr"] == 5e-3 and res["smallest_regime3_elr"] == 1e-2
+    assert res["out_of_order"] == [{"rate": 2e-3, "regime": 2, "next_rate": 5e-3, "next_regime": 1}]
+    assert res["duplicate_rates"] == [5e-3] and len(res["duplicate_files"]) == 1
+    assert res["largest_regime1_rate"] == 5e-3 and res["smallest_regime3_rate"] == 1e-2
 
 
 def test_cli(tmp_path, tiny, cli):
@@ -164,7 +164,7 @@ def test_a_real_sweep_shows_the_three_regimes_in_order(tmp_path, tiny):
     sweep([1e-3, 1e-2, 0.1], str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
     res = regimes([str(tmp_path / "sw")])
     assert [r["regime"] for r in res["rows"]] == [1, 2, 3], [(r["elr"], r["name"], r["reason"]) for r in res["rows"]]
-    assert res["ordered"] and res["largest_regime1_elr"] == 1e-3 and res["smallest_regime3_elr"] == 0.1
+    assert res["ordered"] and res["largest_regime1_rate"] == 1e-3 and res["smallest_regime3_rate"] == 0.1
     one, two, three = res["rows"]
     assert two["ess_spread"] < 0.2 < min(one["ess_spread"], three["ess_spread"])
     assert two["trend_p_falling"] > 0.01 and three["random_guess"] and not two["random_guess"]

@@ -194,6 +194,24 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--rho", type=_number(float, True), default=S,
                    help="sphere radius (default: the initial total norm of the SI weights)")
     g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
+    g = p.add_argument_group("outside the sphere (Section 6)")
+    g.add_argument("--space", choices=("sphere", "whole"), default=S,
+                   help="sphere: projected SGD at a fixed ELR (the paper's setting); whole: plain "
+                   "SGD in the whole parameter space at --lr (default sphere)")
+    if with_elr:
+        g.add_argument("--lr", type=_number(float, True), default=S,
+                       help="learning rate of --space whole (default: none; required there)")
+    g.add_argument("--weight-decay", type=_number(float, low=0.0, high=float("inf")), default=S,
+                   help="L2 weight decay of --space whole, as torch.optim.SGD (default 0; paper: "
+                   "1e-4 ConvNet, 5e-4 ResNet-18)")
+    g.add_argument("--momentum", type=_number(float, low=0.0, high=1.0), default=S,
+                   help="heavy-ball momentum of --space whole, as torch.optim.SGD (default 0)")
+    g.add_argument("--schedule", choices=("constant", "cosine"), default=S,
+                   help="learning-rate schedule over the epochs: constant, or cosine annealing to "
+                   "0 stepped per epoch (default constant)")
+    g.add_argument("--conventional", action="store_true", default=S,
+                   help="conventional network: BatchNorm scale and shift learnable, a trainable "
+                   "last layer with bias; trains every weight (needs --space whole)")
     g.add_argument("--batch-size", type=_number(int, True), default=S, help="default 128")
     g.add_argument("--init-seed", type=_number(int), default=S, help="initialisation seed (default 0)")
     g.add_argument("--data-seed", type=_number(int), default=S,
@@ -213,6 +231,22 @@ def add_training_options(p, with_elr: bool = True):
                    help="SI groups whose metrics are logged: every filter (output channel, as "
                    "the paper's Fig. 4) and each layer, or layers only (default filter)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def check_rate_options(given: dict, sweep: bool = False) -> None:
+    """--elr belongs to the sphere, --lr to the whole space; --conventional implies the whole
+    space (one-line errors for the mixes)."""
+    from ..errors import LandscapeError
+    if given.get("conventional") and "space" not in given:
+        given["space"] = "whole"
+    whole = given.get("space") == "whole"
+    flag = "--elrs" if sweep else "--elr"
+    if whole and "elr" in given:
+        raise LandscapeError(f"{flag} is the sphere's parameter: with --space whole give "
+                             f"{'--lrs' if sweep else '--lr'}")
+    if not whole and "lr" in given:
+        raise LandscapeError(f"{'--lrs' if sweep else '--lr'} trains in the whole space: add "
+                             f"--space whole (on the sphere give {flag})")
 
 
 def print_table(traj, rows: int | None = 20, epochs=None) -> None:

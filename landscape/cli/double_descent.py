@@ -52,14 +52,14 @@ def print_double_descent(result: dict) -> None:
     from ..regimes import SOURCE_TEXT
     rows = result["rows"]
     print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
-    print(f"{'ELR':>9} {'noise':>6} {'regime':>12} {'DD':>5} {'p':>7} {'peak_ep':>8} {'width':>6} "
+    print(f"{(rows[0]['rate_name'] if rows else 'ELR'):>9} {'noise':>6} {'regime':>12} {'DD':>5} {'p':>7} {'peak_ep':>8} {'width':>6} "
           f"{'height':>7} {'descent':>7} {'egn_peak':>8} {'|diff|':>6}  file")
 
     def g(r, key, fmt):
         return "-" if r.get(key) is None else format(r[key], fmt)
     for r in rows:
         dd = {True: "yes", False: "no", None: "?"}[r["double_descent"]]
-        print(f"{r['elr']:>9.3g} {r['label_noise']:>6.2f} {r['regime_name']:>12} {dd:>5} "
+        print(f"{r['rate']:>9.3g} {r['label_noise']:>6.2f} {r['regime_name']:>12} {dd:>5} "
               f"{g(r, 'p_value', '.3g'):>7} {g(r, 'peak_epoch', '.0f'):>8} {g(r, 'peak_width', '.0f'):>6} "
               f"{g(r, 'height', '.4f'):>7} {g(r, 'second_descent', '.4f'):>7} "
               f"{g(r, 'egn_peak_epoch', '.0f'):>8} {g(r, 'epochs_between_peaks', '.0f'):>6}  {r['path']}")

@@ -9,24 +9,27 @@ from .common import write_outputs
 
 def print_regimes(result: dict) -> None:
     print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
-    print(f"{'ELR':>10}  {'regime':<16} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
+    name = result["rate_name"]
+    if result["mixed_spaces"]:
+        print("warning: the runs mix the sphere (ELR) and the whole space (LR); their rates do not compare")
+    print(f"{name:>10}  {'regime':<16} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
           f"{'mean_egn':>9} {'test_acc':>8}  file / reason")
     for r in result["rows"]:
         if r["name"] == "nonfinite":
             label = f"- nonfinite (ep. {r.get('nonfinite_epoch')})"
         else:
             label = f"{r['regime'] or '-'} {r['name']}"
-        print(f"{r['elr']:>10.3g}  {label:<16} {r['final_train_loss']:>10.4g} "
+        print(f"{r['rate']:>10.3g}  {label:<16} {r['final_train_loss']:>10.4g} "
               f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
               f"{r['mean_effective_grad_norm']:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
               + (f"  ({r['reason']})" if r.get("reason") else ""))
-    print(f"largest regime-1 ELR: {result['largest_regime1_elr']}; smallest regime-3 ELR: "
-          f"{result['smallest_regime3_elr']} (between determined runs)")
+    print(f"largest regime-1 {name}: {result['largest_regime1_rate']}; smallest regime-3 {name}: "
+          f"{result['smallest_regime3_rate']} (between determined runs)")
     if not result["ordered"]:
-        print("NOT ORDERED in ELR: " + "; ".join(
-            f"ELR {o['elr']:g} is {o['regime']} but ELR {o['next_elr']:g} is {o['next_regime']}"
+        print(f"NOT ORDERED in {name}: " + "; ".join(
+            f"{name} {o['rate']:g} is {o['regime']} but {name} {o['next_rate']:g} is {o['next_regime']}"
             for o in result["out_of_order"]))
-    for key, what in (("duplicate_elrs", "ELRs"), ("duplicate_files", "files")):
+    for key, what in (("duplicate_rates", f"{name}s"), ("duplicate_files", "files")):
         if result[key]:
             print(f"duplicate {what}: " + ", ".join(map(str, result[key])))
     print_skipped(result["skipped"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import LandscapeError
-from .common import add_training_options, print_table, S
+from .common import S, add_training_options, check_rate_options, print_table
 
 
 def add_parser(sub):
@@ -27,6 +27,7 @@ def add_parser(sub):
 def run(args):
     from ..training import TrainConfig, train
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    check_rate_options(given)
     progress = False if args.quiet else None
     if hasattr(args, "resume"):
         if args.out not in (None, args.resume):
@@ -34,7 +35,8 @@ def run(args):
         traj = train(out=args.resume, resume=True, progress=progress, **given)
     else:
         cfg = TrainConfig(**given)
-        out = args.out or f"runs/{cfg.model}-{cfg.dataset}-elr{cfg.elr:g}.h5"
+        name, value = cfg.rate if cfg.space == "whole" else ("ELR", cfg.elr)
+        out = args.out or f"runs/{cfg.model}-{cfg.dataset}-{name.lower()}{value:g}.h5"
         traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress)
     if not args.quiet:
         print_table(traj, rows=10)

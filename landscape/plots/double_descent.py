@@ -29,7 +29,7 @@ def plot_double_descent(result: dict, path: str) -> None:
         tw.set_yscale("log")
         verdict = {True: "double descent", False: "no double descent", None: "undetermined"}[r["double_descent"]]
         p = "" if r["p_value"] is None else f", p = {r['p_value']:.3g}"
-        ax.set_title(f"ELR {r['elr']:.3g}, noise {r['label_noise']:.0%}, {r['regime_name']}\n{verdict}{p}",
+        ax.set_title(f"{r['rate_name']} {r['rate']:.3g}, noise {r['label_noise']:.0%}, {r['regime_name']}\n{verdict}{p}",
                      fontsize=8)
     handles = [h for a in (axes[0], twins[0]) for h in a.get_legend_handles_labels()[0]] if twins else []
     axes[0].legend(handles=handles, fontsize=6, loc="upper right")

@@ -12,7 +12,8 @@ def plot_regimes(result: dict, path: str) -> None:
     runs' tail means as dots in their regime's colour; (c) each run's ESS spread against ELR
     with the 'equalised' threshold; (d) test error against ELR over bands of the regimes."""
     rows = result["rows"]
-    elrs = np.array([r["elr"] for r in rows])
+    elrs = np.array([r["rate"] for r in rows])
+    name = result.get("rate_name", "ELR")
     colors, mappable = ordered_colors(elrs)
     styles = {1: "-", 2: "--", 3: ":", None: "-."}
     fig, axes = new_figure(4, 4.7, 4.0, max_cols=2)
@@ -30,14 +31,14 @@ def plot_regimes(result: dict, path: str) -> None:
     axes[1].set(xlabel="train loss", ylabel="mean stochastic effective gradient norm", xscale="log",
                 yscale="log", title="effective gradient norm vs train loss\n(dots: tail means, regime colour)")
     regime_legend(axes[1], loc="lower left")
-    colorbar(fig, mappable, axes[:2], "ELR (effective learning rate)")
+    colorbar(fig, mappable, axes[:2], "ELR (effective learning rate)" if name == "ELR" else f"{name} (learning rate)")
     ax = axes[2]
     spread = np.array([r.get("ess_spread", np.nan) for r in rows])
     ax.scatter(elrs, spread, c=[REGIME_COLORS[r["regime"]] for r in rows], s=24, zorder=3,
                edgecolor="k", lw=0.5)
     for th in sorted({r.get("ess_threshold") for r in rows if r.get("ess_threshold") is not None}):
         ax.axhline(th, color="k", ls="--", lw=0.8, label=f"equalised below {th:g}")
-    ax.set(xscale="log", xlabel="ELR", ylabel="ESS spread (std / mean over SI groups)",
+    ax.set(xscale="log", xlabel=name, ylabel="ESS spread (std / mean over SI groups)",
            title="effective step sizes equalise in regime 2")
     if np.any(np.isfinite(spread) & (spread > 0)):
         ax.set_yscale("log")
@@ -50,7 +51,7 @@ def plot_regimes(result: dict, path: str) -> None:
         for r, lo, hi in zip(rows, edges[:-1], edges[1:]):
             ax.axvspan(lo, hi, color=REGIME_COLORS[r["regime"]], alpha=0.18, lw=0)
     ax.plot(elrs, err, "ko-", ms=3)
-    ax.set(xscale="log", xlabel="ELR", ylabel="test error (1 - accuracy)",
+    ax.set(xscale="log", xlabel=name, ylabel="test error (1 - accuracy)",
            title="test error over the regimes (bands)")
     regime_legend(ax, loc="best")
     save_figure(fig, path)
