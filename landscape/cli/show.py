@@ -24,11 +24,12 @@ def show_folder(folder: str) -> None:
     import os
     from ..errors import LandscapeError
     from ..trajectory import Trajectory
+    from ..training import rate_of
     paths = sorted(glob.glob(os.path.join(folder, "*.h5")))
     if not paths:
         raise LandscapeError(f"{folder} is a folder with no trajectories (*.h5): give a trajectory file")
     print(f"{folder}: {len(paths)} trajectories")
-    print(f"{'file':<28} {'kind':<6} {'ELR':>9} {'epochs':>7} {'status':<10} {'train_loss':>10} {'test_acc':>8}")
+    print(f"{'file':<28} {'kind':<6} {'rate':>12} {'epochs':>7} {'status':<10} {'train_loss':>10} {'test_acc':>8}")
     for path in paths:
         try:
             t = Trajectory(path)
@@ -37,7 +38,12 @@ def show_folder(folder: str) -> None:
             continue
         m = t.metrics
         last = lambda k: f"{m[k][-1]:.4g}" if k in m and len(m[k]) else "-"
-        print(f"{os.path.basename(path):<28} {t.kind:<6} {t.config.get('elr', float('nan')):>9.3g} "
+        if t.kind == "train":
+            name, value = rate_of(t.config)
+            rate = f"{name} {value:.3g}"
+        else:
+            rate = f"ELR {t.config.get('elr', float('nan')):.3g}"
+        print(f"{os.path.basename(path):<28} {t.kind:<6} {rate:>12} "
               f"{t.epochs_complete:>7d} {t.status:<10} {last('train_loss'):>10} {last('test_accuracy'):>8}")
 
 
