@@ -4,7 +4,6 @@ machine noise hits both alike; the ratio is what counts.
 
     python benchmarks/groups_overhead.py [--epochs 5] [--rounds 4] [--model convnet] [--width 32]
 """
-import argparse
 import os
 import tempfile
 import time
@@ -12,7 +11,7 @@ import time
 import torch
 
 from landscape import train
-from timing import interleaved
+from timing import interleaved, training_args
 
 
 def run(args, folder, groups):
@@ -22,14 +21,7 @@ def run(args, folder, groups):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--model", default="convnet")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", default="data")
-    args = p.parse_args()
+    args = training_args(__doc__)
     with tempfile.TemporaryDirectory() as folder:
         t = interleaved({g: (lambda g=g: run(args, folder, g)) for g in ("layer", "filter")}, args.rounds)
     layer, filt = t["layer"] / args.epochs, t["filter"] / args.epochs

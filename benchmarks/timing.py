@@ -26,3 +26,18 @@ def interleaved(contenders: dict, rounds: int) -> dict:
         for name, fn in contenders.items():
             times[name].append(seconds(fn))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def training_args(description: str | None = None, device: bool = True):
+    """The options every training benchmark takes: --epochs, --rounds, --model, --width,
+    --device (unless ``device`` is False: CPU only), --data-root."""
+    import argparse
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--model", default="convnet")
+    p.add_argument("--width", type=int, default=32)
+    if device:
+        p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default="data")
+    return p.parse_args()

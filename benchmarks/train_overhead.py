@@ -4,7 +4,6 @@ both alike; the ratio is what counts.
 
     python benchmarks/train_overhead.py [--epochs 5] [--rounds 4] [--model convnet] [--width 32]
 """
-import argparse
 import os
 import tempfile
 import time
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from landscape import build_model, load_dataset, model_spec, train
 from landscape.data import train_batches
 from landscape.training import evaluate
-from timing import interleaved
+from timing import interleaved, training_args
 
 
 def bare_run(args, data):
@@ -41,13 +40,7 @@ def landscape_run(args, folder):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--model", default="convnet")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--data-root", default="data")
-    args = p.parse_args()
+    args = training_args(__doc__, device=False)
     data = load_dataset("mnist1d", args.data_root)
     with tempfile.TemporaryDirectory() as folder:
         t = interleaved({"bare": lambda: bare_run(args, data),

@@ -5,7 +5,6 @@ is what counts (the goal: within 10 %).
 
     python benchmarks/whole_space_overhead.py [--epochs 5] [--rounds 4] [--model convnet] [--width 32]
 """
-import argparse
 import os
 import tempfile
 import time
@@ -13,7 +12,7 @@ import time
 import torch
 
 from landscape import train
-from timing import interleaved
+from timing import interleaved, training_args
 
 SETTINGS = {
     "sphere": dict(elr=1e-3),
@@ -28,14 +27,7 @@ def run(args, folder, name):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--model", default="convnet")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", default="data")
-    args = p.parse_args()
+    args = training_args(__doc__)
     with tempfile.TemporaryDirectory() as folder:
         t = interleaved({n: (lambda n=n: run(args, folder, n)) for n in SETTINGS}, args.rounds)
     sphere, whole = t["sphere"] / args.epochs, t["whole"] / args.epochs

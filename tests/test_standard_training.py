@@ -1,6 +1,5 @@
 """Section 6 (issue 15): training outside the sphere on the same path, against hand-written
 torch.optim loops; the norm's dynamics, schedules, the non-finite path, resumption, sweeps."""
-import math
 
 import numpy as np
 import pytest
