@@ -7,8 +7,10 @@ classes, ln C = the loss of a uniform guess), with the evidence for each label:
                 -sample tests see trends in it); one-sided p-value for a fall, Theil-Sen slope
     ESS spread  std/mean over the SI groups (filters when logged, else layers) of their tail-mean
                 effective step sizes: ~0 when they have equalised (Sec. 3.2, Fig. 4)
-    1 convergence   the loss falls significantly (p < ``trend_alpha``) with unequal ESS, or it
-                    has reached a low level (final <= ``low_loss_fraction`` ln C) with unequal ESS
+    1 convergence   the loss falls significantly (p < ``trend_alpha``) with unequal ESS and does
+                    not end at the uniform guess (loss ~ ln C with chance accuracy), or it has
+                    reached a low level (final <=
+                    ``low_loss_fraction`` ln C) with unequal ESS
     2 equilibrium   no significant fall, a level away from zero and from random guessing, and
                     equalised ESS (spread <= ``ess_equal_filter`` / ``ess_equal_layer``)
     3 divergence    random-guess accuracy (<= 1/C + ``random_accuracy_margin``) and loss
@@ -119,8 +121,16 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     if random_guess and not falling:
         regime = 3
     elif falling:
+        # ending at the uniform guess itself (loss ~ ln C, chance accuracy), not above it: a run
+        # still falling from a bad start sits above ln C
+        final_random = (abs(final - random_loss) <= (1 - c.random_loss_fraction) * random_loss and
+                        acc[-max(1, int(round(c.final_fraction * len(acc)))):].mean()
+                        <= 1.0 / num_classes + c.random_accuracy_margin)
         if equal:
             reason = "the loss still falls but the effective step sizes have equalised"
+        elif final_random:  # e.g. an exploded run whose annealed LR brings it back to guessing
+            reason = (f"the loss falls but ends at random guessing (final {final:.3g} ~ ln C = "
+                      f"{random_loss:.3g}, accuracy at chance)")
         else:
             regime = 1
     elif equal is None:

@@ -67,6 +67,18 @@ def test_plateau_with_an_excursion_at_the_start_of_the_tail_is_equilibrium():
     assert label(loss, np.full(200, 0.7), "equal") == 2
 
 
+def test_a_fall_that_ends_at_random_guessing_is_not_convergence():
+    """An exploded run (conventional training, cosine LR) whose loss falls from 1e16 back to
+    the guessing level ln C: falling, yet not converging."""
+    # as a real run (conventional ConvNet, LR 10, cosine): explosions, then a slow slide from
+    # 2.32 down to ln 10 = 2.303 while the annealed LR reaches 0
+    real_tail = [2.788e15, 2.688e15, 2.028e9, 1.320e10, 2.422, 2.320, 2.315, 2.319, 2.321, 2.316, 2.311,
+                 2.310, 2.314, 2.310, 2.311, 2.307, 2.306, 2.306, 2.307, 2.304, 2.305, 2.303, 2.303, 2.303, 2.303]
+    loss = np.r_[10 ** rng.uniform(9, 16, 75), real_tail]  # the tail: that run's last 25 epochs
+    out = classify_curve(loss, np.full(100, 0.1), C, None, ess("unequal", 100))
+    assert out["falling"] and out["regime"] is None and "random guessing" in out["reason"]
+
+
 def test_short_runs_are_undetermined_with_the_reason():
     for n in (3, 5, 9):
         out = classify_curve(np.linspace(2, 1, n), np.full(n, 0.5), C, None, ess("unequal", n))

@@ -13,7 +13,7 @@
 #     -o runs/cifar10-resnet18-conv-cosine
 set -euo pipefail
 EPOCHS=${EPOCHS:-100}
-LRS=${LRS:-1e-2:10:7}
+LRS=${LRS:-1e-2:1e2:9}
 # the SI net equilibrates its norm in about 1/(lr wd) steps at an ELR near sqrt(2 lr wd)/grad:
 # at CPU scale (100 epochs) weight decay 1e-3 and LRs up to 1e3 reach regimes 2 and 3 (the
 # paper: 1e-4 over far longer runs)
