@@ -119,8 +119,14 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
         base.lr = elrs[0]  # every run's own LR is set below
     base.validate()
     device = resolve_device(base.device)
-    if strategy == "auto":  # measured: processes win on a CPU, one batched model on a GPU
-        strategy = "vectorised" if device.type == "cuda" else "processes"
+    # batched models do not take the speed options yet (bf16 autocast fails inside vmap's
+    # functional BatchNorm; compile and channels-last are per-model)
+    per_model = base.precision != "float32" or base.compile or base.channels_last
+    if strategy == "auto":  # processes win on a CPU; on a GPU the batched model, as designed
+        strategy = "vectorised" if device.type == "cuda" and not per_model else "processes"
+    if strategy == "vectorised" and per_model:
+        raise LandscapeError("--precision bf16, --compile and --channels-last train one model per "
+                             "process: use --strategy processes (or auto)")
     shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("elr", "lr", "device")}
 
     os.makedirs(out_dir, exist_ok=True)

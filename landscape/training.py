@@ -70,6 +70,10 @@ class TrainConfig:
     momentum: float = 0.0             # whole space only
     schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
     conventional: bool = False        # BN affine on, trainable last layer with bias (whole space)
+    # speed (issue 16): numerics of the forward/backward only; steps, norms and metrics stay exact
+    precision: str = "float32"        # float32 | bf16 (autocast of forward and backward)
+    channels_last: bool = False       # 2-D convolutions in channels-last memory layout
+    compile: bool = False             # torch.compile of the training forward pass
 
     def validate(self) -> None:
         def positive(name, value, kind=float):
@@ -92,6 +96,10 @@ class TrainConfig:
             raise LandscapeError(f"--groups must be filter or layer, got {self.groups!r}")
         if self.dtype not in ("float32", "float64"):
             raise LandscapeError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise LandscapeError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "bf16" and self.dtype != "float32":
+            raise LandscapeError("--precision bf16 autocasts a float32 model: drop --dtype float64")
         if self.space not in SPACES:
             raise LandscapeError(f"--space must be one of {', '.join(SPACES)}, got {self.space!r}")
         if self.schedule not in SCHEDULES:
@@ -134,6 +142,7 @@ class TrainConfig:
 # what a configuration stored before an option existed meant by its absence
 LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer"}
 SPACES = ("sphere", "whole")
+PRECISIONS = ("float32", "bf16")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -249,9 +258,12 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     (``.metrics(lr)``, ``.nonfinite()``)."""
     model.train()
     acc = EpochAccumulator()
+    forward = compiled(model) if cfg.compile else model
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                               cfg.augment_padding):
-        grads = measure_batch(model, params, x, y, lr, cfg.groups, acc)
+        if cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
         if cfg.space == "whole":
             acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
         else:
@@ -264,16 +276,36 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     return acc
 
 
-def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator):
+def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
+                  precision: str = "float32"):
     """Loss, accuracy and the SI statistics of one mini-batch into ``acc``; returns the SI
-    gradients (training steps with them; the checkpoint protocol only measures)."""
-    out = model(x)
+    gradients (training steps with them; the checkpoint protocol only measures). With
+    ``precision='bf16'`` the forward pass (and so the backward) runs under bf16 autocast; the
+    loss is taken in float32 and the gradients come out in the parameters' float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x)
+    out = out.float() if precision == "bf16" else out
     loss = F.cross_entropy(out, y)
     grads = torch.autograd.grad(loss, params)
     with torch.no_grad():
         acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss,
                 (out.argmax(1) == y).sum(), len(y))
     return grads
+
+
+_COMPILED = {}
+
+
+def compiled(model):
+    """``torch.compile`` of the model's forward, made once per model (the backend from
+    LANDSCAPE_COMPILE_BACKEND, default inductor; the tests use aot_eager, which compiles in
+    seconds)."""
+    import os
+    key = id(model)
+    if key not in _COMPILED or _COMPILED[key][0] is not model:
+        backend = os.environ.get("LANDSCAPE_COMPILE_BACKEND", "inductor")
+        _COMPILED[key] = (model, torch.compile(model, backend=backend))
+    return _COMPILED[key][1]
 
 
 def is_eval_epoch(cfg: "TrainConfig", epoch: int) -> bool:
@@ -375,6 +407,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device=data.x_train.device, dtype=getattr(torch, cfg.dtype))
+    if cfg.channels_last and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)
     named = si_groups(model)
     names = [n for n, _ in named]
     params = [p for _, p in named]

@@ -231,6 +231,14 @@ def add_training_options(p, with_elr: bool = True):
                    help="SI groups whose metrics are logged: every filter (output channel, as "
                    "the paper's Fig. 4) and each layer, or layers only (default filter)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    g = p.add_argument_group("speed")
+    g.add_argument("--precision", choices=("float32", "bf16"), default=S,
+                   help="bf16: forward and backward under bf16 autocast; parameters, the step, "
+                   "norms and every logged metric stay float32 (default float32)")
+    g.add_argument("--channels-last", action="store_true", default=S,
+                   help="2-D convolutions in channels-last memory layout (faster on GPUs)")
+    g.add_argument("--compile", action="store_true", default=S,
+                   help="torch.compile the training forward pass (pays a compilation first)")
 
 
 def check_rate_options(given: dict, sweep: bool = False) -> None:

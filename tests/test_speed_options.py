@@ -1,0 +1,81 @@
+"""Speed options (issue 16) keep the numerics that matter: bf16 autocast tracks float32 while the
+sphere norm and eq. (3) stay exact; channels-last and torch.compile change nothing but speed.
+GPU paths, tested here on the CPU with the same logic."""
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import train
+from landscape.data import Dataset
+from landscape.models import build_model, model_spec, si_groups
+from landscape.sphere import group_sq_norms
+from landscape.training import TrainConfig, train_epoch
+
+
+@pytest.fixture
+def regime1(data_root):
+    return dict(model="convnet", width=8, dataset="mnist1d", data_root=data_root, train_subset=512,
+                batch_size=64, epochs=10, elr=3e-4, device="cpu", save_every=10)
+
+
+def test_bf16_tracks_float32_and_keeps_the_sphere_exact(tmp_path, regime1):
+    f32 = train(out=str(tmp_path / "f32.h5"), progress=False, **regime1)
+    bf16 = train(out=str(tmp_path / "bf16.h5"), progress=False, precision="bf16", **regime1)
+    ratio = bf16.metrics["train_loss"] / f32.metrics["train_loss"]
+    assert np.all(np.abs(ratio - 1) < 0.10), ratio           # measured: within 7 %
+    assert abs(bf16.metrics["test_accuracy"][-1] - f32.metrics["test_accuracy"][-1]) < 0.05
+    rho = float(bf16.attrs["rho"])
+    total = np.sqrt((bf16.group_metrics["rho_end"] ** 2).sum(1))
+    np.testing.assert_allclose(total, rho, rtol=1e-6)        # the projection is float32-exact
+    np.testing.assert_allclose(bf16.metrics["elr"], 3e-4, rtol=1e-6)  # eq. (3) on the logged ELRs
+    np.testing.assert_allclose(1 / (1 / bf16.group_metrics["elr"]).sum(1), bf16.metrics["elr"], rtol=1e-9)
+    assert all(v.dtype == torch.float32 for v in bf16.state_dict().values() if v.is_floating_point())
+
+
+def random_images(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return Dataset("random-images", x, y, x[:32], y[:32], 10)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet18"])
+def test_channels_last_changes_nothing_but_the_layout(name):
+    data = random_images()
+    runs = {}
+    for channels_last in (False, True):
+        cfg = TrainConfig(model=name, width=4, batch_size=32, channels_last=channels_last, dtype="float64")
+        model = build_model(model_spec(name, (3, 8, 8), 10, width=4), 0).double()
+        data.x_train = data.x_train.double()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        params = [p for _, p in si_groups(model)]
+        rho = float(group_sq_norms(params).sum().sqrt())
+        for epoch in (1, 2):
+            acc = train_epoch(model, params, data, 0.05 * rho ** 2, rho, cfg, epoch)
+        runs[channels_last] = ({k: v.contiguous() for k, v in model.state_dict().items()}, acc.metrics(0.05)[0])
+        if channels_last:
+            conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for k, v in runs[False][0].items():
+        torch.testing.assert_close(runs[True][0][k], v, rtol=1e-6, atol=1e-9)  # summation order only
+    assert math.isclose(runs[True][1]["train_loss"], runs[False][1]["train_loss"], rel_tol=1e-7)
+
+
+def test_compile_equals_eager(tmp_path, regime1, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")  # inductor needs minutes of C++ here
+    kw = dict(regime1, epochs=3)
+    eager = train(out=str(tmp_path / "e.h5"), progress=False, **kw)
+    comp = train(out=str(tmp_path / "c.h5"), progress=False, compile=True, **kw)
+    for k, v in eager.state_dict().items():
+        torch.testing.assert_close(comp.state_dict()[k], v, rtol=1e-6, atol=1e-7)
+
+
+def test_bad_speed_options(cli, tmp_path):
+    code, _, err = cli(["train", "--precision", "bf16", "--dtype", "float64", "-o", str(tmp_path / "x.h5")])
+    assert code == 2 and "drop --dtype float64" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(["train", "--precision", "fp8", "-o", str(tmp_path / "x.h5")])
+    assert code == 2 and "--precision" in err
