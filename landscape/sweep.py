@@ -105,9 +105,17 @@ def _status(path: str, epochs: int) -> tuple[str, int]:
 
 def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strategy: str = "auto",
           chunk: int | None = None, workers: int | None = None, progress: bool | None = None,
+          executor: str = "local", executor_options: dict | None = None, shard: str | None = None,
           **overrides) -> dict:
     """Train one run per ELR (``--space whole``: per LR, the same grid grammar) into
-    ``out_dir``; returns the sweep index."""
+    ``out_dir``; returns the sweep index. ``executor``: 'local' (the ``strategy`` on this
+    machine), 'ray' or 'slurm' (``executor_options``: see ``executors.run_ray`` /
+    ``run_slurm``); ``shard`` 'I/N' or 'slurm': train only every N-th run from the I-th, so that
+    job arrays, Hydra or W&B agents can share one folder."""
+    from .executors import EXECUTORS, parse_shard
+    if executor not in EXECUTORS:
+        raise LandscapeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    shard_of = parse_shard(shard)
     if isinstance(elrs, str):
         elrs = parse_grid(elrs)
     if strategy not in STRATEGIES:
@@ -131,50 +139,93 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
 
     os.makedirs(out_dir, exist_ok=True)
     index_path = os.path.join(out_dir, INDEX)
+    where = {"executor": executor, "strategy": strategy, "chunk": chunk, "workers": workers,
+             "options": executor_options or {}, "shard": shard_of}
+    if shard_of is not None:  # shards share the folder: the index lock only around its writes
+        return _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shared_folder=True)
     # one sweep per folder at a time: a second one is refused with the first one's details
     with WriterLock(index_path, f"sweep {out_dir}"):
-        return _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, workers, progress)
+        return _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress)
 
 
-def _sweep_locked(elrs, out_dir, index_path, base, shared, strategy, chunk, workers, progress) -> dict:
-    if os.path.exists(index_path):
-        try:
-            old = json.load(open(index_path))
-        except (OSError, ValueError):
-            raise LandscapeError(f"{index_path} is damaged: remove it to start the sweep afresh") from None
-        stored = {**LEGACY, **old.get("config", {})}  # a sweep begun before an option existed
-        if stored != shared:
-            diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
-            raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
-                                 f"differ): pick another --out or repeat its command to continue it")
+def _update_index(index_path: str, update, shared_folder: bool) -> dict:
+    """Read-modify-write of sweep.json; a shard waits its turn for the folder's lock."""
+    if not shared_folder:
+        return update()
+    lock = WriterLock(index_path, "sweep shard: updating sweep.json").acquire(wait=120)
+    try:
+        return update()
+    finally:
+        lock.release()
+
+
+def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shared_folder=False) -> dict:
+    strategy, chunk, workers = where["strategy"], where["chunk"], where["workers"]
+    def check():
+        if os.path.exists(index_path):
+            try:
+                old = json.load(open(index_path))
+            except (OSError, ValueError):
+                raise LandscapeError(f"{index_path} is damaged: remove it to start the sweep afresh") from None
+            stored = {**LEGACY, **old.get("config", {})}  # a sweep begun before an option existed
+            if stored != shared:
+                diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
+                raise LandscapeError(f"{out_dir} holds a sweep with other settings ({', '.join(diff)} "
+                                     f"differ): pick another --out or repeat its command to continue it")
     rate = "lr" if base.space == "whole" else "elr"
     files = [run_file(out_dir, e, rate) for e in elrs]
     status = [_status(f, base.epochs) for f in files]  # (state, epochs done), read once
+    executor = where["executor"]
     index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
+             "executor": executor,
              "runs": [{rate: e, "file": os.path.basename(f), "status": st}
                       for e, f, (st, _) in zip(elrs, files, status)]}
-    _write_index(out_dir, index)
+
+    def first_write():
+        check()
+        _write_index(out_dir, index)
+    _update_index(index_path, first_write, shared_folder)
 
     damaged = [f for f, (st, _) in zip(files, status) if st == "damaged"]
     if damaged:
         raise LandscapeError(f"{', '.join(damaged)}: damaged, cannot be resumed: move "
                              f"{'it' if len(damaged) == 1 else 'them'} away to train afresh")
-    todo = [(e, f) for e, f, (st, _) in zip(elrs, files, status) if st not in FINISHED]
+    todo = [(e, f) for i, (e, f, (st, _)) in enumerate(zip(elrs, files, status)) if st not in FINISHED
+            and (where["shard"] is None or i % where["shard"][1] == where["shard"][0])]
     done_epochs = sum(base.epochs if st in FINISHED else done for st, done in status)
     finished = sum(st in FINISHED for st, _ in status)
     report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
+    placed = {}
     try:
         if todo:
             cfgs = [dataclasses.replace(base, **{rate: e}) for e, _ in todo]
-            if strategy == "processes":
-                _run_processes(cfgs, [f for _, f in todo], workers, report, index, out_dir)
+            outs = [f for _, f in todo]
+            options = where["options"]
+            if executor == "ray":
+                from .executors import run_ray
+                placed = {r["file"]: r for r in run_ray(cfgs, outs, report, **options)}
+            elif executor == "slurm":
+                from .executors import run_slurm
+                placed = {r["file"]: r for r in run_slurm(cfgs, outs, report,
+                                                          os.path.join(out_dir, ".submitit"), **options)}
+            elif strategy == "processes":
+                _run_processes(cfgs, outs, workers, report, index, out_dir)
             else:
-                _run_vectorised(cfgs, [f for _, f in todo], chunk, report)
+                _run_vectorised(cfgs, outs, chunk, report)
     finally:
         report.close()
-        for run in index["runs"]:
-            run["status"] = _status(os.path.join(out_dir, run["file"]), base.epochs)[0]
-        _write_index(out_dir, index)
+
+        def last_write():
+            for run in index["runs"]:
+                path = os.path.join(out_dir, run["file"])
+                run["status"] = _status(path, base.epochs)[0]
+                if path in placed:  # where it ran (host, pid, Slurm job) and any error
+                    run["ran_on"] = {k: v for k, v in placed[path].items() if k not in ("file", "status", "epochs")}
+            _write_index(out_dir, index)
+        _update_index(index_path, last_write, shared_folder)
+    failed = [f"{os.path.basename(r['file'])}: {r.get('error')}" for r in placed.values() if r["status"] == "failed"]
+    if failed:
+        raise LandscapeError("some runs failed (re-run the command to continue them): " + "; ".join(failed))
     return index
 
 
@@ -183,6 +234,7 @@ class SweepProgress:
 
     def __init__(self, runs: int, epochs: int, done_epochs: int, finished: int, progress):
         self.runs, self.epochs, self.finished = runs, epochs, finished
+        self._seen = {}
         self.reporter = Progress(runs * epochs, "sweep", "epoch", progress, initial=done_epochs)
 
     def update(self, out: str, epoch: int, train_loss: float) -> None:
@@ -195,6 +247,19 @@ class SweepProgress:
         """A run that stopped early (non-finite values): finished, with its reason shown."""
         self.finished += 1
         self.reporter.note(f"{os.path.basename(out)}: {message}")
+
+    def run_finished(self, out: str, result: dict) -> None:
+        """A run trained elsewhere (a Ray or Slurm task) has returned: its epochs at once."""
+        from .trajectory import Trajectory
+        try:
+            done = Trajectory(out).epochs_complete
+        except LandscapeError:
+            done = 0
+        self.finished += result["status"] != "failed"
+        line = (f"{os.path.basename(out)}: {result['status']} ({done}/{self.epochs} epochs) on "
+                f"{result.get('host', '?')}  runs finished {self.finished}/{self.runs}")
+        self.reporter.update(n=max(0, done - self._seen.get(out, 0)), line=line, postfix=line)
+        self._seen[out] = done
 
     def close(self) -> None:
         self.reporter.close()

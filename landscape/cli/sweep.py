@@ -25,6 +25,27 @@ def add_parser(sub):
                    help="auto: processes on a CPU, vectorised on a GPU")
     p.add_argument("--chunk", type=_number(int, True), help="vectorised: at most N models at once")
     p.add_argument("--workers", type=_number(int, True), help="processes: pool size (default: CPU count)")
+    g = p.add_argument_group("beyond one machine")
+    g.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                   help="local: --strategy on this machine; ray: one Ray task per run; slurm: a "
+                   "submitit job array")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join, e.g. ray://head:10001 or auto (default: start a local instance)")
+    g.add_argument("--gpus-per-run", type=_number(float, low=0.0, high=1e9), default=0.0,
+                   help="ray: GPUs per run, a fraction lets small models share a GPU")
+    g.add_argument("--retries", type=_number(int, low=0, high=1000), default=3,
+                   help="ray / slurm: times a run whose worker died is retried (it resumes)")
+    g.add_argument("--slurm-partition", default=None, help="slurm: partition (default: the cluster's)")
+    g.add_argument("--slurm-time", type=_number(int, True), default=24 * 60, metavar="MINUTES",
+                   help="slurm: time limit per task; a task that hits it is requeued and resumes")
+    g.add_argument("--gpus-per-task", type=_number(int, low=0, high=1000), default=0, help="slurm: GPUs per task")
+    g.add_argument("--array-parallelism", type=_number(int, True), default=256,
+                   help="slurm: tasks of the array running at once")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default=None,
+                   help="submitit's executor: slurm, or local subprocesses (default: slurm when available)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="train only every N-th run from the I-th (I/N), or 'slurm' from the array "
+                   "task id: for job arrays, Hydra or W&B agents sharing one folder (default: all runs)")
     add_training_options(p, with_elr=False)
     p.set_defaults(run=run)
 
@@ -37,10 +58,19 @@ def run(args):
         given["lr"] = 1.0
     check_rate_options(given, sweep=True)
     given.pop("elr", None), given.pop("lr", None)
+    options = {}
+    if args.executor == "ray":
+        options = {"address": args.ray_address, "gpus_per_run": args.gpus_per_run, "retries": args.retries}
+    elif args.executor == "slurm":
+        options = {"cluster": args.slurm_cluster, "partition": args.slurm_partition,
+                   "timeout_min": args.slurm_time, "gpus_per_task": args.gpus_per_task,
+                   "array_parallelism": args.array_parallelism, "retries": args.retries}
     index = sweep(args.elrs if args.elrs is not None else args.lrs, args.out, TrainConfig(**given), strategy=args.strategy,
-                  chunk=args.chunk, workers=args.workers, progress=False if args.quiet else None)
+                  chunk=args.chunk, workers=args.workers, progress=False if args.quiet else None,
+                  executor=args.executor, executor_options=options, shard=args.shard)
     rate = "lr" if given.get("space") == "whole" else "elr"
     print(f"{rate.upper():>10}  {'status':<9} file")
     for run in index["runs"]:
         print(f"{run[rate]:>10g}  {run['status']:<9} {os.path.join(args.out, run['file'])}")
-    print(f"wrote {os.path.join(args.out, INDEX)} (strategy {index['strategy']})")
+    print(f"wrote {os.path.join(args.out, INDEX)} (executor {index['executor']}"
+          + (f", strategy {index['strategy']})" if index["executor"] == "local" else ")"))

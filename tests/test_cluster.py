@@ -1,0 +1,91 @@
+"""Sweeps through Ray and submitit (issue 17): the same trajectories as the local strategy, a
+killed worker retried and resumed, shards sharing one folder. Real engines: a local Ray
+instance and submitit's local executor (subprocesses)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from landscape.errors import LandscapeError
+from landscape.executors import FAULT_ENV, parse_shard
+from landscape.sweep import sweep
+from landscape.trajectory import Trajectory
+
+ELRS = [1e-3, 3e-2]
+
+
+@pytest.fixture
+def cfg(data_root):
+    # float64: chaos at the higher ELR would amplify float32 rounding differences
+    return dict(model="mlp", width=16, depth=2, dataset="mnist1d", data_root=data_root, train_subset=256,
+                batch_size=64, epochs=4, device="cpu", save_every=2, dtype="float64")
+
+
+def assert_same_runs(a_dir, b_dir):
+    for e in ELRS:
+        a, b = Trajectory(os.path.join(a_dir, f"elr{e:g}.h5")), Trajectory(os.path.join(b_dir, f"elr{e:g}.h5"))
+        assert a.epochs_complete == b.epochs_complete == 4 and a.status == b.status == "done"
+        for k in a.metrics:
+            np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
+        for k, v in a.state_dict().items():
+            np.testing.assert_array_equal(b.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory, data_root):
+    out = str(tmp_path_factory.mktemp("local") / "sw")
+    sweep(ELRS, out, strategy="processes", workers=2, progress=False,
+          **dict(model="mlp", width=16, depth=2, dataset="mnist1d", data_root=data_root, train_subset=256,
+                 batch_size=64, epochs=4, device="cpu", save_every=2, dtype="float64"))
+    return out
+
+
+def test_ray_equals_local_and_a_killed_worker_resumes(tmp_path, cfg, local_reference, monkeypatch):
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")  # the first worker to commit epoch 2 dies
+    index = sweep(ELRS, str(tmp_path / "ray"), executor="ray", progress=False,
+                  executor_options={"num_cpus": 2, "retries": 2}, **cfg)
+    assert marker.exists()  # a worker was killed, and its task retried
+    assert [r["status"] for r in index["runs"]] == ["done", "done"]
+    assert all("host" in r["ran_on"] and "pid" in r["ran_on"] for r in index["runs"])
+    assert_same_runs(local_reference, str(tmp_path / "ray"))
+
+
+def test_submitit_equals_local_and_a_killed_task_is_resubmitted(tmp_path, cfg, local_reference, monkeypatch):
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_ENV, f"3:{marker}")
+    index = sweep(ELRS, str(tmp_path / "slurm"), executor="slurm", progress=False,
+                  executor_options={"cluster": "local", "retries": 2}, **cfg)
+    assert marker.exists()
+    assert [r["status"] for r in index["runs"]] == ["done", "done"] and all("job" in r["ran_on"] for r in index["runs"])
+    assert_same_runs(local_reference, str(tmp_path / "slurm"))
+    on_disk = json.load(open(tmp_path / "slurm" / "sweep.json"))
+    assert on_disk["executor"] == "slurm"
+
+
+def test_shards_share_one_folder(tmp_path, cfg, local_reference):
+    out = str(tmp_path / "sharded")
+    args = [sys.executable, "-m", "landscape", "sweep", "--elrs", ",".join(map(str, ELRS)), "-o", out, "-q",
+            "--model", "mlp", "--width", "16", "--depth", "2", "--data-root", cfg["data_root"],
+            "--train-subset", "256", "--batch-size", "64", "--epochs", "4", "--device", "cpu",
+            "--save-every", "2", "--dtype", "float64", "--strategy", "processes", "--workers", "1"]
+    procs = [subprocess.Popen(args + ["--shard", f"{i}/2"], stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    index = json.load(open(os.path.join(out, "sweep.json")))
+    assert [r["status"] for r in index["runs"]] == ["done", "done"]
+    assert_same_runs(local_reference, out)
+
+
+def test_bad_cluster_options(tmp_path, cfg):
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(LandscapeError, match="--shard"):
+            parse_shard(bad)
+    with pytest.raises(LandscapeError, match="SLURM_ARRAY_TASK_ID"):
+        parse_shard("slurm")
+    with pytest.raises(LandscapeError, match="--executor"):
+        sweep(ELRS, str(tmp_path / "x"), executor="kubernetes", progress=False, **cfg)
