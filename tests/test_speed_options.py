@@ -2,7 +2,6 @@
 sphere norm and eq. (3) stay exact; channels-last and torch.compile change nothing but speed.
 GPU paths, tested here on the CPU with the same logic."""
 import math
-import os
 
 import numpy as np
 import pytest
