@@ -7,7 +7,7 @@ import pytest
 
 from landscape import train
 
-PLOT_MODULES = ["sharpness", "toy", "regimes", "double_descent", "interpolation", "evaluation"]
+PLOT_MODULES = ["sharpness", "toy", "regimes", "double_descent", "interpolation", "evaluation", "surface"]
 
 
 @pytest.fixture
@@ -56,6 +56,7 @@ def test_every_plot_command_labels_every_axis(tmp_path, tiny, cli, figures):
         ["regimes", str(sw), "--min-points", "3", "--min-tail", "2"],
         ["double-descent", str(sw), "-q"],
         ["evaluate", run, "--checkpoints", "2,6", "-q"],
+        ["surface", f"{run}@6", "--grid", "-1:1:3", "--trajectory", run, "-q"],
     ]
     for argv in commands:
         before = len(figures)

@@ -14,7 +14,7 @@ from .common import Parser
 
 # one module per command, in the order of `landscape --help`
 COMMANDS = ("train", "show", "export", "repack", "evaluate", "toy", "sharpness", "interpolate",
-            "sweep", "regimes", "double_descent")
+            "sweep", "regimes", "double_descent", "surface")
 
 
 def torch_version() -> str:
@@ -32,9 +32,26 @@ def build_parser() -> Parser:
     return parser
 
 
+# options whose values may start with '-' (a range from a negative number): argparse would read
+# '--grid -1:1:21' as two options, so the value is attached ('--grid=-1:1:21')
+NEGATIVE_VALUES = ("--grid",)
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in NEGATIVE_VALUES and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         code = args.run(args)
     except LandscapeError as e:

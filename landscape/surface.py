@@ -1,0 +1,336 @@
+"""``landscape surface``: the loss on a 2-D slice of parameter space (Li et al. 2018; Garipov et
+al. 2018), exact for scale-invariant networks.
+
+A slice is a map (x, y) -> theta(x, y):
+    around one solution theta with two directions d1, d2 (random, filter-normalised: each filter
+        of d_k rescaled to the norm of the same filter of theta; 1-D tensors, biases and
+        BatchNorm parameters, get no component, as in loss-landscape's default; or the top two
+        PCA directions of a run's checkpoints):
+        flat    theta + x d1 + y d2
+        sphere  the SI part of each d_k projected on the tangent space of the sphere at theta
+                (d <- d - (d.u) u, u = theta/rho), and the SI weights moved along the great circle
+                of v = x d1 + y d2: cos(|v|/rho) theta + sin(|v|/rho) rho v/|v|, so every point
+                keeps the norm rho and a step changes the direction, not the norm; the other
+                parameters move flat
+    through three solutions A, B, C (origin A, x towards B, y towards C, in units of |B - A|):
+        flat    the plane A + x (B - A) + y e2 |B - A|, e2 the unit part of C - A orthogonal to B - A
+        sphere  that plane through the SI directions of A, B, C (each scaled to A's radius),
+                projected radially onto the sphere: every point keeps the norm rho
+Loss and error at every grid point under a BatchNorm mode (``recompute`` fresh statistics, as
+``interpolate``, or ``batch``); checkpoints of a run projected on the slice (least squares in
+the slice's basis) to draw its path.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+
+from .errors import LandscapeError
+from .interpolation import evaluate_point
+
+SPACES = ("sphere", "flat")
+
+
+def parse_grid(text: str) -> np.ndarray:
+    """'LO:HI:N' -> N evenly spaced values."""
+    try:
+        lo, hi, n = text.split(":")
+        lo, hi, n = float(lo), float(hi), int(n)
+    except ValueError:
+        raise LandscapeError(f"--grid {text!r}: write LO:HI:N, e.g. -1:1:21") from None
+    if n < 2 or not hi > lo or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise LandscapeError(f"--grid {text!r}: need LO < HI and N >= 2")
+    return np.linspace(lo, hi, n)
+
+
+def _flat(tensors: dict, names) -> torch.Tensor:
+    return torch.cat([tensors[n].reshape(-1).double() for n in names]) if names else torch.zeros(0, dtype=torch.float64)
+
+
+def _unflat(flat: torch.Tensor, like: dict, names) -> dict:
+    out, i = {}, 0
+    for n in names:
+        k = like[n].numel()
+        out[n] = flat[i:i + k].view_as(like[n]).to(like[n].dtype)
+        i += k
+    return out
+
+
+def filter_normalised(params: dict, generator: torch.Generator) -> dict:
+    """A random Gaussian direction with each filter (slice along dim 0) rescaled to the norm of
+    the same filter of the parameters; 1-D tensors get none (Li et al. 2018)."""
+    out = {}
+    for n, p in params.items():
+        if p.dim() <= 1:
+            out[n] = torch.zeros_like(p, dtype=torch.float64)
+            continue
+        d = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+        w = p.detach().double()
+        dn = d.flatten(1).norm(dim=1).clamp_min(1e-300)
+        wn = w.flatten(1).norm(dim=1)
+        out[n] = d * (wn / dn).view(-1, *([1] * (p.dim() - 1)))
+    return out
+
+
+def tangent(direction: dict, params: dict, si_names) -> dict:
+    """The SI part of ``direction`` projected on the tangent space of the sphere at the SI
+    weights: d - (d . u) u, u = theta / |theta| (jointly over the SI tensors)."""
+    if not si_names:
+        return direction
+    theta, d = _flat(params, si_names), _flat(direction, si_names)
+    u = theta / theta.norm()
+    return {**direction, **_unflat(d - (d @ u) * u, direction, si_names)}
+
+
+class Slice:
+    """theta(x, y) for the slice of the module docstring; ``origin_coords`` and
+    ``marks`` name the solutions' places."""
+
+    def __init__(self, origin: dict, si_names: list, space: str, *, directions=None, solutions=None):
+        if space not in SPACES:
+            raise LandscapeError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+        self.origin = {k: v.detach().double() for k, v in origin.items()}
+        self.names = list(origin)
+        self.si = [n for n in si_names if n in origin] if space == "sphere" else []
+        self.other = [n for n in self.names if n not in self.si]
+        self.space = space
+        self.marks = {"A": (0.0, 0.0)}
+        self.kind = "three" if solutions is not None else "around"
+        if solutions is not None:
+            self._through_three(*[{k: v.detach().double() for k, v in s.items()} for s in solutions])
+        else:
+            d1, d2 = directions
+            if self.si:
+                d1, d2 = tangent(d1, self.origin, self.si), tangent(d2, self.origin, self.si)
+            self.d = [_flat(d1, self.names), _flat(d2, self.names)]
+            self.theta = _flat(self.origin, self.names)
+
+    def _through_three(self, a, b, c):
+        self.theta = _flat(a, self.names)
+        pa, pb, pc = self.theta, _flat(b, self.names), _flat(c, self.names)
+        if self.si:  # SI directions scaled to A's radius: the plane through those points
+            idx = self._si_index()
+            rho = pa[idx].norm()
+            for p in (pb, pc):
+                p[idx] = p[idx] * rho / p[idx].norm()
+        e1 = pb - pa
+        length = e1.norm()
+        if length < 1e-12 * max(1.0, float(pa.norm())):
+            raise LandscapeError("A and B are the same point (on the sphere: the same direction): "
+                                 "the three solutions must span a plane")
+        e1 = e1 / length
+        w = pc - pa
+        e2 = w - (w @ e1) * e1
+        if e2.norm() < 1e-9 * length:
+            raise LandscapeError("A, B and C lie on one line: the three solutions must span a plane")
+        e2 = e2 / e2.norm()
+        self.d = [e1 * length, e2 * length]
+        self.marks = {"A": (0.0, 0.0), "B": (1.0, 0.0),
+                      "C": (float(w @ e1 / length), float(w @ e2 / length))}
+
+    def _si_index(self) -> torch.Tensor:
+        mask, i = [], 0
+        for n in self.names:
+            k = self.origin[n].numel()
+            mask.append(torch.full((k,), n in self.si))
+            i += k
+        return torch.cat(mask)
+
+    def flat_point(self, x: float, y: float) -> torch.Tensor:
+        point = self.theta + x * self.d[0] + y * self.d[1]
+        if not self.si:
+            return point
+        idx = self._si_index()
+        theta = self.theta[idx]
+        rho = theta.norm()
+        if self.kind == "three":  # the plane through the three, projected radially
+            point[idx] = point[idx] * rho / point[idx].norm()
+            return point
+        v = x * self.d[0][idx] + y * self.d[1][idx]  # tangent at theta: the great circle of v
+        nv = v.norm()
+        if nv > 0:
+            point[idx] = math.cos(nv / rho) * theta + math.sin(nv / rho) * rho * v / nv
+        else:
+            point[idx] = theta
+        return point
+
+    def point(self, x: float, y: float) -> dict:
+        return _unflat(self.flat_point(x, y), self.origin, self.names)
+
+    def project(self, params: dict) -> tuple[float, float]:
+        """Least-squares coordinates of a parameter vector in the slice's (flat) basis."""
+        delta = _flat(params, self.names) - self.theta
+        gram = torch.stack([torch.stack([a @ b for b in self.d]) for a in self.d])
+        rhs = torch.stack([a @ delta for a in self.d])
+        xy = torch.linalg.solve(gram, rhs)
+        return float(xy[0]), float(xy[1])
+
+
+def pca_directions(checkpoints: list[dict], names) -> tuple[dict, dict, np.ndarray]:
+    """The top two principal directions of the checkpoints centred at the last one, from the
+    eigenvectors of their Gram matrix (T x T, never the parameters' covariance), each scaled to
+    unit norm; and the share of variance each explains."""
+    X = torch.stack([_flat(c, names) for c in checkpoints])
+    X = X - X[-1]
+    gram = X @ X.T
+    vals, vecs = torch.linalg.eigh(gram)
+    order = torch.argsort(vals, descending=True)[:2]
+    dirs = []
+    for k in order:
+        d = X.T @ vecs[:, k]
+        dirs.append(d / d.norm())
+    like = checkpoints[-1]
+    explained = (vals[order] / vals.clamp_min(0).sum()).numpy()
+    return _unflat(dirs[0], {n: like[n].double() for n in names}, names), \
+        _unflat(dirs[1], {n: like[n].double() for n in names}, names), explained
+
+
+def evaluate_surface(model, sl: Slice, xs, ys, sets: dict, bn: str, criterion, batch_size: int,
+                     bn_inputs, on_point=None) -> dict:
+    """Loss (and error) of every grid point: {'<set>_loss': [len(ys), len(xs)], ...}."""
+    work = copy.deepcopy(model)
+    slots = dict(work.named_parameters())
+    rows = {}
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            with torch.no_grad():
+                for k, v in sl.point(float(x), float(y)).items():
+                    slots[k].copy_(v)
+            for key, value in evaluate_point(work, sets, bn, criterion, batch_size, bn_inputs).items():
+                rows.setdefault(key, np.full((len(ys), len(xs)), np.nan))[i, j] = value
+            if on_point is not None:
+                on_point()
+    return rows
+
+
+def write_vtk(prefix: str, result: dict, key: str = "train_loss") -> list[str]:
+    """ParaView files: PREFIX.vts (the grid as a structured surface, height = log10 of ``key``,
+    every loss/error array as point data) and, with a path, PREFIX.vtp (its polyline)."""
+    from .files import atomic_write
+    xs, ys = np.asarray(result["x"]), np.asarray(result["y"])
+    z = np.log10(np.maximum(np.asarray(result[key]), 1e-300))
+    nx, ny = len(xs), len(ys)
+    points = " ".join(f"{xs[j]:.9g} {ys[i]:.9g} {z[i, j]:.9g}" for i in range(ny) for j in range(nx))
+    arrays = "".join(
+        f'<DataArray type="Float64" Name="{k}" format="ascii">'
+        + " ".join(f"{v:.9g}" for v in np.asarray(result[k]).ravel()) + "</DataArray>"
+        for k in result if k.endswith("_loss") or k.endswith("_error"))
+    vts = (f'<?xml version="1.0"?><VTKFile type="StructuredGrid" version="0.1">'
+           f'<StructuredGrid WholeExtent="0 {nx - 1} 0 {ny - 1} 0 0"><Piece Extent="0 {nx - 1} 0 {ny - 1} 0 0">'
+           f'<PointData>{arrays}</PointData><Points><DataArray type="Float64" NumberOfComponents="3" '
+           f'format="ascii">{points}</DataArray></Points></Piece></StructuredGrid></VTKFile>')
+    written = []
+
+    def write(path, text):
+        atomic_write(path, lambda tmp: open(tmp, "w").write(text), suffix=path[-4:])
+        written.append(path)
+    write(prefix + ".vts", vts)
+    if result.get("path_x") is not None and len(result["path_x"]):
+        px, py = np.asarray(result["path_x"]), np.asarray(result["path_y"])
+        pz = np.full(len(px), float(np.nanmax(z)) + 0.1)  # drawn above the surface
+        pts = " ".join(f"{a:.9g} {b:.9g} {c:.9g}" for a, b, c in zip(px, py, pz))
+        n = len(px)
+        vtp = (f'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1"><PolyData>'
+               f'<Piece NumberOfPoints="{n}" NumberOfLines="1"><Points><DataArray type="Float64" '
+               f'NumberOfComponents="3" format="ascii">{pts}</DataArray></Points><Lines>'
+               f'<DataArray type="Int64" Name="connectivity" format="ascii">{" ".join(map(str, range(n)))}'
+               f'</DataArray><DataArray type="Int64" Name="offsets" format="ascii">{n}</DataArray>'
+               f'</Lines></Piece></PolyData></VTKFile>')
+        write(prefix + ".vtp", vtp)
+    return written
+
+
+def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = None, seed: int = 0,
+            directions: str = "random", trajectory: str | None = None, data: str = "train",
+            bn: str = "recompute", device: str = "cpu", data_root: str | None = None,
+            progress: bool | None = None, write: bool = True, name: str | None = None) -> dict:
+    """The Python API of ``landscape surface``: ``inputs`` one solution (random or PCA
+    directions) or three (their plane); ``trajectory``: a run whose checkpoints are projected
+    on the slice (with ``directions='pca'`` they also give the directions)."""
+    import os
+    from .data import dataset_of, resolve_device
+    from .interpolation import DATA, BN_MODES, check_compatible
+    from .locks import refuse_if_written
+    from .progress import Progress
+    from .trajectory import Trajectory, append_analysis, load_point, parse_source, model_state
+    if len(inputs) not in (1, 3):
+        raise LandscapeError(f"give one solution (with random or PCA directions) or three (their "
+                             f"plane), got {len(inputs)}")
+    if directions not in ("random", "pca"):
+        raise LandscapeError(f"--directions must be random or pca, got {directions!r}")
+    if directions == "pca" and (trajectory is None or len(inputs) != 1):
+        raise LandscapeError("--directions pca takes one solution and the --trajectory whose checkpoints give them")
+    if bn not in BN_MODES or data not in DATA:
+        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)} and --data one of {', '.join(DATA)}")
+    xs = ys = parse_grid(grid)
+    device = resolve_device(device)
+    loaded = [load_point(src, device) for src in inputs]
+    for (m, meta), src in zip(loaded[1:], inputs[1:]):
+        check_compatible(loaded[0][1], meta, loaded[0][1]["state_dict"], meta["state_dict"], (inputs[0], src))
+    model, meta = loaded[0]
+    target = parse_source(inputs[0])[0]
+    writes = write and not target.endswith(".pt")
+    if writes:
+        refuse_if_written(target)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    si = list(meta.get("si_group_names") or [])
+    conventional = bool(meta["model_spec"].get("conventional"))
+    space = space or ("flat" if conventional or not si else "sphere")
+    if space == "sphere" and (conventional or not si):
+        raise LandscapeError("--space sphere needs a scale-invariant network: use --space flat")
+    checkpoints = []
+    if trajectory is not None:
+        t = Trajectory(trajectory)
+        checkpoints = [(e, {n: v for n, v in model_state(t.state_dict(e)).items() if n in params})
+                       for e in t.checkpoint_epochs]
+    explained = None
+    if len(inputs) == 3:
+        sl = Slice(params, si, space, solutions=[{n: p for n, p in m.named_parameters() if n in params}
+                                                 for m, _ in loaded])
+    elif directions == "pca":
+        if len(checkpoints) < 3:
+            raise LandscapeError(f"{trajectory}: PCA directions need at least 3 checkpoints, it has {len(checkpoints)}")
+        d1, d2, explained = pca_directions([c for _, c in checkpoints], list(params))
+        sl = Slice(params, si, "flat" if space == "sphere" else space, directions=(d1, d2))
+        space = "flat"  # PCA directions live in the whole space: the path is drawn as it went
+    else:
+        gen = torch.Generator().manual_seed(int(seed))
+        sl = Slice(params, si, space, directions=(filter_normalised(params, gen), filter_normalised(params, gen)))
+    dataset = dataset_of(meta["config"], data_root, device)
+    dtype = next(model.parameters()).dtype
+    dataset.x_train, dataset.x_test = dataset.x_train.to(dtype), dataset.x_test.to(dtype)
+    sets = {"train": [(dataset.x_train, dataset.y_train)], "test": [(dataset.x_test, dataset.y_test)]}
+    if data != "both":
+        sets = {data: sets[data]}
+    import torch.nn.functional as F
+    bar = Progress(len(xs) * len(ys), "surface", "point", progress)
+    try:
+        result = evaluate_surface(model, sl, xs, ys, sets, bn, F.cross_entropy,
+                                  meta["config"].get("batch_size", 128), dataset.x_train, bar.update)
+    finally:
+        bar.close()
+    result.update({"x": xs, "y": ys, "marks": sl.marks, "space": space, "directions": directions if len(inputs) == 1 else "three solutions",
+                   "inputs": list(inputs)})
+    if explained is not None:
+        result["pca_explained"] = explained
+    if checkpoints:
+        coords = [sl.project(c) for _, c in checkpoints]
+        result["path_epochs"] = np.array([e for e, _ in checkpoints])
+        result["path_x"] = np.array([c[0] for c in coords])
+        result["path_y"] = np.array([c[1] for c in coords])
+        result["trajectory"] = trajectory
+    if writes:
+        kind = "" if len(inputs) == 3 else ("-pca" if directions == "pca" else f"-random{seed}")
+        name = name or ("--".join(os.path.splitext(os.path.basename(parse_source(s)[0]))[0]
+                                  + (f"@{parse_source(s)[1]}" if parse_source(s)[1] is not None else "")
+                                  for s in inputs) + f"-{space}{kind}")
+        arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
+        append_analysis(target, f"surface/{name}", arrays,
+                        {"settings": {"grid": grid, "space": space, "seed": seed, "directions": result["directions"],
+                                      "data": data, "bn": bn, "inputs": list(inputs), "trajectory": trajectory},
+                         "marks": {k: list(v) for k, v in sl.marks.items()}})
+        result["appended_to"], result["name"] = target, name
+    return result
