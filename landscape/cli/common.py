@@ -241,6 +241,55 @@ def add_training_options(p, with_elr: bool = True):
                    help="torch.compile the training forward pass (pays a compilation first)")
 
 
+def add_config_options(p) -> None:
+    p.add_argument("--config", metavar="TOML", default=None,
+                   help="settings from a TOML file (the flags' names as keys, - or _); flags given "
+                   "on the command line override it (default: none)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as TOML and exit without training")
+
+
+def read_config(path: str, extra=()) -> dict:
+    """A TOML file's settings with the flags' names (``--weight-decay`` as weight-decay or
+    weight_decay); an unknown key is a one-line error naming it."""
+    import tomllib
+    from ..errors import LandscapeError
+    from ..training import TrainConfig
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise LandscapeError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LandscapeError(f"--config {path}: not valid TOML ({e})") from None
+    known = set(TrainConfig.__dataclass_fields__) | set(extra)
+    out = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise LandscapeError(f"--config {path}: unknown key {key!r} (keys are the flags' names, "
+                                 f"e.g. elr, weight-decay)")
+        out[name] = value
+    return out
+
+
+def config_toml(settings: dict) -> str:
+    """Settings as TOML (None values, 'not set', are left out)."""
+    import json
+    lines = []
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = json.dumps(str(value))
+        lines.append(f"{key.replace('_', '-')} = {text}")
+    return "\n".join(lines) + "\n"
+
+
 def check_rate_options(given: dict, sweep: bool = False) -> None:
     """--elr belongs to the sphere, --lr to the whole space; --conventional implies the whole
     space (one-line errors for the mixes)."""

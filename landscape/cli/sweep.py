@@ -1,11 +1,13 @@
 """``landscape sweep``."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..sweep import INDEX, STRATEGIES, sweep
 from ..training import TrainConfig
-from .common import check_rate_options
+from ..errors import LandscapeError
+from .common import add_config_options, check_rate_options, config_toml, read_config
 
 
 def add_parser(sub):
@@ -13,7 +15,7 @@ def add_parser(sub):
     p = sub.add_parser("sweep", help="train many ELRs (or LRs) from one initialisation and batch order",
                        description="One trajectory per ELR in OUT/ plus OUT/sweep.json; re-running "
                        "the command continues an interrupted sweep.")
-    rates = p.add_mutually_exclusive_group(required=True)
+    rates = p.add_mutually_exclusive_group()
     rates.add_argument("--elrs", metavar="GRID", default=None,
                        help="ELRs on the sphere: 0.001,0.002 | 1e-7:1 ({1,2,5}x10^k in range) | "
                        "1e-4:1e-2:12 (log-spaced) (default: none)")
@@ -47,11 +49,26 @@ def add_parser(sub):
                    help="train only every N-th run from the I-th (I/N), or 'slurm' from the array "
                    "task id: for job arrays, Hydra or W&B agents sharing one folder (default: all runs)")
     add_training_options(p, with_elr=False)
+    add_config_options(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if args.config:  # a config plus its grid: the grid from the flags or the file's elrs / lrs
+        from_file = read_config(args.config, extra=("elrs", "lrs"))
+        if args.elrs is None and args.lrs is None:
+            args.elrs, args.lrs = from_file.get("elrs"), from_file.get("lrs")
+        given = {**{k: v for k, v in from_file.items() if k not in ("elrs", "lrs", "elr", "lr")}, **given}
+    if args.elrs is None and args.lrs is None:
+        raise LandscapeError("give the grid: --elrs GRID (or --lrs GRID with --space whole)")
+    if args.print_config:
+        settings = {**dataclasses.asdict(TrainConfig(**{k: v for k, v in given.items()
+                                                         if k not in ("elr", "lr")})),
+                    "elrs": args.elrs, "lrs": args.lrs}
+        settings.pop("elr"), settings.pop("lr")
+        print(config_toml(settings), end="")
+        return 0
     if args.elrs is not None:
         given["elr"] = 1.0  # marks --elrs for the check; every run sets its own
     if args.lrs is not None:

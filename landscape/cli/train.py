@@ -1,10 +1,12 @@
 """``landscape train``."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from ..errors import LandscapeError
-from .common import S, add_training_options, check_rate_options, print_table
+from .common import (S, add_config_options, add_training_options, check_rate_options, config_toml,
+                     print_table, read_config)
 
 
 def add_parser(sub):
@@ -21,13 +23,21 @@ def add_parser(sub):
                    help="fine-tune: start from this stored checkpoint (model taken from it; default: a "
                    "fresh initialisation)")
     add_training_options(p)
+    add_config_options(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     from ..training import TrainConfig, train
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if args.config:
+        given = {**read_config(args.config), **given}  # flags override the file
     check_rate_options(given)
+    if args.print_config:
+        cfg = TrainConfig(**given)
+        cfg.validate()
+        print(config_toml(dataclasses.asdict(cfg)), end="")
+        return 0
     progress = False if args.quiet else None
     if hasattr(args, "resume"):
         if args.out not in (None, args.resume):
