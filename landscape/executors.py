@@ -15,7 +15,7 @@ EXECUTORS = ("local", "ray", "slurm")
 FAULT_ENV = "LANDSCAPE_FAULT_EXIT"  # testing: "EPOCH:MARKER" exits a worker once at that epoch
 
 
-def run_one(cfg_dict: dict, out: str, threads: int = 1) -> dict:
+def run_one(cfg_dict: dict, out: str, threads: int = 1, logs: dict | None = None) -> dict:
     """Train (or resume) one run of a sweep in a worker; returns where it ran and how it ended."""
     import torch
     from .errors import LandscapeError
@@ -26,7 +26,7 @@ def run_one(cfg_dict: dict, out: str, threads: int = 1) -> dict:
     where = {"file": out, "host": socket.gethostname(), "pid": os.getpid()}
     try:
         t = train(None if resume else cfg, out, resume=resume, progress=False,
-                  on_epoch=_fault_hook(), **({"epochs": cfg.epochs} if resume else {}))
+                  on_epoch=_fault_hook(), **(logs or {}), **({"epochs": cfg.epochs} if resume else {}))
     except LandscapeError as e:
         return {**where, "status": "failed", "error": str(e)}
     return {**where, "status": t.status, "epochs": t.epochs_complete}
@@ -53,7 +53,7 @@ def _fault_hook():
 
 
 def run_ray(cfgs, outs, report, *, address: str | None = None, gpus_per_run: float = 0.0,
-            retries: int = 3, num_cpus: int | None = None) -> list[dict]:
+            retries: int = 3, num_cpus: int | None = None, logs: dict | None = None) -> list[dict]:
     """One Ray task per run on the cluster at ``address`` (None: a local Ray instance started for
     the sweep), ``gpus_per_run`` a fraction so that several small models share a GPU. A task
     whose worker dies is retried (``retries``) and resumes from its last committed epoch."""
@@ -69,7 +69,7 @@ def run_ray(cfgs, outs, report, *, address: str | None = None, gpus_per_run: flo
     task = ray.remote(max_retries=retries, retry_exceptions=False, num_cpus=1,
                       num_gpus=gpus_per_run)(run_one)
     try:
-        refs = {task.remote(dataclasses.asdict(c), o): o for c, o in zip(cfgs, outs)}
+        refs = {task.remote(dataclasses.asdict(c), o, 1, logs): o for c, o in zip(cfgs, outs)}
         results = []
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
@@ -90,17 +90,20 @@ class SlurmRun:
     """A sweep run as a submitit job: ``checkpoint`` makes Slurm preemption and timeouts
     requeue it (the run resumes from its last committed epoch)."""
 
+    def __init__(self, logs: dict | None = None):
+        self.logs = logs
+
     def __call__(self, cfg_dict: dict, out: str) -> dict:
-        return run_one(cfg_dict, out)
+        return run_one(cfg_dict, out, logs=self.logs)
 
     def checkpoint(self, cfg_dict: dict, out: str):
         import submitit
-        return submitit.helpers.DelayedSubmission(SlurmRun(), cfg_dict, out)
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.logs), cfg_dict, out)
 
 
 def run_slurm(cfgs, outs, report, folder: str, *, cluster: str | None = None, partition: str | None = None,
               timeout_min: int = 60 * 24, gpus_per_task: int = 0, array_parallelism: int = 256,
-              retries: int = 3) -> list[dict]:
+              retries: int = 3, logs: dict | None = None) -> list[dict]:
     """The runs as one submitit job array (``cluster`` None: Slurm when available; 'local':
     real subprocesses on this machine, what the tests use). Preemption and timeouts requeue a
     task; a task that dies otherwise is resubmitted (up to ``retries`` rounds) and resumes."""
@@ -114,7 +117,7 @@ def run_slurm(cfgs, outs, report, folder: str, *, cluster: str | None = None, pa
     pending = list(zip(cfgs, outs))
     results = {}
     for _ in range(retries + 1):
-        jobs = executor.map_array(SlurmRun(), [dataclasses.asdict(c) for c, _ in pending],
+        jobs = executor.map_array(SlurmRun(logs), [dataclasses.asdict(c) for c, _ in pending],
                                   [o for _, o in pending])
         failed = []
         for job, (cfg, out) in zip(jobs, pending):

@@ -31,7 +31,8 @@ from .sphere import filter_sq_norms, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
-from .training import (LEGACY, EpochAccumulator, TrainConfig, commit_epoch, end_nonfinite, epoch_lr,
+from .training import (LEGACY, EpochAccumulator, TrainConfig, close_run_mirrors, commit_epoch, end_nonfinite,
+                       epoch_lr, open_run_mirrors,
                        is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train)
 from .data import resolve_device, train_batches
 
@@ -106,7 +107,7 @@ def _status(path: str, epochs: int) -> tuple[str, int]:
 def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strategy: str = "auto",
           chunk: int | None = None, workers: int | None = None, progress: bool | None = None,
           executor: str = "local", executor_options: dict | None = None, shard: str | None = None,
-          **overrides) -> dict:
+          log=None, log_dir: str | None = None, **overrides) -> dict:
     """Train one run per ELR (``--space whole``: per LR, the same grid grammar) into
     ``out_dir``; returns the sweep index. ``executor``: 'local' (the ``strategy`` on this
     machine), 'ray' or 'slurm' (``executor_options``: see ``executors.run_ray`` /
@@ -139,8 +140,11 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
 
     os.makedirs(out_dir, exist_ok=True)
     index_path = os.path.join(out_dir, INDEX)
+    if log:
+        from .trackers import parse_trackers
+        log = parse_trackers(log)
     where = {"executor": executor, "strategy": strategy, "chunk": chunk, "workers": workers,
-             "options": executor_options or {}, "shard": shard_of}
+             "options": executor_options or {}, "shard": shard_of, "log": log, "log_dir": log_dir}
     if shard_of is not None:  # shards share the folder: the index lock only around its writes
         return _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shared_folder=True)
     # one sweep per folder at a time: a second one is refused with the first one's details
@@ -201,17 +205,18 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shar
             cfgs = [dataclasses.replace(base, **{rate: e}) for e, _ in todo]
             outs = [f for _, f in todo]
             options = where["options"]
+            logs = {"log": where["log"], "log_dir": where["log_dir"]}
             if executor == "ray":
                 from .executors import run_ray
-                placed = {r["file"]: r for r in run_ray(cfgs, outs, report, **options)}
+                placed = {r["file"]: r for r in run_ray(cfgs, outs, report, logs=logs, **options)}
             elif executor == "slurm":
                 from .executors import run_slurm
-                placed = {r["file"]: r for r in run_slurm(cfgs, outs, report,
-                                                          os.path.join(out_dir, ".submitit"), **options)}
+                placed = {r["file"]: r for r in run_slurm(cfgs, outs, report, os.path.join(out_dir, ".submitit"),
+                                                          logs=logs, **options)}
             elif strategy == "processes":
-                _run_processes(cfgs, outs, workers, report, index, out_dir)
+                _run_processes(cfgs, outs, workers, report, index, out_dir, logs)
             else:
-                _run_vectorised(cfgs, outs, chunk, report)
+                _run_vectorised(cfgs, outs, chunk, report, logs)
     finally:
         report.close()
 
@@ -272,6 +277,7 @@ def _worker_main() -> None:
     another with one thread, and reports each committed epoch as a line on stdout."""
     torch.set_num_threads(1)
     job = json.load(open(sys.argv[1]))
+    logs = job.get("logs") or {}
     for cfg_dict, out in job["runs"]:
         cfg = TrainConfig.from_dict(cfg_dict)
         resume = os.path.exists(out)
@@ -281,7 +287,7 @@ def _worker_main() -> None:
 
         try:
             traj = train(None if resume else cfg, out, resume=resume, progress=False,
-                         on_epoch=report, **({"epochs": cfg.epochs} if resume else {}))
+                         on_epoch=report, **logs, **({"epochs": cfg.epochs} if resume else {}))
             if traj.status == "nonfinite":
                 print(f"NONFINITE\t{out}\t{nonfinite_message(traj.status_detail)}", flush=True)
         except LandscapeError as e:
@@ -289,7 +295,7 @@ def _worker_main() -> None:
             sys.exit(2)
 
 
-def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
+def _run_processes(cfgs, outs, workers, report, index, out_dir, logs=None) -> None:
     """Worker processes (separate interpreters, so no fork of a threaded torch and no
     ``__main__`` guard needed by callers), each with a round-robin share of the runs."""
     import subprocess
@@ -304,7 +310,7 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
         share = [(dataclasses.asdict(c), o) for c, o in list(zip(cfgs, outs))[w::workers]]
         fd, path = tempfile.mkstemp(prefix=".sweep-job-", suffix=".json", dir=out_dir)
         with os.fdopen(fd, "w") as f:
-            json.dump({"runs": share}, f)
+            json.dump({"runs": share, "logs": logs or {}}, f)
         job_files.append(path)
         p = subprocess.Popen([sys.executable, "-c", "from landscape.sweep import _worker_main; _worker_main()",
                               path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -351,7 +357,7 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir) -> None:
 
 # --- vectorised ----------------------------------------------------------------------------
 
-def _run_vectorised(cfgs, outs, chunk, report) -> None:
+def _run_vectorised(cfgs, outs, chunk, report, logs=None) -> None:
     chunk = chunk or len(cfgs)
     if chunk < 1:
         raise LandscapeError(f"--chunk must be positive, got {chunk}")
@@ -361,11 +367,13 @@ def _run_vectorised(cfgs, outs, chunk, report) -> None:
         try:
             for cfg, out in zip(cfgs[i:i + chunk], outs[i:i + chunk]):
                 runs.append(prepare_run(cfg, out, data, resume=os.path.exists(out)))
+                open_run_mirrors(runs[-1], (logs or {}).get("log"), (logs or {}).get("log_dir"))
             # runs left at different epochs by an interruption train in groups of equal start
             for start in sorted({r.start for r in runs}):
                 train_batch_of_runs([r for r in runs if r.start == start], data, report)
         finally:
             for r in runs:
+                close_run_mirrors(r)
                 r.writer.close()
 
 

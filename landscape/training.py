@@ -342,6 +342,8 @@ class Run:
     start: int
     writer: TrajectoryWriter
     buffers: list | None = None  # momentum buffers of --space whole --momentum
+    mirrors: list = dataclasses.field(default_factory=list)  # dashboards (--log): copies of the rows
+    last_metrics: dict | None = None
 
     def state(self) -> dict:
         return _state(self.model, self.buffers, self.names)
@@ -528,6 +530,21 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
                                                    run.cfg.groups, test), prefix="checkpoint/"))
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
+    for mirror in run.mirrors:  # after the commit: a dashboard never shows an uncommitted epoch
+        mirror.log_epoch(epoch, metrics, groups, run.names)
+    run.last_metrics = metrics
+
+
+def open_run_mirrors(run: Run, log, log_dir: str | None) -> None:
+    """Dashboards of ``--log`` (csv, tensorboard) for this run, resumed at its start."""
+    if log:
+        from .trackers import open_mirrors
+        run.mirrors = open_mirrors(log, run.out, dataclasses.asdict(run.cfg), log_dir, run.start)
+
+
+def close_run_mirrors(run: Run) -> None:
+    for mirror in run.mirrors:
+        mirror.close(run.last_metrics)
 
 
 def nonfinite_message(detail: dict) -> str:
@@ -549,7 +566,7 @@ def end_nonfinite(run: Run, epoch: int, bad: dict) -> dict:
 
 def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, resume: bool = False,
           overwrite: bool = False, progress: bool | None = None, on_step=None, on_epoch=None,
-          **overrides) -> Trajectory:
+          log=None, log_dir: str | None = None, **overrides) -> Trajectory:
     """Train on the sphere and write the trajectory ``out``; returns it opened for reading.
 
     ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
@@ -558,11 +575,16 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run),
     ``on_epoch(epoch, metrics)`` after every committed epoch. A run whose loss, gradient or
     parameters go non-finite ends cleanly: the returned trajectory has ``status == 'nonfinite'``
-    and ``status_detail`` (epoch, step, what); its committed epochs are kept.
+    and ``status_detail`` (epoch, step, what); its committed epochs are kept. ``log``: dashboard
+    mirrors ('csv', 'tensorboard' or a list), in ``log_dir``/<run> or <run>.logs beside ``out``.
     """
     cfg = resolve_config(config, out, resume, overrides)
+    if log:
+        from .trackers import parse_trackers
+        parse_trackers(log)  # a bad --log fails before anything is written
     data = load_training_data(cfg)
     run = prepare_run(cfg, out, data, resume=resume, overwrite=overwrite)
+    open_run_mirrors(run, log, log_dir)
     model, params, lr, rho = run.model, run.params, run.lr, run.rho
     report = Progress(cfg.epochs, "train", "epoch", progress, initial=run.start)
     try:
@@ -586,5 +608,6 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
             report.update(line=epoch_line(epoch, cfg.epochs, metrics))
     finally:
         report.close()
+        close_run_mirrors(run)
         run.writer.close()
     return Trajectory(out)

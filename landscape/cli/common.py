@@ -231,6 +231,11 @@ def add_training_options(p, with_elr: bool = True):
                    help="SI groups whose metrics are logged: every filter (output channel, as "
                    "the paper's Fig. 4) and each layer, or layers only (default filter)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    g.add_argument("--log", default=None, metavar="KINDS",
+                   help="mirror every epoch to dashboards: csv, tensorboard (comma-separated) "
+                   "(default: none; the HDF5 trajectory stays the source of truth)")
+    g.add_argument("--log-dir", default=None, metavar="DIR",
+                   help="where the mirrors go: DIR/<run> (default: <run>.logs beside the trajectory)")
     g = p.add_argument_group("speed")
     g.add_argument("--precision", choices=("float32", "bf16"), default=S,
                    help="bf16: forward and backward under bf16 autocast; parameters, the step, "

@@ -84,7 +84,8 @@ def run(args):
                    "array_parallelism": args.array_parallelism, "retries": args.retries}
     index = sweep(args.elrs if args.elrs is not None else args.lrs, args.out, TrainConfig(**given), strategy=args.strategy,
                   chunk=args.chunk, workers=args.workers, progress=False if args.quiet else None,
-                  executor=args.executor, executor_options=options, shard=args.shard)
+                  executor=args.executor, executor_options=options, shard=args.shard,
+                  log=args.log, log_dir=args.log_dir)
     rate = "lr" if given.get("space") == "whole" else "elr"
     print(f"{rate.upper():>10}  {'status':<9} file")
     for run in index["runs"]:

@@ -42,12 +42,13 @@ def run(args):
     if hasattr(args, "resume"):
         if args.out not in (None, args.resume):
             raise LandscapeError("--resume continues the given file: drop --out")
-        traj = train(out=args.resume, resume=True, progress=progress, **given)
+        traj = train(out=args.resume, resume=True, progress=progress, log=args.log, log_dir=args.log_dir, **given)
     else:
         cfg = TrainConfig(**given)
         name, value = cfg.rate if cfg.space == "whole" else ("ELR", cfg.elr)
         out = args.out or f"runs/{cfg.model}-{cfg.dataset}-{name.lower()}{value:g}.h5"
-        traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress)
+        traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress,
+                     log=args.log, log_dir=args.log_dir)
     if not args.quiet:
         print_table(traj, rows=10)
         print(f"wrote {traj.path}")

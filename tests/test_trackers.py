@@ -1,0 +1,68 @@
+"""Dashboard mirrors (issue 19): what TensorBoard and the CSV hold equals the HDF5 trajectory,
+while training, in a sweep and after the fact."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from landscape import train
+from landscape.sweep import sweep
+from landscape.trajectory import Trajectory
+
+
+def tensorboard_scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(os.path.join(folder, "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: np.array([e.value for e in acc.Scalars(tag)]) for tag in acc.Tags()["scalars"]}, acc
+
+
+def csv_columns(folder):
+    with open(os.path.join(folder, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def check(t: Trajectory, folder: str):
+    scalars, _ = tensorboard_scalars(folder)
+    table = csv_columns(folder)
+    m = t.metrics
+    np.testing.assert_array_equal(table["epoch"], m["epoch"])
+    for key, tag in (("train_loss", "train/loss"), ("test_accuracy", "test/accuracy"),
+                     ("effective_grad_norm", "effective_grad_norm"), ("elr", "elr")):
+        np.testing.assert_allclose(scalars[tag], m[key], rtol=1e-6)          # TensorBoard stores float32
+        np.testing.assert_array_equal(table[tag], m[key])                    # the CSV, every digit
+    name = t.group_names[0]
+    np.testing.assert_allclose(scalars[f"groups/{name}/elr"], t.group_metrics["elr"][:, 0], rtol=1e-6)
+
+
+def test_training_mirrors_equal_the_trajectory(tmp_path, tiny):
+    t = train(out=str(tmp_path / "t.h5"), progress=False, log="csv,tensorboard", **tiny)
+    check(t, str(tmp_path / "t.logs"))
+
+
+def test_a_resumed_run_mirrors_each_epoch_once(tmp_path, tiny):
+    def stop(epoch, step, model):
+        if epoch == 2 and step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(out=str(tmp_path / "t.h5"), progress=False, log="csv", on_step=stop, **tiny)
+    t = train(out=str(tmp_path / "t.h5"), resume=True, progress=False, log="csv")
+    np.testing.assert_array_equal(csv_columns(str(tmp_path / "t.logs"))["epoch"], [1, 2, 3])
+    np.testing.assert_array_equal(csv_columns(str(tmp_path / "t.logs"))["train/loss"], t.metrics["train_loss"])
+
+
+def test_sweep_and_after_the_fact_export(tmp_path, tiny, cli):
+    cfg = {k: v for k, v in tiny.items() if k != "elr"}
+    sweep([1e-3, 1e-2], str(tmp_path / "sw"), strategy="processes", workers=2, progress=False,
+          log=["csv", "tensorboard"], log_dir=str(tmp_path / "tb"), **cfg)
+    for e in ("0.001", "0.01"):
+        check(Trajectory(str(tmp_path / "sw" / f"elr{e}.h5")), str(tmp_path / "tb" / f"elr{e}"))
+    code, out, err = cli(["export", "--to", "csv,tensorboard", str(tmp_path / "sw" / "elr0.01.h5"),
+                          "--log-dir", str(tmp_path / "after")])
+    assert code == 0, err
+    check(Trajectory(str(tmp_path / "sw" / "elr0.01.h5")), str(tmp_path / "after" / "elr0.01"))
+    _, acc = tensorboard_scalars(str(tmp_path / "after" / "elr0.01"))
+    code, _, err = cli(["train", "--log", "mlflow", "-o", str(tmp_path / "x.h5")])
+    assert code == 2 and "--log mlflow" in err and not (tmp_path / "x.h5").exists()
