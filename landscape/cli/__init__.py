@@ -14,7 +14,7 @@ from .common import Parser
 
 # one module per command, in the order of `landscape --help`
 COMMANDS = ("train", "show", "export", "repack", "evaluate", "toy", "sharpness", "interpolate",
-            "sweep", "regimes", "double_descent", "surface")
+            "sweep", "regimes", "double_descent", "surface", "report")
 
 
 def torch_version() -> str:

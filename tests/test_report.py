@@ -1,0 +1,40 @@
+"""The one-page sweep report (issue 19): one row per run, valid embedded images, Markdown too."""
+import base64
+import io
+from html.parser import HTMLParser
+
+import matplotlib.image as mpimg
+
+from landscape import train
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.rows, self.in_table = [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "tr":
+            self.rows += 1
+
+
+def test_report_of_a_tiny_sweep(tmp_path, tiny, cli):
+    for elr in (1e-3, 1e-2, 0.3):
+        train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, elr=elr, label_noise=0.1))
+    code, out, err = cli(["report", str(tmp_path / "sw"), "-o", str(tmp_path / "r.html")])
+    assert code == 0, err
+    page = Page()
+    page.feed((tmp_path / "r.html").read_text())
+    assert page.rows == 1 + 3  # the header and one row per run
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+    for src in page.images:  # every image decodes as a PNG
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and mpimg.imread(io.BytesIO(png), format="png").shape[0] > 100
+    code, out, err = cli(["report", str(tmp_path / "sw"), "-o", str(tmp_path / "r.md")])
+    assert code == 0, err
+    text = (tmp_path / "r.md").read_text()
+    assert text.count("| ") >= 5 and (tmp_path / "r-regimes.png").exists()
+    assert sum(line.startswith("| 0.") for line in text.splitlines()) == 3
