@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import LandscapeError
 
-TRACKERS = ("csv", "tensorboard")
+TRACKERS = ("csv", "tensorboard", "wandb")
 
 
 def scalar_name(metric: str) -> str:
@@ -100,7 +100,34 @@ class TensorBoardMirror:
         self.writer.close()
 
 
-MIRRORS = {"csv": CSVMirror, "tensorboard": TensorBoardMirror}
+class WandbMirror:
+    """A Weights & Biases run per trajectory (project from WANDB_PROJECT, default 'landscape';
+    WANDB_MODE=offline works without a network), the configuration as its config, one step
+    per epoch."""
+
+    def __init__(self, folder: str, config: dict, start_epoch: int = 0):
+        try:
+            import wandb
+        except ImportError:
+            raise LandscapeError("--log wandb needs Weights & Biases: pip install 'landscape[wandb]'") from None
+        os.makedirs(folder, exist_ok=True)
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
+                              name=os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs"),
+                              config={k: v for k, v in config.items() if v is not None}, reinit=True)
+
+    def log_epoch(self, epoch: int, metrics: dict, groups: dict, group_names: list) -> None:
+        row = {scalar_name(k): float(v) for k, v in metrics.items() if np.isfinite(v)}
+        for metric, values in groups.items():
+            for name, v in zip(group_names, np.asarray(values).ravel()):
+                if np.isfinite(v):
+                    row[f"groups/{name}/{metric}"] = float(v)
+        self.run.log({**row, "epoch": epoch}, step=epoch)
+
+    def close(self, final: dict | None = None) -> None:
+        self.run.finish()
+
+
+MIRRORS = {"csv": CSVMirror, "tensorboard": TensorBoardMirror, "wandb": WandbMirror}
 
 
 def open_mirrors(kinds, trajectory_path: str, config: dict, log_dir: str | None = None,

@@ -66,3 +66,48 @@ def test_sweep_and_after_the_fact_export(tmp_path, tiny, cli):
     _, acc = tensorboard_scalars(str(tmp_path / "after" / "elr0.01"))
     code, _, err = cli(["train", "--log", "mlflow", "-o", str(tmp_path / "x.h5")])
     assert code == 2 and "--log mlflow" in err and not (tmp_path / "x.h5").exists()
+
+
+def wandb_history(folder):
+    """The per-step rows of a W&B offline run, read from its own log file: LevelDB-style records
+    of wandb's protobuf ``Record`` (the format its sync command uploads)."""
+    import glob
+    import json
+    import struct
+    from wandb.proto import wandb_internal_pb2
+    path = glob.glob(os.path.join(folder, "wandb", "offline-run-*", "run-*.wandb"))[0]
+    data = open(path, "rb").read()
+    pos, block, buf, chunks = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pos += 7
+        chunk, pos = data[pos:pos + length], pos + length
+        if kind == 1:
+            chunks.append(chunk)
+        elif kind == 2:
+            buf = chunk
+        elif kind == 3:
+            buf += chunk
+        elif kind == 4:
+            chunks.append(buf + chunk)
+    rows = []
+    for c in chunks:
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(c)
+        if rec.WhichOneof("record_type") == "history":
+            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+    return rows
+
+
+def test_wandb_offline_run_holds_the_same_numbers(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    t = train(out=str(tmp_path / "t.h5"), progress=False, log="wandb", **tiny)
+    rows = wandb_history(str(tmp_path / "t.logs"))
+    assert [r["epoch"] for r in rows] == list(t.metrics["epoch"])
+    np.testing.assert_array_equal([r["train/loss"] for r in rows], t.metrics["train_loss"])
+    np.testing.assert_array_equal([r["effective_grad_norm"] for r in rows], t.metrics["effective_grad_norm"])
