@@ -155,3 +155,60 @@ def mirror_trajectory(path: str, kinds, log_dir: str | None = None) -> str:
     for mirror in mirrors:
         mirror.close(last)
     return log_dir_of(path, log_dir)
+
+
+def log_analysis(trajectory_path: str, kinds, prefix: str, result: dict, log_dir: str | None = None,
+                 config: dict | None = None, figure: str | None = None) -> str:
+    """An analysis's per-checkpoint numbers into the run's dashboards under ``prefix``
+    (``sharpness/trace_effective`` at step = epoch ...): every 1-D array of ``result`` indexed
+    like ``result['epoch']``, the top eigenvalue, the last eigenvalue density as a histogram,
+    and ``figure`` (a PNG) as an image. CSV: ``<prefix>.csv`` beside ``metrics.csv``."""
+    kinds = parse_trackers(kinds)
+    folder = log_dir_of(trajectory_path, log_dir)
+    os.makedirs(folder, exist_ok=True)
+    epochs = np.asarray(result.get("epoch", []))
+    series = {k: np.asarray(v, float) for k, v in result.items()
+              if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == len(epochs) and k != "epoch"
+              and v.dtype.kind in "fiu"}
+    if "eigenvalues_effective" in result:
+        series["lambda_max_effective"] = np.asarray(result["eigenvalues_effective"])[:, 0]
+    density = None
+    if "density_nodes" in result:  # Ritz values weighted by their quadrature weights
+        nodes = np.asarray(result["density_nodes"][-1], float)
+        weights = np.asarray(result["density_weights"][-1], float)
+        ok = np.isfinite(nodes) & np.isfinite(weights)
+        density = np.repeat(nodes[ok], np.maximum(1, np.round(weights[ok] * 1000).astype(int)))
+    if "csv" in kinds and len(epochs):
+        from .files import atomic_write
+        keys = sorted(series)
+        lines = [",".join(["epoch"] + keys)] + [
+            ",".join([str(int(e))] + [repr(float(series[k][i])) for k in keys]) for i, e in enumerate(epochs)]
+        atomic_write(os.path.join(folder, f"{prefix.replace('/', '_')}.csv"),
+                     lambda tmp: open(tmp, "w").write("\n".join(lines) + "\n"), suffix=".csv")
+    if "tensorboard" in kinds:
+        from torch.utils.tensorboard import SummaryWriter
+        w = SummaryWriter(log_dir=os.path.join(folder, "tensorboard"))
+        for k, values in series.items():
+            for e, v in zip(epochs, values):
+                if np.isfinite(v):
+                    w.add_scalar(f"{prefix}/{k}", float(v), int(e))
+        if density is not None and len(density):
+            w.add_histogram(f"{prefix}/eigenvalue_density", density, int(epochs[-1]))
+        if figure:
+            import matplotlib.image as mpimg
+            w.add_image(f"{prefix}/figure", mpimg.imread(figure)[..., :3], dataformats="HWC")
+        w.close()
+    if "wandb" in kinds:
+        import wandb
+        stem = os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs")
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
+                         name=f"{stem}-{prefix}", config=config or {}, reinit=True)
+        for i, e in enumerate(epochs):
+            run.log({f"{prefix}/epoch": int(e), **{f"{prefix}/{k}": float(v[i]) for k, v in series.items()
+                                                    if np.isfinite(v[i])}})
+        if density is not None and len(density):
+            run.log({f"{prefix}/eigenvalue_density": wandb.Histogram(density)})
+        if figure:
+            run.log({f"{prefix}/figure": wandb.Image(figure)})
+        run.finish()
+    return folder

@@ -111,3 +111,19 @@ def test_wandb_offline_run_holds_the_same_numbers(tmp_path, tiny, monkeypatch):
     assert [r["epoch"] for r in rows] == list(t.metrics["epoch"])
     np.testing.assert_array_equal([r["train/loss"] for r in rows], t.metrics["train_loss"])
     np.testing.assert_array_equal([r["effective_grad_norm"] for r in rows], t.metrics["effective_grad_norm"])
+
+
+def test_analyses_log_to_the_runs_dashboards(tmp_path, tiny, cli):
+    t = train(out=str(tmp_path / "t.h5"), progress=False, **tiny)
+    code, out, err = cli(["sharpness", t.path, "--checkpoints", "all", "--probes", "3", "--eigs", "1", "--density",
+                          "--density-steps", "5", "--batches", "1", "-q", "--log", "csv,tensorboard"])
+    assert code == 0, err
+    from landscape.trajectory import read_analysis
+    stored, _ = read_analysis(t.path, "sharpness")
+    scalars, acc = tensorboard_scalars(str(tmp_path / "t.logs"))
+    np.testing.assert_allclose(scalars["sharpness/trace_effective"], stored["trace_effective"], rtol=1e-6)
+    np.testing.assert_allclose(scalars["sharpness/lambda_max_effective"], stored["eigenvalues_effective"][:, 0], rtol=1e-6)
+    assert "sharpness/eigenvalue_density" in acc.Tags()["histograms"]
+    with open(tmp_path / "t.logs" / "sharpness.csv") as f:
+        rows = list(csv.DictReader(f))
+    np.testing.assert_array_equal([float(r["trace_effective"]) for r in rows], stored["trace_effective"])

@@ -136,11 +136,23 @@ def add_device(p, default: str = "cpu") -> None:
 
 def add_checkpoint_run_options(p, plot: str) -> None:
     """What every command computing on stored checkpoints takes: --device, --data-root,
-    --json/--plot, -q."""
+    --json/--plot, -q, --log/--log-dir."""
     add_device(p)
     p.add_argument("--data-root", default=None, help="override the stored data root")
     add_outputs(p, plot)
     add_quiet(p)
+    p.add_argument("--log", default=None, metavar="KINDS",
+                   help="also send the results to the run's dashboards: csv, tensorboard, wandb (default: none)")
+    p.add_argument("--log-dir", default=None, metavar="DIR", help="as train's --log-dir (default: <run>.logs)")
+
+
+def log_results(args, path: str, prefix: str, result: dict) -> None:
+    """--log of an analysis: its numbers (and its --plot figure) into the run's dashboards."""
+    if getattr(args, "log", None) and not path.endswith(".pt"):
+        from ..trackers import log_analysis
+        folder = log_analysis(path, args.log, prefix, result, args.log_dir,
+                              figure=args.plot if getattr(args, "plot", None) else None)
+        print(f"logged {prefix} to {folder}")
 
 
 def _number(kind, positive=False, low=None, high=None):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..trajectory import Trajectory
-from .common import write_outputs
+from .common import log_results, write_outputs
 
 
 def add_parser(sub):
@@ -29,7 +29,8 @@ def run(args):
     traj = Trajectory(path)
     print_checkpoint_metrics(result, traj)
     print(f"appended /analyses/checkpoint_metrics to {path}")
-    write_outputs(args, result, lambda path: plot_checkpoint_metrics(result, traj, path))
+    write_outputs(args, result, lambda out: plot_checkpoint_metrics(result, traj, out))
+    log_results(args, path, "checkpoint_metrics", result)
 
 
 def print_checkpoint_metrics(result: dict, traj: Trajectory | None = None) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..interpolation import BN_MODES, DATA, interpolate, PATHS
 from ..plots.interpolation import plot_interpolation
-from .common import write_outputs
+from .common import log_results, write_outputs
 
 
 def print_interpolation(out: dict) -> None:
@@ -54,3 +54,9 @@ def run(args):
     if "appended_to" in out:
         print(f"appended /analyses/interpolation/{out['name']} to {out['appended_to']}")
     write_outputs(args, out, lambda path: plot_interpolation(out, path))
+    import numpy as np
+    pairs = out["pairs"]
+    summary = {"epoch": np.array([p.get("epoch_b") or 0 for p in pairs])}
+    for key in [k for k in pairs[0]["summary"]]:
+        summary[f"{key}_barrier"] = np.array([p["summary"][key]["barrier"] for p in pairs])
+    log_results(args, out.get("appended_to") or "", f"interpolation/{out.get('name', 'pair')}", summary)

@@ -6,7 +6,7 @@ import numpy as np
 from ..hessian import BN_MODES, ESTIMATORS, MATRICES
 from ..sharpness import sharpness
 from ..plots.sharpness import plot_sharpness
-from .common import write_outputs
+from .common import log_results, write_outputs
 
 
 def print_sharpness(result: dict) -> None:
@@ -81,4 +81,5 @@ def run(args):
                        estimator=args.estimator, per_group=args.per_group, progress=progress_of(args))
     print_sharpness(result)
     print(f"appended /analyses/sharpness to {path}")
-    write_outputs(args, result, lambda path: plot_sharpness(result, path))
+    write_outputs(args, result, lambda out: plot_sharpness(result, out))
+    log_results(args, path, "sharpness", result)

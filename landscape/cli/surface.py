@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..surface import SPACES, surface
-from .common import write_outputs
+import numpy as np
+
+from .common import log_results, write_outputs
 
 
 def add_parser(sub):
@@ -51,3 +53,7 @@ def run(args):
         for path in write_vtk(args.vtk, result):
             print(f"wrote {path}")
     write_outputs(args, result, lambda path: plot_surface(result, path))
+    from ..trajectory import parse_source
+    summary = {"epoch": np.array([0]), **{f"{k}_min": np.array([float(np.nanmin(v))]) for k, v in result.items()
+                                          if k.endswith("_loss") or k.endswith("_error")}}
+    log_results(args, parse_source(args.inputs[0])[0], f"surface/{result.get('name', 'slice')}", summary)
