@@ -81,11 +81,14 @@ class TensorBoardMirror:
             raise LandscapeError("--log tensorboard needs TensorBoard: pip install 'landscape[tensorboard]'") from None
         self.writer = SummaryWriter(log_dir=os.path.join(folder, "tensorboard"), purge_step=start_epoch + 1)
         self.config = config
+        self.losses = {}
 
     def log_epoch(self, epoch: int, metrics: dict, groups: dict, group_names: list) -> None:
         for k, v in metrics.items():
             if np.isfinite(v):
                 self.writer.add_scalar(scalar_name(k), float(v), epoch)
+                if k in ("train_loss", "test_loss"):
+                    self.losses.setdefault(scalar_name(k), []).append((epoch, float(v)))
         for metric, values in groups.items():
             for name, v in zip(group_names, np.asarray(values).ravel()):
                 if np.isfinite(v):
@@ -93,6 +96,16 @@ class TensorBoardMirror:
         self.writer.flush()
 
     def close(self, final: dict | None = None) -> None:
+        if self.losses:  # a figure at the end: the loss curves of the run
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+            for key, values in self.losses.items():
+                ax.plot(*zip(*values), label=key)
+            ax.set(yscale="log", xlabel="epoch", ylabel="loss (cross-entropy)")
+            ax.legend()
+            self.writer.add_figure("figures/loss", fig, self.losses["train/loss"][-1][0] if "train/loss" in self.losses else 0)
         hparams = {k: v for k, v in self.config.items() if isinstance(v, (int, float, str, bool)) and v is not None}
         if final:
             self.writer.add_hparams(hparams, {f"hparam/{scalar_name(k)}": float(v) for k, v in final.items()

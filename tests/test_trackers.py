@@ -40,6 +40,8 @@ def check(t: Trajectory, folder: str):
 def test_training_mirrors_equal_the_trajectory(tmp_path, tiny):
     t = train(out=str(tmp_path / "t.h5"), progress=False, log="csv,tensorboard", **tiny)
     check(t, str(tmp_path / "t.logs"))
+    _, acc = tensorboard_scalars(str(tmp_path / "t.logs"))
+    assert "figures/loss" in acc.Tags()["images"]  # the run's loss curves, drawn at its end
 
 
 def test_a_resumed_run_mirrors_each_epoch_once(tmp_path, tiny):
