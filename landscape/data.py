@@ -7,6 +7,7 @@ saved random state.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -61,19 +62,62 @@ def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
 
 
-def _mnist1d(root: str):
-    """MNIST-1D with its reference settings (4000 train / 1000 test signals of length 40),
-    generated locally by the mnist1d package and cached as ``root/mnist1d.npz``."""
-    path = os.path.join(root, "mnist1d.npz")
+# MNIST-1D generator settings a dataset name may change (``mnist1d:samples=20000,noise=2``):
+# ``samples`` signals in all (80 % train, 20 % test, as the reference split), ``noise`` a factor
+# on both of the generator's noise scales (correlated and iid). The reference is 5000 and 1.
+MNIST1D_KEYS = {"samples": int, "noise": float}
+MNIST1D_REFERENCE = {"samples": 5000, "noise": 1.0}
+
+
+def mnist1d_settings(name: str) -> dict:
+    """The generator settings of an MNIST-1D dataset name: ``mnist1d`` (the reference: 5000
+    signals, 4000 train / 1000 test) or ``mnist1d:KEY=VALUE,...`` with keys ``samples`` and
+    ``noise``.
+
+    >>> mnist1d_settings("mnist1d:samples=20000")
+    {'samples': 20000, 'noise': 1.0}
+    """
+    settings = dict(MNIST1D_REFERENCE)
+    head, _, spec = name.partition(":")
+    if head != "mnist1d":
+        raise LandscapeError(f"not an MNIST-1D dataset: {name!r}")
+    for item in filter(None, spec.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in MNIST1D_KEYS:
+            raise LandscapeError(f"--dataset {name}: {item!r} is not a setting; write "
+                                 f"mnist1d:samples=N,noise=F (keys: {', '.join(MNIST1D_KEYS)})")
+        try:
+            settings[key] = MNIST1D_KEYS[key](value)
+        except ValueError:
+            raise LandscapeError(f"--dataset {name}: {key} must be a{'n integer' if key == 'samples' else ' number'}, "
+                                 f"got {value!r}") from None
+    if settings["samples"] < 100:
+        raise LandscapeError(f"--dataset {name}: samples must be at least 100 (10 classes, 80/20 split)")
+    if not (math.isfinite(settings["noise"]) and settings["noise"] >= 0):
+        raise LandscapeError(f"--dataset {name}: noise must be a number >= 0")
+    return settings
+
+
+def _mnist1d(root: str, name: str = "mnist1d"):
+    """MNIST-1D generated locally by the mnist1d package (reference settings: 4000 train / 1000
+    test signals of length 40; others by :func:`mnist1d_settings`), cached under ``root``."""
+    settings = mnist1d_settings(name)
+    reference = settings == MNIST1D_REFERENCE
+    stem = "mnist1d" if reference else f"mnist1d-samples{settings['samples']}-noise{settings['noise']:g}"
+    path = os.path.join(root, stem + ".npz")
     try:
         with np.load(path) as d:
             return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], 10
     except (OSError, EOFError, ValueError, KeyError):
         pass  # absent or damaged cache: (re)generate it
     from mnist1d.data import get_dataset_args, make_dataset
+    args = get_dataset_args()
+    args.num_samples = settings["samples"]
+    args.corr_noise_scale *= settings["noise"]
+    args.iid_noise_scale *= settings["noise"]
     state = np.random.get_state()  # make_dataset reseeds numpy's global generator
     try:
-        d = make_dataset(get_dataset_args())
+        d = make_dataset(args)
     finally:
         np.random.set_state(state)
     arrays = dict(x=d["x"].astype(np.float32), y=d["y"].astype(np.int64),
@@ -114,15 +158,16 @@ LABEL_NOISE_MODES = ("paper", "exact")
 def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool = False,
                  train_subset: int | None = None, label_noise: float = 0.0, data_seed: int = 0,
                  device: str | torch.device = "cpu", label_noise_mode: str = "paper") -> Dataset:
-    if name not in DATASETS:
-        raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if name not in DATASETS and not name.startswith("mnist1d:"):
+        raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
+                             f"(or mnist1d:samples=N,noise=F)")
     if not 0.0 <= label_noise < 1.0:
         raise LandscapeError(f"--label-noise must be in [0, 1), got {label_noise}")
     if label_noise_mode not in LABEL_NOISE_MODES:
         raise LandscapeError(f"--label-noise-mode must be one of {', '.join(LABEL_NOISE_MODES)}, "
                              f"got {label_noise_mode!r}")
-    if name == "mnist1d":
-        x, y, xt, yt, classes = _mnist1d(data_root)
+    if name.startswith("mnist1d"):
+        x, y, xt, yt, classes = _mnist1d(data_root, name)
     else:
         x, y, xt, yt, classes = _cifar(name, data_root, download)
 
@@ -143,7 +188,7 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    black = None if name == "mnist1d" else -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
+    black = None if name.startswith("mnist1d") else -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
     return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original, black)
 
 

@@ -187,7 +187,9 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--last-layer-norm", type=_number(float, True), default=S,
                    help="Frobenius norm of the frozen last layer (default 10)")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=S, help="mnist1d | cifar10 | cifar100 (default mnist1d)")
+    g.add_argument("--dataset", default=S, help="mnist1d | mnist1d:samples=N,noise=F (a generated "
+                   "MNIST-1D of N signals, 80%% train, noise scaled by F; mnist1d is 5000 and 1) | cifar10 | "
+                   "cifar100 (default mnist1d)")
     g.add_argument("--data-root", default=S, help="dataset folder (default data)")
     g.add_argument("--download", action="store_true", default=S, help="allow downloading CIFAR")
     g.add_argument("--train-subset", type=_number(int, True), default=S, metavar="N",

@@ -46,7 +46,8 @@ def run(args):
     else:
         cfg = TrainConfig(**given)
         name, value = cfg.rate if cfg.space == "whole" else ("ELR", cfg.elr)
-        out = args.out or f"runs/{cfg.model}-{cfg.dataset}-{name.lower()}{value:g}.h5"
+        dataset = cfg.dataset.replace(":", "-").replace(",", "-").replace("=", "")  # a plain file name
+        out = args.out or f"runs/{cfg.model}-{dataset}-{name.lower()}{value:g}.h5"
         traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress,
                      log=args.log, log_dir=args.log_dir)
     if not args.quiet:
