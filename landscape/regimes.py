@@ -9,15 +9,17 @@ classes, ln C = the loss of a uniform guess), with the evidence for each label:
                 effective step sizes: ~0 when they have equalised (Sec. 3.2, Fig. 4)
     1 convergence   the loss falls significantly (p < ``trend_alpha``) with unequal ESS and does
                     not end at the uniform guess (loss ~ ln C with chance accuracy), or it has
-                    reached a low level (final <=
-                    ``low_loss_fraction`` ln C) with unequal ESS
+                    reached a low level (final <= ``low_loss_fraction`` ln C) with unequal ESS,
+                    or the fall lasts: significant over the run's second half and by at least
+                    ``sustained_fall_factor`` there (then near-equal ESS do not veto it: runs
+                    just below the 1/2 boundary converge with their ESS close together)
     2 equilibrium   no significant fall, a level away from zero and from random guessing, and
                     equalised ESS (spread <= ``ess_equal_filter`` / ``ess_equal_layer``)
     3 divergence    random-guess accuracy (<= 1/C + ``random_accuracy_margin``) and loss
                     (median >= ``random_loss_fraction`` ln C), not falling
     undetermined    too short (fewer than ``min_points`` points, or ``min_tail`` in the tail),
-                    or the signals disagree (falling with equalised ESS, a flat level with
-                    unequal ESS); the reason is given
+                    or the signals disagree (a fall only in the tail with equalised ESS, a flat
+                    level with unequal ESS); the reason is given
     nonfinite       the run met NaN/inf (its status, or NaN in its curve)
 """
 from __future__ import annotations
@@ -47,6 +49,11 @@ class RegimeCriteria:
     trend_alpha: float = 0.01
     ess_equal_filter: float = 0.2
     ess_equal_layer: float = 0.1
+    # a fall that lasts: over the run's second half (at least ``sustained_min_points`` points)
+    # the loss falls significantly and by at least this factor (Theil-Sen line); such a run
+    # converges even where its groups' step sizes are already near-equal (at the 1/2 boundary)
+    sustained_fall_factor: float = 2.0
+    sustained_min_points: int = 20
     min_points: int = 10
     min_tail: int = 5
 
@@ -126,7 +133,14 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
         final_random = (abs(final - random_loss) <= (1 - c.random_loss_fraction) * random_loss and
                         acc[-max(1, int(round(c.final_fraction * len(acc)))):].mean()
                         <= 1.0 / num_classes + c.random_accuracy_margin)
-        if equal:
+        half = np.log(np.maximum(loss[len(loss) // 2:], 1e-300))
+        sustained = falling_trend(half) if len(half) >= c.sustained_min_points else None
+        evidence["half_fall_factor"] = (float(np.exp(-sustained["slope"] * (len(half) - 1)))
+                                        if sustained else float("nan"))
+        evidence["half_p_falling"] = sustained["p_falling"] if sustained else float("nan")
+        lasting = (sustained is not None and sustained["p_falling"] < c.trend_alpha and
+                   evidence["half_fall_factor"] >= c.sustained_fall_factor)
+        if equal and not lasting:
             reason = "the loss still falls but the effective step sizes have equalised"
         elif final_random:  # e.g. an exploded run whose annealed LR brings it back to guessing
             reason = (f"the loss falls but ends at random guessing (final {final:.3g} ~ ln C = "

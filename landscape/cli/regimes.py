@@ -44,6 +44,9 @@ CRITERIA_HELP = {
     "trend_alpha": "significance level of the autocorrelation-corrected Mann-Kendall fall test",
     "ess_equal_filter": "ESS spread (std/mean over filters) at or below which ESS are equalised",
     "ess_equal_layer": "the same over layers, when only per-layer metrics were logged",
+    "sustained_fall_factor": "regime 1 whatever the ESS: the loss falls significantly over the "
+                             "run's second half and by at least this factor",
+    "sustained_min_points": "fewer points in the second half: no fall counts as lasting",
     "min_points": "fewer points: undetermined",
     "min_tail": "fewer points in the tail: undetermined",
 }
