@@ -2,7 +2,8 @@
 second descent, near the peak of sharpness (the mean stochastic effective-gradient norm), and
 the peak grows with the noise.
 
-    python analyses/appendix_g_double_descent.py     (after train/label_noise_mnist1d.sh)
+    python analyses/appendix_g_double_descent.py [FOLDER_GLOB ...]   (default RECIPE/noise*, after
+                                                                     train/label_noise_mnist1d.sh)
 """
 import glob
 import sys
@@ -10,14 +11,14 @@ import sys
 import matplotlib
 matplotlib.use("Agg")
 
-from common import RUNS, claim, save, script_args
+from common import RECIPE, claim, save, script_args
 import os
 from landscape.double_descent import PeakCriteria, double_descent
 from landscape.plots.double_descent import plot_double_descent
 
 
 def main(*patterns, metrics="auto"):
-    patterns = patterns or (os.path.join(RUNS, "mnist1d-k16-noise*"), os.path.join(RUNS, "mnist1d-k16-lowelr-noise*"))
+    patterns = patterns or (os.path.join(RECIPE, "noise*"),)
     folders = sorted(f for p in patterns for f in glob.glob(p) if not f.endswith("noise0"))
     skipped = []
     result = double_descent(folders, PeakCriteria(window=9, min_height=0.02), skipped=skipped, metrics=metrics)

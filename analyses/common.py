@@ -1,4 +1,6 @@
-"""Shared helpers of the analysis scripts: where runs and outputs live, matched-loss reading."""
+"""Shared helpers of the analysis scripts: where runs and outputs live, matched-loss reading,
+trends across ELRs judged over seeds."""
+import glob
 import os
 
 import numpy as np
@@ -7,8 +9,41 @@ from scipy.stats import spearmanr
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.environ.get("ANALYSES_OUT", os.path.join(ROOT, "analyses", "out"))
 RUNS = os.environ.get("RUNS", os.path.join(ROOT, "runs"))
-# the main sweep and its finer grid near the regime boundaries (train/sweep_mnist1d.sh)
-SWEEP = [os.path.join(RUNS, "mnist1d-k16"), os.path.join(RUNS, "mnist1d-k16-fine")]
+# the recipe's runs (train/recipe.env): one main sweep per seed, RECIPE/sweep-seedS
+RECIPE = os.environ.get("RECIPE", os.path.join(RUNS, "recipe"))
+SWEEP = [os.path.join(RECIPE, "sweep-seed0")]
+ALPHA = 0.01  # significance level of every trend claim across ELRs
+
+
+def seed_sweeps(args=()) -> list:
+    """The main sweep of every seed: the folders given, else RECIPE/sweep-seed*."""
+    folders = list(args) or sorted(glob.glob(os.path.join(RECIPE, "sweep-seed*")))
+    if not folders:
+        raise SystemExit(f"no sweep found: run train/sweep_mnist1d.sh first (looked in {RECIPE})")
+    return folders
+
+
+def trend_over_seeds(points_by_seed: dict, sign: int, what: str) -> dict:
+    """A claimed monotone trend across ELRs, judged over seeds: Spearman's rho in each seed, and
+    the pooled test -- Spearman over all (ELR, value) points of every seed, its two-sided
+    p-value. Confirmed when the pooled rho has the claimed ``sign`` with p < ALPHA and every seed
+    with at least 3 points agrees in sign. ``points_by_seed``: {seed: [(elr, value), ...]}."""
+    per_seed = {s: rank_correlation([p[0] for p in pts], [p[1] for p in pts])
+                for s, pts in points_by_seed.items() if len(pts) >= 3}
+    pooled = [p for pts in points_by_seed.values() for p in pts]
+    if len(pooled) >= 4:
+        res = spearmanr([p[0] for p in pooled], [p[1] for p in pooled])
+        rho, pvalue = float(res.statistic), float(res.pvalue)
+    else:
+        rho, pvalue = float("nan"), float("nan")
+    agree = bool(per_seed) and all(np.sign(r) == sign for r in per_seed.values())
+    # too few runs to test: neither yes nor no
+    ok = None if len(pooled) < 5 or not per_seed else bool(np.sign(rho) == sign and pvalue < ALPHA and agree)
+    text = (f"{what}: pooled Spearman {rho:.2f} (p = {pvalue:.2g}, {len(pooled)} runs over "
+            f"{len(points_by_seed)} seeds); per seed " +
+            ", ".join(f"{s}: {r:.2f}" for s, r in per_seed.items()))
+    return {"confirmed": ok, "evidence": text, "pooled_rho": rho, "p_value": pvalue,
+            "per_seed": per_seed, "points": len(pooled)}
 
 
 def out_path(name: str) -> str:
@@ -28,7 +63,8 @@ def save(name: str, payload: dict, fig=None) -> None:
     for s in payload.get("skipped", []):  # runs a folder held that the figure could not use
         print(f"skipped {s['path']}: {s['reason']}")
     for claim in payload.get("claims", []):
-        print(f"[{'confirmed' if claim['confirmed'] else 'NOT confirmed'}] {claim['claim']}: {claim['evidence']}")
+        verdict = {True: "confirmed", False: "NOT confirmed", None: "undetermined"}[claim["confirmed"]]
+        print(f"[{verdict}] {claim['claim']}: {claim['evidence']}")
     print(f"wrote {out_path(name + '.json')}")
 
 
@@ -45,16 +81,10 @@ def script_args(argv) -> tuple[list, str]:
     return argv, metrics
 
 
-def sweep_inputs(args) -> list:
-    """Sweep folders from the command line, else the default ones that exist."""
-    folders = list(args) or [f for f in SWEEP if os.path.isdir(f)]
-    if not folders:
-        raise SystemExit(f"no sweep found: run train/sweep_mnist1d.sh first (looked in {SWEEP})")
-    return folders
-
-
-def claim(text: str, confirmed, evidence: str) -> dict:
-    return {"claim": text, "confirmed": bool(confirmed), "evidence": evidence}
+def claim(text: str, confirmed, evidence: str, **statistic) -> dict:
+    """A claim's verdict: True, False, or None when the runs are too few to test it."""
+    return {"claim": text, "confirmed": None if confirmed is None else bool(confirmed),
+            "evidence": evidence, **statistic}
 
 
 def at_loss(train_loss, values, level):

@@ -1,61 +1,133 @@
-"""Figure 1: the three regimes over an ELR sweep, and where sharpness peaks.
+"""Figure 1 (and Appendix E): the three regimes over an ELR sweep, in every seed; the trends of
+the final loss and sharpness with ELR inside regimes 1 and 2; where the final sharpness peaks.
 
-    python analyses/fig1_regimes.py [SWEEP_DIR]      (default runs/mnist1d-k16, from train/sweep_mnist1d.sh)
+    python analyses/fig1_regimes.py [SWEEP_DIR ...]    (default: RECIPE/sweep-seed*, one per seed)
+
+Writes fig1_regimes.png (the evidence plot of `landscape regimes` for the first seed) and
+fig1_seeds.png (final train loss, sharpness and test error against ELR: mean and min-max band
+over seeds, the regimes as bands).
 """
+import os
 import sys
 
-from common import script_args, sweep_inputs, claim, rank_correlation, save
+import numpy as np
+
+from common import ALPHA, claim, out_path, save, script_args, seed_sweeps, trend_over_seeds
+from landscape.plots import REGIME_COLORS, new_figure, regime_legend, save_figure
 from landscape.plots.regimes import plot_regimes
 from landscape.regimes import regimes
 
 
-def main(sweep, metrics="auto"):
-    res = regimes(sweep, metrics=metrics)
-    rows = res["rows"]
-    labels = [r["regime"] for r in rows]
-    elrs = [r["elr"] for r in rows]
-    ordered = res["ordered"]  # between determined runs (undetermined and non-finite ones aside)
-    claims = [claim("three regimes appear in order of ELR (1: convergence, 2: chaotic equilibrium, 3: divergence)",
-                    ordered and {1, 2, 3} <= set(labels),
-                    "regimes by ELR: " + ", ".join(f"{e:g}:{r['regime'] or r['name']}" for e, r in zip(elrs, rows)) +
-                    "".join(f"; out of order: {o['rate']:g} ({o['regime']}) before {o['next_rate']:g} ({o['next_regime']})"
-                            for o in res["out_of_order"]))]
-    two = [r for r in rows if r["regime"] == 2]
-    if len(two) >= 3:
-        c_loss = rank_correlation([r["elr"] for r in two], [r["tail_train_loss"] for r in two])
-        c_egn = rank_correlation([r["elr"] for r in two], [r["mean_effective_grad_norm"] for r in two])
-        claims.append(claim("in regime 2 a higher ELR holds a higher loss level but a lower sharpness (Sec. 5.2)",
-                            c_loss > 0.5 and c_egn < -0.5,
-                            f"Spearman(ELR, tail loss) = {c_loss:.2f}, Spearman(ELR, mean eff. grad norm) = {c_egn:.2f} "
-                            f"over {len(two)} regime-2 runs"))
-    # Figure 1 (right): across ELRs the final sharpness (tail mean eff. grad norm) falls with ELR
-    # in regime 1 and in regime 2, so it peaks where regime 1 hands over to regime 2
-    one = [r for r in rows if r["regime"] == 1]
-    two = [r for r in rows if r["regime"] == 2]
-    if len(one) >= 3:
-        c1 = rank_correlation([r["elr"] for r in one], [r["mean_effective_grad_norm"] for r in one])
-        claims.append(claim("in regime 1 a higher ELR converges to a flatter solution (lower final eff. grad norm)",
-                            c1 < -0.5, f"Spearman(ELR, tail eff. grad norm) = {c1:.2f} over {len(one)} regime-1 runs"))
-    if one and two:
-        last1, first2 = one[-1], two[0]
-        rest2 = two[1:2]
-        peak = first2["mean_effective_grad_norm"] > last1["mean_effective_grad_norm"] and all(
-            first2["mean_effective_grad_norm"] > r["mean_effective_grad_norm"] for r in rest2)
-        claims.append(claim("the final sharpness of the runs peaks at the regime 1/2 transition (Fig. 1 right)",
-                            peak, f"tail eff. grad norm: last regime-1 ELR {last1['elr']:g}: {last1['mean_effective_grad_norm']:.4g}; "
-                            f"first regime-2 ELR {first2['elr']:g}: {first2['mean_effective_grad_norm']:.4g}" +
-                            "".join(f"; next ELR {r['elr']:g}: {r['mean_effective_grad_norm']:.4g}" for r in rest2)))
-    else:
-        claims.append(claim("the final sharpness of the runs peaks at the regime 1/2 transition (Fig. 1 right)", False,
-                            "no regime-2 run in this sweep: add a finer grid near the boundary"))
-    plot_regimes(res, __import__("common").out_path("fig1_regimes.png"))
-    save("fig1_regimes", {"sweep": sweep, "criteria": res["criteria"],
-                          "largest_regime1_elr": res["largest_regime1_rate"],
-                          "smallest_regime3_elr": res["smallest_regime3_rate"],
-                          "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
-                          "skipped": res["skipped"], "metrics": res["metrics"], "claims": claims})
+def regime2_run(rows) -> int:
+    """The longest run of consecutive regime-2 grid points."""
+    longest = current = 0
+    for r in rows:
+        current = current + 1 if r["regime"] == 2 else 0
+        longest = max(longest, current)
+    return longest
+
+
+def seed_plot(results: dict, path: str) -> None:
+    """Mean and min-max band over seeds against ELR; background bands: each ELR's regime where
+    every seed agrees (grey where they differ or any is undetermined)."""
+    fig, axes = new_figure(3, width=4.4, height=3.6)
+    elrs = sorted({r["elr"] for res in results.values() for r in res["rows"]})
+    keys = (("tail_train_loss", "final train loss (tail mean)"),
+            ("mean_effective_grad_norm", "sharpness: mean stochastic eff. grad norm (tail mean)"),
+            ("test_error", "final test error"))
+    for ax, (key, label) in zip(axes, keys):
+        values = np.full((len(results), len(elrs)), np.nan)
+        for i, res in enumerate(results.values()):
+            for r in res["rows"]:
+                v = 1 - r["test_accuracy"] if key == "test_error" else r[key]
+                values[i, elrs.index(r["elr"])] = v
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, 0)
+        ax.fill_between(elrs, np.nanmin(values, 0), np.nanmax(values, 0), color="k", alpha=0.2, lw=0,
+                        label=f"min-max over {len(results)} seeds")
+        ax.plot(elrs, mean, "k.-", label="mean over seeds")
+        for j, e in enumerate(elrs):
+            labels = {r["regime"] for res in results.values() for r in res["rows"] if r["elr"] == e}
+            regime = labels.pop() if len(labels) == 1 else None
+            ax.axvspan(e / 1.25, e * 1.25, color=REGIME_COLORS[regime], alpha=0.18, lw=0)
+        ax.set(xscale="log", xlabel="ELR (effective learning rate)", ylabel=label)
+        if key != "test_error":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7, loc="upper left")
+    regime_legend(axes[2], loc="upper left")
+    fig.suptitle("Figure 1 over seeds (bands: regime where every seed agrees; grey: seeds differ)")
+    save_figure(fig, path)
+
+
+def main(sweeps, metrics="auto"):
+    results = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    claims = []
+    # claim 2: the three regimes, in order, in every seed; regime 2 spanning grid points
+    maps = {seed: ", ".join(f"{r['elr']:g}:{r['regime'] or '?'}" for r in res["rows"])
+            for seed, res in results.items()}
+    widths = {seed: regime2_run(res["rows"]) for seed, res in results.items()}
+    in_order = {seed: res["ordered"] and {1, 2, 3} <= {r["regime"] for r in res["rows"]}
+                for seed, res in results.items()}
+    claims.append(claim("three regimes appear in order of ELR (1 convergence, 2 chaotic equilibrium, 3 divergence), "
+                        "in every seed",
+                        all(in_order.values()),
+                        "; ".join(f"{seed}: {maps[seed]} ({'in order' if in_order[seed] else 'NOT in order'}; "
+                                  f"regime 2 over {widths[seed]} consecutive grid points)" for seed in results),
+                        statistic={"seeds_in_order": sum(in_order.values()), "seeds": len(results),
+                                   "regime2_consecutive_points": widths}))
+
+    def points(regime, key):
+        return {seed: [(r["elr"], r[key]) for r in res["rows"] if r["regime"] == regime]
+                for seed, res in results.items()}
+
+    # claim 3: regime 1, higher ELR -> flatter final solution
+    t = trend_over_seeds(points(1, "mean_effective_grad_norm"), -1, "ELR vs tail eff. grad norm, regime-1 runs")
+    claims.append(claim("in regime 1 a higher ELR converges to a flatter solution (lower final eff. grad norm)",
+                        t["confirmed"], t["evidence"], statistic=t))
+    # claim 6: regime 2, higher ELR -> higher loss level, lower sharpness
+    t_loss = trend_over_seeds(points(2, "tail_train_loss"), +1, "ELR vs tail train loss, regime-2 runs")
+    t_egn = trend_over_seeds(points(2, "mean_effective_grad_norm"), -1, "ELR vs tail eff. grad norm, regime-2 runs")
+    claims.append(claim("in regime 2 a higher ELR holds a higher loss level (Sec. 5.2)", t_loss["confirmed"],
+                        t_loss["evidence"], statistic=t_loss))
+    claims.append(claim("in regime 2 a higher ELR has a lower sharpness (Sec. 5.2)", t_egn["confirmed"],
+                        t_egn["evidence"], statistic=t_egn))
+    # claim 7: over the runs of regimes 1 and 2, the final sharpness is largest at the boundary
+    # (the last regime-1 or the first regime-2 ELR). Null: the argmax falls on any of the n runs
+    # alike, so 2/n per seed, and the p-value of k seeds out of S is a binomial tail.
+    from scipy.stats import binom
+    hits, chance, detail = 0, [], []
+    for seed, res in results.items():
+        rows = [r for r in res["rows"] if r["regime"] in (1, 2)]
+        ones = [r for r in rows if r["regime"] == 1]
+        twos = [r for r in rows if r["regime"] == 2]
+        if not ones or not twos:
+            detail.append(f"{seed}: no regime 1/2 boundary")
+            continue
+        peak = max(rows, key=lambda r: r["mean_effective_grad_norm"])
+        boundary = {ones[-1]["elr"], twos[0]["elr"]}
+        hits += peak["elr"] in boundary
+        chance.append(2 / len(rows))
+        detail.append(f"{seed}: peak at ELR {peak['elr']:g} ({peak['mean_effective_grad_norm']:.3g}); boundary "
+                      f"{ones[-1]['elr']:g}|{twos[0]['elr']:g}")
+    p_peak = float(binom.sf(hits - 1, len(chance), float(np.mean(chance)))) if chance else float("nan")
+    claims.append(claim("the final sharpness peaks at the regime 1/2 transition (Fig. 1 right)",
+                        bool(chance) and hits == len(chance) and p_peak < ALPHA * 5,
+                        f"{hits} of {len(chance)} seeds peak at the boundary (chance {np.mean(chance) if chance else float('nan'):.2f} "
+                        f"per seed, binomial p = {p_peak:.2g}); " + "; ".join(detail),
+                        statistic={"seeds_at_boundary": hits, "seeds": len(chance), "p_value": p_peak}))
+    first = next(iter(results.values()))
+    plot_regimes(first, out_path("fig1_regimes.png"))
+    seed_plot(results, out_path("fig1_seeds.png"))
+    save("fig1_regimes", {"sweeps": sweeps, "criteria": first["criteria"], "metrics": first["metrics"],
+                          "seeds": {seed: {"largest_regime1_elr": res["largest_regime1_rate"],
+                                           "smallest_regime3_elr": res["smallest_regime3_rate"],
+                                           "ordered": res["ordered"], "out_of_order": res["out_of_order"],
+                                           "rows": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                                    for r in res["rows"]],
+                                           "skipped": res["skipped"]} for seed, res in results.items()},
+                          "claims": claims})
 
 
 if __name__ == "__main__":
     args, metrics = script_args(sys.argv[1:])
-    main(sweep_inputs(args), metrics)
+    main(seed_sweeps(args), metrics)

@@ -1,17 +1,18 @@
 """Figure 3 (left), Section 5.1: in regime 1 a higher ELR traverses flatter regions and reaches
 solutions with lower sharpness and test error at equal train loss.
 
-    python analyses/fig3_sharpness.py [SWEEP_DIR]    (uses `landscape regimes` to pick regime-1 runs)
+    python analyses/fig3_sharpness.py [SWEEP_DIR ...]   (one per seed; `landscape regimes` picks regime-1 runs)
+
+Trends across ELRs are judged over seeds (pooled Spearman, every seed's sign); the Hessian trace
+of the final solutions on the first seed.
 """
+import os
 import sys
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from common import script_args, sweep_inputs, at_loss, claim, rank_correlation, save
-from landscape.plots import colorbar, ordered_colors
+from common import at_loss, claim, save, script_args, seed_sweeps, trend_over_seeds
+from landscape.plots import colorbar, new_figure, ordered_colors
 from landscape.regimes import regimes
 from landscape.sharpness import sharpness
 from landscape.trajectory import Trajectory, read_analysis
@@ -31,23 +32,34 @@ def stored_sharpness(path):
     return {k: v[-1:] for k, v in res.items()}
 
 
-def main(sweep, metrics="auto"):
-    res_regimes = regimes(sweep, metrics=metrics)
-    rows = [r for r in res_regimes["rows"] if r["regime"] == 1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    colors, mappable = ordered_colors([r["elr"] for r in rows])  # one ordered colour per ELR
+def matched(rows):
+    """Per regime-1 run: eff. grad norm and test error at the first epoch of each train-loss level."""
     table = []
-    for r, color in zip(rows, colors):
+    for r in rows:
         m = r["_curves"]
         ok = ~np.isnan(m["test_accuracy"])
-        axes[0].plot(m["train_loss"], m["effective_grad_norm"], color=color)
-        axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], color=color)
         entry = {"elr": r["elr"]}
         for level in LEVELS:
             entry[f"egn@{level}"] = at_loss(m["train_loss"], m["effective_grad_norm"], level)
             entry[f"test_error@{level}"] = at_loss(m["train_loss"][ok], 1 - m["test_accuracy"][ok], level)
         table.append(entry)
-    # Hessian trace of the final solutions (effective units), 20 probes on 2 batches
+    return table
+
+
+def main(sweeps, metrics="auto"):
+    by_seed = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    tables = {seed: matched([r for r in res["rows"] if r["regime"] == 1]) for seed, res in by_seed.items()}
+    first_seed, res_regimes = next(iter(by_seed.items()))
+    rows = [r for r in res_regimes["rows"] if r["regime"] == 1]
+    table = tables[first_seed]
+    fig, axes = new_figure(3, width=4.4, height=3.8)
+    colors, mappable = ordered_colors([r["elr"] for r in rows])  # one ordered colour per ELR
+    for r, color in zip(rows, colors):
+        m = r["_curves"]
+        ok = ~np.isnan(m["test_accuracy"])
+        axes[0].plot(m["train_loss"], m["effective_grad_norm"], color=color)
+        axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], color=color)
+    # Hessian trace of the final solutions (effective units), 20 probes on 2 batches (first seed)
     for entry, r in zip(table, rows):
         res = stored_sharpness(r["path"]) or sharpness(r["path"], "last", probes=20, eigs=1, batches=2,
                                                        progress=False, write=True)
@@ -56,29 +68,48 @@ def main(sweep, metrics="auto"):
         entry["final_train_loss"] = r["final_train_loss"]
         entry["final_test_error"] = 1 - r["test_accuracy"]
     for ax, ylabel in zip(axes, ("mean stochastic effective grad norm", "test error")):
-        ax.set(xscale="log", xlabel="train loss", ylabel=ylabel)
+        ax.set(xscale="log", xlabel="train loss", ylabel=ylabel, title=f"regime-1 runs ({first_seed})")
         ax.invert_xaxis()
-    colorbar(fig, mappable, list(axes), "ELR (regime-1 runs)")
+    colorbar(fig, mappable, axes[:2], "ELR (regime-1 runs)")
     axes[0].set_yscale("log")
+    # test error at the middle loss level against ELR: mean and min-max band over seeds
+    level = LEVELS[1]
+    elrs = sorted({e["elr"] for t in tables.values() for e in t})
+    grid = np.full((len(tables), len(elrs)), np.nan)
+    for i, t in enumerate(tables.values()):
+        for e in t:
+            if e[f"test_error@{level}"] is not None:
+                grid[i, elrs.index(e["elr"])] = e[f"test_error@{level}"]
+    if elrs:
+        with np.errstate(all="ignore"):
+            axes[2].fill_between(elrs, np.nanmin(grid, 0), np.nanmax(grid, 0), color="k", alpha=0.2, lw=0,
+                                 label=f"min-max over {len(tables)} seeds")
+            axes[2].plot(elrs, np.nanmean(grid, 0), "k.-", label="mean over seeds")
+        axes[2].legend(fontsize=7)
+    axes[2].set(xscale="log", xlabel="ELR (regime-1 runs)", ylabel=f"test error at train loss {level}",
+                title="generalisation at equal train loss")
+    from matplotlib.ticker import NullFormatter
+    axes[2].xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short log axis
     claims = []
     for level in LEVELS:
-        pts = [(e["elr"], e[f"egn@{level}"], e[f"test_error@{level}"]) for e in table if e[f"egn@{level}"] is not None]
-        if len(pts) >= 3:
-            c_egn = rank_correlation([p[0] for p in pts], [p[1] for p in pts])
-            c_err = rank_correlation([p[0] for p in pts], [p[2] for p in pts])
-            claims.append(claim(f"at train loss {level}, a higher regime-1 ELR is flatter",
-                                c_egn < -0.5, f"Spearman(ELR, eff. grad norm) = {c_egn:.2f} over {len(pts)} runs that reach it"))
-            claims.append(claim(f"at train loss {level}, a higher regime-1 ELR generalises better",
-                                c_err < -0.5, f"Spearman(ELR, test error) = {c_err:.2f} over {len(pts)} runs that reach it"))
-    fin = [(e["elr"], e["trace_effective_final"], e["final_test_error"]) for e in table]
-    if len(fin) >= 3:
-        c_tr = rank_correlation([f[0] for f in fin], [f[1] for f in fin])
-        claims.append(claim("final regime-1 solutions of higher ELR have a lower Hessian trace (effective units)",
-                            c_tr < -0.5, f"Spearman(ELR, final effective trace) = {c_tr:.2f} over {len(fin)} runs"))
-    save("fig3_sharpness", {"sweep": sweep, "levels": LEVELS, "runs": table, "claims": claims,
-                            "metrics": res_regimes["metrics"]}, fig)
+        egn = {seed: [(e["elr"], e[f"egn@{level}"]) for e in t if e[f"egn@{level}"] is not None]
+               for seed, t in tables.items()}
+        err = {seed: [(e["elr"], e[f"test_error@{level}"]) for e in t if e[f"test_error@{level}"] is not None]
+               for seed, t in tables.items()}
+        t_egn = trend_over_seeds(egn, -1, f"ELR vs eff. grad norm at train loss {level}")
+        t_err = trend_over_seeds(err, -1, f"ELR vs test error at train loss {level}")
+        claims.append(claim(f"at train loss {level}, a higher regime-1 ELR is flatter", t_egn["confirmed"],
+                            t_egn["evidence"], statistic=t_egn))
+        claims.append(claim(f"at train loss {level}, a higher regime-1 ELR generalises better", t_err["confirmed"],
+                            t_err["evidence"], statistic=t_err))
+    fin = [(e["elr"], e["trace_effective_final"]) for e in table]
+    t_tr = trend_over_seeds({first_seed: fin}, -1, "ELR vs final effective Hessian trace")
+    claims.append(claim("final regime-1 solutions of higher ELR have a lower Hessian trace (effective units)",
+                        t_tr["confirmed"], t_tr["evidence"] + " (one seed: Hutchinson, 20 probes)", statistic=t_tr))
+    save("fig3_sharpness", {"sweeps": sweeps, "levels": LEVELS, "runs": table, "seeds": tables,
+                            "claims": claims, "metrics": res_regimes["metrics"]}, fig)
 
 
 if __name__ == "__main__":
     args, metrics = script_args(sys.argv[1:])
-    main(sweep_inputs(args), metrics)
+    main(seed_sweeps(args), metrics)

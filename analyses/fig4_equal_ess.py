@@ -8,8 +8,9 @@ as the paper's figure: "each SI parameters group of each layer"); runs trained w
 only are read per layer. Values are means over the last 20% of epochs (the paper: the last 200
 of 1000).
 
-    python analyses/fig4_equal_ess.py [SWEEP_DIR...]
+    python analyses/fig4_equal_ess.py [SWEEP_DIR ...]   (one per seed; the figure shows the first)
 """
+import os
 import sys
 
 import matplotlib
@@ -17,10 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import script_args, sweep_inputs, claim, save
+from common import ALPHA, claim, save, script_args, seed_sweeps
+from landscape.plots import REGIME_COLORS, new_figure, regime_legend
 from landscape.regimes import ess_spread, regimes
 
-REGIME_COLOURS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
 
 
 def tail_groups(t, tail):
@@ -53,12 +54,13 @@ def scatter(ax, entry, title):
     ax.plot(x, common / x, "k--", lw=1, label=f"ELR_i g_i = {common:.3g} (median)")
     ax.set(xscale="log", yscale="log", xlabel="individual ELR_i",
            ylabel="effective gradient norm g_i", title=title)
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short log axis
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=6)
 
 
-def main(sweeps, tail=0.2, metrics="auto"):
-    res = regimes(sweeps, metrics=metrics)
-    rows = [r for r in res["rows"] if r["regime"]]  # not the runs ended by non-finite values
+def spreads(rows, tail):
     table = []
     for r in rows:
         g = tail_groups(r["_trajectory"], tail)
@@ -66,9 +68,22 @@ def main(sweeps, tail=0.2, metrics="auto"):
                       "ess_spread": ess_spread(g["ess_i"]),
                       "layer_ess_spread": ess_spread(r["_trajectory"].group_metrics["effective_step_size"]
                                                  [-max(1, int(round(tail * r["epochs"]))):].mean(0))})
+    return table
+
+
+def main(sweeps, tail=0.2, metrics="auto"):
+    # every seed's sweep on its own (the same ELR in two seeds is no duplicate)
+    by_seed = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    res = next(iter(by_seed.values()))
+    # not the runs ended by non-finite values
+    tables = {seed: spreads([r for r in r_["rows"] if r["regime"]], tail) for seed, r_ in by_seed.items()}
+    table = next(iter(tables.values()))  # the figure: the first seed
+    everything = [e for t in tables.values() for e in t]
     two = [e for e in table if e["regime"] == 2]
     one = [e for e in table if e["regime"] == 1]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    two_all = [e for e in everything if e["regime"] == 2]
+    one_all = [e for e in everything if e["regime"] == 1]
+    fig, axes = new_figure(3, width=4.6, height=4.0)
     for ax, runs, name in ((axes[0], two, "regime 2"), (axes[1], one, "regime 1")):
         if runs:
             show = runs[len(runs) // 2]
@@ -81,27 +96,38 @@ def main(sweeps, tail=0.2, metrics="auto"):
     ax.plot([e["elr"] for e in table], [e["layer_ess_spread"] for e in table], "s:", color="grey",
             ms=3, label="per layer")
     for e in table:
-        ax.axvspan(e["elr"] / 1.3, e["elr"] * 1.3, color=REGIME_COLOURS[e["regime"]], alpha=0.15, lw=0)
-    ax.set(xscale="log", yscale="log", xlabel="ELR", ylabel="std/mean of the groups' ESS",
-           title="ESS spread (bands: regime 1 blue, 2 orange, 3 red)")
-    ax.legend(fontsize=7)
+        ax.axvspan(e["elr"] / 1.3, e["elr"] * 1.3, color=REGIME_COLORS[e["regime"]], alpha=0.15, lw=0)
+    ax.set(xscale="log", yscale="log", xlabel="ELR (effective learning rate)", ylabel="std/mean of the groups' ESS",
+           title="ESS spread (bands: the run's regime)")
+    first = ax.legend(fontsize=7, loc="upper left")
+    ax.add_artist(first)
+    regime_legend(ax, regimes=(1, 2, 3), loc="lower right")
     claims = []
-    if two and one:
-        s2 = float(np.median([e["layer_ess_spread"] for e in two]))
-        s1 = float(np.median([e["layer_ess_spread"] for e in one]))
+    if two_all and one_all:
+        # one-sided Mann-Whitney over every seed's runs: regime-2 spreads below regime-1 ones
+        from scipy.stats import mannwhitneyu
+        s2 = [e["layer_ess_spread"] for e in two_all]
+        s1 = [e["layer_ess_spread"] for e in one_all]
+        p_layer = float(mannwhitneyu(s2, s1, alternative="less").pvalue)
         claims.append(claim("in regime 2 the layers' effective step sizes equalise (spread far below regime 1's)",
-                            s2 < 0.2 and s2 < 0.5 * s1,
-                            f"median std/mean of layer ESS (last {tail:.0%} of epochs): regime 2 {s2:.3f}, regime 1 {s1:.3f}"))
-        level = two[0]["groups"]["level"]
-        f2 = float(np.median([e["ess_spread"] for e in two]))
-        f1 = float(np.median([e["ess_spread"] for e in one]))
-        n = len(two[0]["groups"]["ess_i"])
+                            p_layer < ALPHA and np.median(s2) < 0.5 * np.median(s1),
+                            f"std/mean of the layers' ESS (last {tail:.0%} of epochs), median over {len(s2)} regime-2 "
+                            f"runs {np.median(s2):.3f} (range {min(s2):.3f}-{max(s2):.3f}) vs {len(s1)} regime-1 runs "
+                            f"{np.median(s1):.3f} ({min(s1):.3f}-{max(s1):.3f}), {len(tables)} seeds; one-sided "
+                            f"Mann-Whitney p = {p_layer:.2g} (the labels use the filter spread, not this one)",
+                            statistic={"p_value": p_layer}))
+        level = two_all[0]["groups"]["level"]
+        f2 = [e["ess_spread"] for e in two_all]
+        f1 = [e["ess_spread"] for e in one_all]
+        p_filter = float(mannwhitneyu(f2, f1, alternative="less").pvalue)
+        n = len(two_all[0]["groups"]["ess_i"])
         claims.append(claim(f"in regime 2 every SI group's (each {level}'s) effective step size concentrates at the "
                             f"network's ESS (Fig. 4), unlike regime 1",
-                            f2 < 0.5 * f1,
-                            f"median std/mean of the {n} groups' ESS: regime 2 {f2:.3f}, regime 1 {f1:.3f} "
-                            f"(not independent of the labels: 'landscape regimes' requires this spread "
-                            f"below its threshold for regime 2)"))
+                            p_filter < ALPHA and np.median(f2) < 0.5 * np.median(f1),
+                            f"std/mean of the {n} groups' ESS, median: regime 2 {np.median(f2):.3f}, regime 1 "
+                            f"{np.median(f1):.3f}; one-sided Mann-Whitney p = {p_filter:.2g} (not independent of "
+                            f"the labels: 'landscape regimes' requires this spread below its threshold for regime 2)",
+                            statistic={"p_value": p_filter}))
     payload = [{"elr": e["elr"], "regime": e["regime"], "ess_spread": e["ess_spread"],
                 "layer_ess_spread": e["layer_ess_spread"], "level": e["groups"]["level"],
                 "ess_total": e["groups"]["ess_total"], "ess_median": float(np.median(e["groups"]["ess_i"])),
@@ -109,9 +135,12 @@ def main(sweeps, tail=0.2, metrics="auto"):
                 "effective_grad_norm_i": e["groups"]["egn_i"], "layer_of_group": e["groups"]["layer"]}
                for e in table]
     save("fig4_equal_ess", {"sweeps": sweeps, "tail": tail, "runs": payload,
+                            "seeds": {seed: [{"elr": e["elr"], "regime": e["regime"], "ess_spread": e["ess_spread"],
+                                              "layer_ess_spread": e["layer_ess_spread"]} for e in t]
+                                      for seed, t in tables.items()},
                             "skipped": res["skipped"], "metrics": res["metrics"], "claims": claims}, fig)
 
 
 if __name__ == "__main__":
     args, metrics = script_args(sys.argv[1:])
-    main(sweep_inputs(args), metrics=metrics)
+    main(seed_sweeps(args), metrics=metrics)

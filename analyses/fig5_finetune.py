@@ -2,18 +2,16 @@
 Regime 1: a lower ELR continues the same sharpness-vs-loss trajectory; a higher one leaves the
 basin and ends flatter. Regime 2: another regime-2 ELR moves to that ELR's own loss level.
 
-    python analyses/fig5_finetune.py [FINETUNE_DIR] [SWEEP_DIR...]   (after train/finetune_mnist1d.sh)
+    python analyses/fig5_finetune.py [FINETUNE_DIR] [SWEEP_DIR]   (after train/finetune_mnist1d.sh)
 """
 import glob
 import os
 import sys
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from common import RUNS, claim, save, script_args, sweep_inputs
+from common import RECIPE, SWEEP, claim, save, script_args
+from landscape.plots import colorbar, new_figure, ordered_colors
 from landscape.regimes import curves, pick_source, regimes, usable_runs
 from landscape.trajectory import Trajectory
 
@@ -22,8 +20,8 @@ def tail(x, frac=0.2):
     return float(np.mean(x[-max(1, int(frac * len(x))):]))
 
 
-def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps, metrics="auto"):
-    sweeps = sweep_inputs(sweeps)
+def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
+    sweeps = list(sweeps) or SWEEP  # the fine-tuned runs' own sweep (seed 0)
     res = regimes(sweeps, metrics=metrics)
     by_elr = {round(r["elr"], 12): r for r in res["rows"]}
     paths = sorted(glob.glob(os.path.join(folder, "from*-to*.h5")))
@@ -32,7 +30,10 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps, metrics="au
     runs, skipped = usable_runs(paths, nonfinite_ok=False)  # damaged or short runs are listed
     source, kept, more = pick_source(runs, res["metrics"])  # the sweep's curves, for both
     skipped += more
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = new_figure(2, width=4.8, height=4.0)
+    # one ordered colour per target ELR, the source runs in grey
+    colors, mappable = ordered_colors([float(t.config["elr"]) for t, _ in kept])
+    color_of = {id(t): c for (t, _), c in zip(kept, colors)}
     table, claims = [], []
     for t, tm in kept:
         src_info = t.config["init_source"]
@@ -61,11 +62,14 @@ def main(folder=os.path.join(RUNS, "mnist1d-k16-finetune"), *sweeps, metrics="au
         table.append(entry)
         ax = axes[0 if src_regime == 1 else 1]
         ax.plot(base["train_loss"], base["effective_grad_norm"], color="grey", lw=0.8)
-        ax.plot(tm["train_loss"], tm["effective_grad_norm"], label=f"{src:g} -> {dst:g}")
+        ax.plot(tm["train_loss"], tm["effective_grad_norm"], color=color_of[id(t)],
+                label=f"ELR {src:g} -> {dst:g} from epoch {src_info['epoch']}")
     for ax, title in zip(axes, ("fine-tuning a regime-1 solution", "fine-tuning from regime 2")):
         ax.set(xscale="log", yscale="log", xlabel="train loss", ylabel="mean stochastic eff. grad norm", title=title)
         ax.invert_xaxis()
+        ax.plot([], [], color="grey", lw=0.8, label="source run (trained at its ELR)")
         ax.legend(fontsize=7)
+    colorbar(fig, mappable, axes, "fine-tuning ELR")
     for e in table:
         if e["from_regime"] == 1 and e["to"] < e["from"]:
             claims.append(claim(f"from regime-1 ELR {e['from']:g}, a lower ELR {e['to']:g} stays in the basin",

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import RUNS, claim, save, script_args
+from common import RECIPE, claim, save, script_args
 from landscape.plots import REGIME_COLORS, colorbar, ordered_colors, regime_legend
 from landscape.regimes import regimes
 
@@ -31,7 +31,7 @@ def best_test(rows):
 
 
 def main(prefix=None, metrics="auto"):
-    prefix = prefix or os.path.join(RUNS, "mnist1d-k16-s6")
+    prefix = prefix or os.path.join(RECIPE, "s6")
     results = {}
     for key, _ in PANELS:
         folder = f"{prefix}-{key}"

@@ -188,9 +188,19 @@ def pca_directions(checkpoints: list[dict], names) -> tuple[dict, dict, np.ndarr
         _unflat(dirs[1], {n: like[n].double() for n in names}, names), explained
 
 
+POINTS_AT_ONCE = 1  # the default of --points-at-once (benchmarks/surface_speed.py)
+
+
 def evaluate_surface(model, sl: Slice, xs, ys, sets: dict, bn: str, criterion, batch_size: int,
-                     bn_inputs, on_point=None) -> dict:
-    """Loss (and error) of every grid point: {'<set>_loss': [len(ys), len(xs)], ...}."""
+                     bn_inputs, on_point=None, points_at_once: int = 1) -> dict:
+    """Loss (and error) of every grid point: {'<set>_loss': [len(ys), len(xs)], ...}.
+    ``points_at_once`` > 1 evaluates that many grid points in one pass of the data (``vmap`` of
+    ``functional_call`` over their stacked parameters; in 'recompute' mode their BatchNorm
+    statistics are recomputed together, each point its own), which gives the same numbers as one
+    point at a time up to float rounding."""
+    if points_at_once > 1:
+        return _evaluate_surface_batched(model, sl, xs, ys, sets, bn, criterion, batch_size,
+                                         bn_inputs, on_point, points_at_once)
     work = copy.deepcopy(model)
     slots = dict(work.named_parameters())
     rows = {}
@@ -202,6 +212,72 @@ def evaluate_surface(model, sl: Slice, xs, ys, sets: dict, bn: str, criterion, b
             for key, value in evaluate_point(work, sets, bn, criterion, batch_size, bn_inputs).items():
                 rows.setdefault(key, np.full((len(ys), len(xs)), np.nan))[i, j] = value
             if on_point is not None:
+                on_point()
+    return rows
+
+
+@torch.no_grad()
+def _evaluate_surface_batched(model, sl, xs, ys, sets, bn, criterion, batch_size, bn_inputs,
+                              on_point, points_at_once):
+    from torch.func import functional_call, vmap
+    from .models import batchnorm_layers, with_batch_statistics
+    template = with_batch_statistics(model) if bn == "batch" else copy.deepcopy(model)
+    layers = batchnorm_layers(template)
+    base_params = {n: p.detach() for n, p in template.named_parameters()}
+    base_buffers = {n: b.detach() for n, b in template.named_buffers()}
+    forward = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)), in_dims=(0, 0, None))
+    cells = [(i, j, float(x), float(y)) for i, y in enumerate(ys) for j, x in enumerate(xs)]
+    rows = {}
+    for start in range(0, len(cells), points_at_once):
+        chunk = cells[start:start + points_at_once]
+        k = len(chunk)
+        points = [sl.point(x, y) for _, _, x, y in chunk]
+        params = {n: (torch.stack([pt[n] for pt in points]).to(p.dtype) if n in points[0]
+                      else p.expand(k, *p.shape)) for n, p in base_params.items()}
+        buffers = {n: b.expand(k, *b.shape).clone() for n, b in base_buffers.items()}
+        if bn == "recompute":
+            # as recompute_batchnorm, for all k points at once: reset, then one train-mode pass
+            # whose momentum b/(seen+b) makes the running values size-weighted batch means
+            for n in buffers:
+                if n.endswith("running_mean") or n.endswith("num_batches_tracked"):
+                    buffers[n].zero_()
+                elif n.endswith("running_var"):
+                    buffers[n].fill_(1.0)
+            momenta = [layer.momentum for layer in layers]
+            template.train()
+            seen = 0
+            for i in range(0, len(bn_inputs), batch_size):
+                xb = bn_inputs[i:i + batch_size]
+                if len(xb) > 1:
+                    for layer in layers:
+                        layer.momentum = len(xb) / (seen + len(xb))
+                    forward(params, buffers, xb)
+                    seen += len(xb)
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+            template.eval()
+        else:
+            template.train()  # batch statistics, no running buffers to touch
+        for name, batches in sets.items():
+            loss = torch.zeros(k, dtype=torch.float64)
+            correct = torch.zeros(k, dtype=torch.float64)
+            seen, labels = 0, True
+            for x, y in batches:
+                for i in range(0, len(y), batch_size):
+                    xc, yc = x[i:i + batch_size], y[i:i + batch_size]
+                    out = forward(params, buffers, xc)  # [k, batch, classes]
+                    loss += torch.stack([criterion(o, yc).double() for o in out]).cpu() * len(yc)
+                    labels = labels and not yc.is_floating_point() and out.dim() == 3 and yc.dim() == 1
+                    if labels:
+                        correct += (out.argmax(-1) == yc).sum(-1).double().cpu()
+                    seen += len(yc)
+            for (i, j, _, _), value in zip(chunk, (loss / seen).tolist()):
+                rows.setdefault(f"{name}_loss", np.full((len(ys), len(xs)), np.nan))[i, j] = value
+            if labels:
+                for (i, j, _, _), value in zip(chunk, (1.0 - correct / seen).tolist()):
+                    rows.setdefault(f"{name}_error", np.full((len(ys), len(xs)), np.nan))[i, j] = value
+        if on_point is not None:
+            for _ in chunk:
                 on_point()
     return rows
 
@@ -246,7 +322,8 @@ def write_vtk(prefix: str, result: dict, key: str = "train_loss") -> list[str]:
 def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = None, seed: int = 0,
             directions: str = "random", trajectory: str | None = None, data: str = "train",
             bn: str = "recompute", device: str = "cpu", data_root: str | None = None,
-            progress: bool | None = None, write: bool = True, name: str | None = None) -> dict:
+            progress: bool | None = None, write: bool = True, name: str | None = None,
+            points_at_once: int = POINTS_AT_ONCE) -> dict:
     """The Python API of ``landscape surface``: ``inputs`` one solution (random or PCA
     directions) or three (their plane); ``trajectory``: a run whose checkpoints are projected
     on the slice (with ``directions='pca'`` they also give the directions)."""
@@ -309,7 +386,8 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
     bar = Progress(len(xs) * len(ys), "surface", "point", progress)
     try:
         result = evaluate_surface(model, sl, xs, ys, sets, bn, F.cross_entropy,
-                                  meta["config"].get("batch_size", 128), dataset.x_train, bar.update)
+                                  meta["config"].get("batch_size", 128), dataset.x_train, bar.update,
+                                  points_at_once=points_at_once)
     finally:
         bar.close()
     result.update({"x": xs, "y": ys, "marks": sl.marks, "space": space, "directions": directions if len(inputs) == 1 else "three solutions",

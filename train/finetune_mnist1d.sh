@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Figures 3 (right) and 5 at CPU scale: fine-tune checkpoints of the sweeps with a lower and a
-# higher ELR. Needs train/sweep_mnist1d.sh first. FROM_LOW: a regime-1 run of the main sweep;
-# FROM_HIGH: a regime-2 run of the fine grid (pick them with `landscape regimes`).
+# Figures 3 (right) and 5 at CPU scale: fine-tune checkpoints of the main sweep (seed 0) with a
+# lower and a higher ELR. LOW: a regime-1 run; HIGH: a regime-2 run (see `landscape regimes`).
 set -euo pipefail
-LOW=${LOW:-runs/mnist1d-k16/elr0.001.h5}
-HIGH=${HIGH:-runs/mnist1d-k16-fine/elr0.0144493.h5}
-EPOCH=${EPOCH:-75}
-EPOCHS=${EPOCHS:-75}
-OUT=${OUT:-runs/mnist1d-k16-finetune}
+cd "$(dirname "$0")/.."
+source train/recipe.env
+SWEEP=${SWEEP:-$RECIPE/sweep-seed0}
+LOW=${LOW:-$SWEEP/elr0.001.h5}
+HIGH=${HIGH:-$SWEEP/elr0.01.h5}
+EPOCH=${EPOCH:-50}
+FT_EPOCHS=${FT_EPOCHS:-50}
+OUT=${OUT:-$RECIPE/finetune}
 mkdir -p "$OUT"
 elr_of() { basename "$1" .h5 | sed 's/^elr//'; }
-for ELR in 2e-4 5e-3; do    # Figure 3 right: from a regime-1 solution, a lower and a higher ELR
-  DST="$OUT/from$(elr_of "$LOW")-to$ELR.h5"
-  [ -f "$DST" ] || landscape train --init "$LOW@$EPOCH" --elr "$ELR" --epochs "$EPOCHS" --save-every 25 --device cpu -q -o "$DST"
-done
-for ELR in 1e-3 0.018; do   # Figure 5: from regime 2, a regime-1 ELR and another regime-2 ELR
-  DST="$OUT/from$(elr_of "$HIGH")-to$ELR.h5"
-  [ -f "$DST" ] || landscape train --init "$HIGH@$EPOCH" --elr "$ELR" --epochs "$EPOCHS" --save-every 25 --device cpu -q -o "$DST"
-done
+tune() {  # SOURCE ELR: fine-tune SOURCE@EPOCH at ELR (an existing run is resumed, or left if complete)
+  DST="$OUT/from$(elr_of "$1")-to$2.h5"
+  if [ -f "$DST" ]; then landscape train --resume "$DST" -q; return; fi
+  landscape train --init "$1@$EPOCH" --elr "$2" --epochs "$FT_EPOCHS" --save-every 25 --device cpu -q -o "$DST"
+}
+for ELR in ${LOW_TO:-2e-4 2e-3}; do tune "$LOW" "$ELR"; done    # Fig. 3 right: lower, higher regime-1 ELR
+for ELR in ${HIGH_TO:-1e-3 5e-3}; do tune "$HIGH" "$ELR"; done  # Fig. 5: a regime-1 and another regime-2 ELR

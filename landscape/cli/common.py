@@ -187,9 +187,9 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--last-layer-norm", type=_number(float, True), default=S,
                    help="Frobenius norm of the frozen last layer (default 10)")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=S, help="mnist1d | mnist1d:samples=N,noise=F (a generated "
-                   "MNIST-1D of N signals, 80%% train, noise scaled by F; mnist1d is 5000 and 1) | cifar10 | "
-                   "cifar100 (default mnist1d)")
+    g.add_argument("--dataset", default=S, help="mnist1d:samples=N,noise=F (MNIST-1D generated "
+                   "with N signals, 80%% train, its noise scaled by F; keys optional) | mnist1d (the "
+                   "reference: 5000, 1) | cifar10 | cifar100 (default mnist1d:noise=2, the CPU recipe)")
     g.add_argument("--data-root", default=S, help="dataset folder (default data)")
     g.add_argument("--download", action="store_true", default=S, help="allow downloading CIFAR")
     g.add_argument("--train-subset", type=_number(int, True), default=S, metavar="N",
@@ -200,8 +200,10 @@ def add_training_options(p, with_elr: bool = True):
                    help="paper (the official code): each label with probability P becomes a "
                    "uniform class, possibly its own; exact: round(P*N) labels move to another "
                    "class (default paper)")
-    g.add_argument("--augment", action="store_true", default=S,
-                   help="random crop (+ flip for images) each batch")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S,
+                   help="random crop (+ flip for images) each batch (default: on for the generated "
+                   "MNIST-1D variants mnist1d:..., the CPU recipe; off for mnist1d and CIFAR, as the "
+                   "paper's runs on the sphere)")
     g = p.add_argument_group("optimisation")
     if with_elr:
         g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")

@@ -1,7 +1,7 @@
 """``landscape surface``."""
 from __future__ import annotations
 
-from ..surface import SPACES, surface
+from ..surface import POINTS_AT_ONCE, SPACES, surface
 import numpy as np
 
 from .common import log_results, write_outputs
@@ -29,6 +29,9 @@ def add_parser(sub):
     p.add_argument("--vtk", metavar="PREFIX", default=None,
                    help="also write PREFIX.vts (the surface) and PREFIX.vtp (the path) for ParaView")
     p.add_argument("--name", default=None, help="key under /analyses/surface/ (default: from the inputs)")
+    p.add_argument("--points-at-once", type=_number(int, True), default=POINTS_AT_ONCE, metavar="K",
+                   help="grid points evaluated together in one pass of the data (vmap over their "
+                   "stacked parameters; 1: one at a time)")
     add_checkpoint_run_options(p, "contours of loss and error, solutions marked, the run's path")
     p.set_defaults(run=run)
 
@@ -39,7 +42,8 @@ def run(args):
     from .common import progress_of
     result = surface(args.inputs, grid=args.grid, space=args.space, seed=args.seed,
                      directions=args.directions, trajectory=args.trajectory, data=args.data, bn=args.bn,
-                     device=args.device, data_root=args.data_root, progress=progress_of(args), name=args.name)
+                     device=args.device, data_root=args.data_root, progress=progress_of(args), name=args.name,
+                     points_at_once=args.points_at_once)
     for key in [k for k in result if k.endswith("_loss")]:
         z = result[key]
         i, j = divmod(int(z.argmin()), z.shape[1])

@@ -1,0 +1,71 @@
+"""The whole reproduction at a glance: analyses/out/summary.png -- every figure of the scripts
+and every claim's verdict (yes / no / undetermined) read from their JSON files.
+
+    python analyses/summary.py     (after the figure scripts; analyses/run_all.sh runs it last)
+"""
+import json
+import os
+import textwrap
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+
+from common import OUT, out_path
+
+# (figure file, its title, the JSON whose claims it carries)
+FIGURES = (("fig1_seeds.png", "Fig. 1: the three regimes over seeds", "fig1_regimes"),
+           ("fig1_regimes.png", "Fig. 1: regime evidence (first seed)", None),
+           ("fig2_toy.png", "Fig. 2: the toy model", None),
+           ("fig3_sharpness.png", "Fig. 3 left: regime 1, sharpness and generalisation", "fig3_sharpness"),
+           ("fig4_equal_ess.png", "Fig. 4: equal effective step sizes in regime 2", "fig4_equal_ess"),
+           ("fig5_finetune.png", "Figs. 3 right, 5: fine-tuning", "fig5_finetune"),
+           ("fig6_transitions.png", "Fig. 6: transitions", "fig6_transitions"),
+           ("appendix_g_double_descent.png", "Appendix G: double descent under label noise",
+            "appendix_g_double_descent"),
+           ("fig7_standard.png", "Fig. 7: standard training (Section 6)", "fig7_standard"))
+MARK = {True: "YES", False: "NO ", None: " ? "}
+
+
+def claims_of(name):
+    path = os.path.join(OUT, name + ".json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f).get("claims", [])
+
+
+def main():
+    present = [f for f in FIGURES if os.path.exists(os.path.join(OUT, f[0]))]
+    if not present:
+        raise SystemExit(f"no figures in {OUT}: run analyses/run_all.sh first")
+    cols = 2
+    rows = -(-len(present) // cols)
+    fig = plt.figure(figsize=(7 * cols, 4.6 * rows + 7), layout="constrained")
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[4.6] * rows + [7])
+    for i, (name, title, _) in enumerate(present):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax.imshow(mpimg.imread(os.path.join(OUT, name)))
+        ax.set_title(title, fontsize=13)
+        ax.axis("off")
+    lines = []
+    for _, _, source in FIGURES:
+        for c in claims_of(source) if source else []:
+            lines.append(f"[{MARK[c['confirmed']]}] " + textwrap.shorten(c["claim"], 118))
+    text = fig.add_subplot(grid[rows, :])
+    text.axis("off")
+    half = -(-len(lines) // 2)
+    for k, chunk in enumerate((lines[:half], lines[half:])):
+        text.text(0.01 + 0.5 * k, 0.98, "\n".join(chunk), va="top", family="monospace", fontsize=9.5,
+                  transform=text.transAxes)
+    yes = sum(line.startswith("[YES]") for line in lines)
+    fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed "
+                 f"(YES / NO / ? undetermined; evidence and statistics in analyses/REPRODUCTION.md and out/*.json)",
+                 fontsize=16)
+    fig.savefig(out_path("summary.png"), dpi=70)
+    print(f"wrote {out_path('summary.png')}")
+
+
+if __name__ == "__main__":
+    main()
