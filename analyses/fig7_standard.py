@@ -4,7 +4,7 @@
 
 Left: the fully SI ConvNet in the whole parameter space with weight decay: three regimes as on
 the sphere, and the norm rho moving (high first-regime LRs jump out of the low-loss region and
-back, Lobacheva et al. 2021). Middle / right: the conventional ConvNet with momentum, weight
+back, Lobacheva et al. 2021). Middle / right: a conventional ResNet-18 (width 8) with momentum, weight
 decay and augmentation, constant LR and cosine schedule: two regimes, high LRs end in NaN.
 """
 import glob
@@ -21,8 +21,8 @@ from landscape.plots import REGIME_COLORS, colorbar, ordered_colors, regime_lege
 from landscape.regimes import regimes
 
 PANELS = (("si-whole", "SI ConvNet, whole space, weight decay"),
-          ("conv-constant", "conventional ConvNet, constant LR"),
-          ("conv-cosine", "conventional ConvNet, cosine LR"))
+          ("conv-constant", "conventional ResNet-18, constant LR"),
+          ("conv-cosine", "conventional ResNet-18, cosine LR"))
 
 
 def best_test(rows):

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source train/recipe.env
 SWEEP=${SWEEP:-$RECIPE/sweep-seed0}
-LOW=${LOW:-$SWEEP/elr0.001.h5}
+LOW=${LOW:-$SWEEP/elr0.0001.h5}
 HIGH=${HIGH:-$SWEEP/elr0.01.h5}
 EPOCH=${EPOCH:-50}
 FT_EPOCHS=${FT_EPOCHS:-50}
@@ -15,7 +15,7 @@ elr_of() { basename "$1" .h5 | sed 's/^elr//'; }
 tune() {  # SOURCE ELR: fine-tune SOURCE@EPOCH at ELR (an existing run is resumed, or left if complete)
   DST="$OUT/from$(elr_of "$1")-to$2.h5"
   if [ -f "$DST" ]; then landscape train --resume "$DST" -q; return; fi
-  landscape train --init "$1@$EPOCH" --elr "$2" --epochs "$FT_EPOCHS" --save-every 25 --device cpu -q -o "$DST"
+  landscape train --init "$1@$EPOCH" --elr "$2" --epochs "$FT_EPOCHS" "${COMMON[@]}" -o "$DST"
 }
-for ELR in ${LOW_TO:-2e-4 2e-3}; do tune "$LOW" "$ELR"; done    # Fig. 3 right: lower, higher regime-1 ELR
-for ELR in ${HIGH_TO:-1e-3 5e-3}; do tune "$HIGH" "$ELR"; done  # Fig. 5: a regime-1 and another regime-2 ELR
+for ELR in ${LOW_TO:-2e-5 2e-4}; do tune "$LOW" "$ELR"; done    # Fig. 3 right: lower, higher regime-1 ELR
+for ELR in ${HIGH_TO:-1e-4 5e-3}; do tune "$HIGH" "$ELR"; done  # Fig. 5: a regime-1 and another regime-2 ELR

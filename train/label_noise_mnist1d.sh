@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source train/recipe.env
-NOISE_ELRS=${NOISE_ELRS:-2e-4,5e-4,1e-3}
+NOISE_ELRS=${NOISE_ELRS:-5e-5,1e-4,2e-4}
 for NOISE in ${NOISES:-0.1 0.2}; do
   landscape sweep --elrs "$NOISE_ELRS" -o "$RECIPE/noise$NOISE" --epochs "$EPOCHS" \
     --label-noise "$NOISE" "${COMMON[@]}" "$@"

@@ -2,8 +2,8 @@
 # Section 6 / Figure 7 at CPU scale (train/recipe.env: the recipe's ConvNet and MNIST-1D) outside
 # the sphere, 100 epochs, one initialisation and batch order per sweep.
 #   left  : the fully SI ConvNet in the whole parameter space, plain SGD, weight decay (below)
-#   middle: the conventional ConvNet (BN affine, trainable last layer), momentum 0.9, weight
-#           decay 1e-4, augmentation, constant LR
+#   middle: a conventional ResNet-18 of width 8 (BN affine, trainable last layer), momentum 0.9,
+#           weight decay 5e-4 (the paper's for its ResNet-18), augmentation, constant LR
 #   right : the same with a cosine schedule over the run
 # About 15 minutes on a 2-core CPU. Re-running continues an interrupted sweep.
 # CIFAR-10 (the paper's setting; on a GPU): add --dataset cifar10 --data-root DATA --download
@@ -23,7 +23,6 @@ WD_SI=${WD_SI:-1e-3}
 PREFIX=${PREFIX:-$RECIPE/s6}
 COMMON+=(--epochs "$EPOCHS")
 landscape sweep --lrs "$LRS_SI" --space whole --weight-decay "$WD_SI" -o "$PREFIX-si-whole" "${COMMON[@]}" "$@"
-landscape sweep --lrs "$LRS" --conventional --momentum 0.9 --weight-decay 1e-4 --augment \
-  -o "$PREFIX-conv-constant" "${COMMON[@]}" "$@"
-landscape sweep --lrs "$LRS" --conventional --momentum 0.9 --weight-decay 1e-4 --augment \
-  --schedule cosine -o "$PREFIX-conv-cosine" "${COMMON[@]}" "$@"
+CONV=(--model resnet18 --width "${CONV_WIDTH:-8}" --conventional --momentum 0.9 --weight-decay "${WD_CONV:-5e-4}" --augment)
+landscape sweep --lrs "$LRS" -o "$PREFIX-conv-constant" "${COMMON[@]}" "${CONV[@]}" "$@"
+landscape sweep --lrs "$LRS" --schedule cosine -o "$PREFIX-conv-cosine" "${COMMON[@]}" "${CONV[@]}" "$@"
