@@ -30,7 +30,7 @@ def regime_map(folder, metrics="auto"):
 def main(pairs):
     table = {}
     for pair in pairs:
-        name, _, folder = pair.partition("=")
+        name, _, folder = pair.rpartition("=")  # names may hold "=" (mnist1d:noise=2)
         table[name] = regime_map(folder)
     rates = sorted({e for t in table.values() for e in t["map"]})
     print("| setting | " + " | ".join(f"{e:g}" for e in rates) + " | in order | regime-2 points | best test acc. |")

@@ -23,6 +23,21 @@ def seed_sweeps(args=()) -> list:
     return folders
 
 
+def spearman_test(x, y) -> tuple[float, float]:
+    """Spearman's rho and its two-sided permutation p-value (exact for up to 8 points, else
+    20000 random pairings, seeded): the asymptotic p of scipy's spearmanr is far too small for a
+    handful of runs (rho = 1 over 5 runs gives 1e-24; the exact p is 2/120)."""
+    from scipy.stats import permutation_test
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rho = float(spearmanr(x, y).statistic)
+    if not np.isfinite(rho):
+        return rho, float("nan")
+    res = permutation_test((x, y), lambda a, b: spearmanr(a, b).statistic, permutation_type="pairings",
+                           n_resamples=20000 if len(x) > 8 else np.inf, alternative="two-sided",
+                           rng=np.random.default_rng(0))
+    return rho, float(res.pvalue)
+
+
 def trend_over_seeds(points_by_seed: dict, sign: int, what: str) -> dict:
     """A claimed monotone trend across ELRs, judged over seeds: Spearman's rho in each seed, and
     the pooled test -- Spearman over all (ELR, value) points of every seed, its two-sided
@@ -32,8 +47,7 @@ def trend_over_seeds(points_by_seed: dict, sign: int, what: str) -> dict:
                 for s, pts in points_by_seed.items() if len(pts) >= 3}
     pooled = [p for pts in points_by_seed.values() for p in pts]
     if len(pooled) >= 4:
-        res = spearmanr([p[0] for p in pooled], [p[1] for p in pooled])
-        rho, pvalue = float(res.statistic), float(res.pvalue)
+        rho, pvalue = spearman_test([p[0] for p in pooled], [p[1] for p in pooled])
     else:
         rho, pvalue = float("nan"), float("nan")
     agree = bool(per_seed) and all(np.sign(r) == sign for r in per_seed.values())
