@@ -68,26 +68,26 @@ class BasicBlock(nn.Module):
     convolution included, so each convolution weight is SI on its own. (The pre-activation block
     of the paper's code is SI only for all weights jointly.)"""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, dim: int = 2):
         super().__init__()
-        self.conv1, self.bn1 = _conv(2, cin, cout, 3, stride), _bn(2, cout)
-        self.conv2, self.bn2 = _conv(2, cout, cout), _bn(2, cout)
+        self.conv1, self.bn1 = _conv(dim, cin, cout, 3, stride), _bn(dim, cout)
+        self.conv2, self.bn2 = _conv(dim, cout, cout), _bn(dim, cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(_conv(2, cin, cout, 1, stride), _bn(2, cout))
+            self.shortcut = nn.Sequential(_conv(dim, cin, cout, 1, stride), _bn(dim, cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def _resnet18_stages(block, width: int) -> tuple[nn.Sequential, int]:
+def _resnet18_stages(block, width: int, dim: int = 2) -> tuple[nn.Sequential, int]:
     """ResNet-18's 4 stages x 2 blocks of widths k, 2k, 4k, 8k (each stage after the first
     halves the resolution in its first block); returns them and the output width."""
     blocks, cin = [], width
     for i, mult in enumerate((1, 2, 4, 8)):
         for j in range(2):
-            blocks.append(block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+            blocks.append(block(cin, width * mult, 2 if (i > 0 and j == 0) else 1, dim))
             cin = width * mult
     return nn.Sequential(*blocks), cin
 
@@ -98,13 +98,13 @@ class PreActBlock(nn.Module):
     the first convolution is followed directly by a BatchNorm; the block's convolutions are SI
     jointly with the rest of the network, not one by one."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, dim: int = 2):
         super().__init__()
-        self.bn1, self.conv1 = _bn(2, cin), _conv(2, cin, cout, 3, stride)
-        self.bn2, self.conv2 = _bn(2, cout), _conv(2, cout, cout)
+        self.bn1, self.conv1 = _bn(dim, cin), _conv(dim, cin, cout, 3, stride)
+        self.bn2, self.conv2 = _bn(dim, cout), _conv(dim, cout, cout)
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(_bn(2, cin), _conv(2, cin, cout, 1, stride))
+            self.shortcut = nn.Sequential(_bn(dim, cin), _conv(dim, cin, cout, 1, stride))
 
     def forward(self, x):
         out = F.relu(self.bn1(x))
@@ -119,29 +119,30 @@ class PreActResNet18(nn.Module):
     leaves the outputs unchanged); only each block's first convolution is SI on its own."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64,
-                 last_layer_norm: float = 10.0):
+                 last_layer_norm: float = 10.0, dim: int = 2):
         super().__init__()
-        self.conv1 = _conv(2, in_channels, width)
-        self.layers, cin = _resnet18_stages(PreActBlock, width)
-        self.bn = _bn(2, cin)
+        self.conv1 = _conv(dim, in_channels, width)
+        self.layers, cin = _resnet18_stages(PreActBlock, width, dim)
+        self.bn = _bn(dim, cin)
         self.head = _frozen_head(cin, num_classes, last_layer_norm)
 
     def forward(self, x):
         h = F.relu(self.bn(self.layers(self.conv1(x))))
-        return self.head(h.mean(dim=(2, 3)))  # = the official 4x4 average pool on 32x32 inputs
+        # = the official 4x4 average pool on 32x32 inputs; over the length of 1-D signals
+        return self.head(h.mean(dim=tuple(range(2, h.dim()))))
 
 
 class ResNet18(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: int = 64,
-                 last_layer_norm: float = 10.0):
+                 last_layer_norm: float = 10.0, dim: int = 2):
         super().__init__()
-        self.conv1, self.bn1 = _conv(2, in_channels, width), _bn(2, width)
-        self.layers, cin = _resnet18_stages(BasicBlock, width)
+        self.conv1, self.bn1 = _conv(dim, in_channels, width), _bn(dim, width)
+        self.layers, cin = _resnet18_stages(BasicBlock, width, dim)
         self.head = _frozen_head(cin, num_classes, last_layer_norm)
 
     def forward(self, x):
         h = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.head(h.mean(dim=(2, 3)))
+        return self.head(h.mean(dim=tuple(range(2, h.dim()))))
 
 
 class MLP(nn.Module):
@@ -180,8 +181,9 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
     if name not in MODELS:
         raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     input_shape = [int(s) for s in input_shape]
-    if name.startswith("resnet18") and len(input_shape) != 3:
-        raise LandscapeError(f"model {name!r} needs image data (C, H, W): use --dataset cifar10/cifar100")
+    if name.startswith("resnet18") and len(input_shape) not in (2, 3):
+        raise LandscapeError(f"model {name!r} needs signals (C, L) or images (C, H, W), got input "
+                             f"shape {tuple(input_shape)}")
     width = DEFAULT_WIDTH[name] if width is None else int(width)
     if width <= 0 or depth <= 0 or last_layer_norm <= 0:
         raise LandscapeError("--width, --depth and --last-layer-norm must be positive")
@@ -206,9 +208,11 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
                             last_layer_norm=spec["last_layer_norm"],
                             head_bias=spec.get("head_bias", False))  # absent: stored before it
         elif name == "resnet18" and spec.get("variant") == "preact":
-            model = PreActResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
+            model = PreActResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"],
+                                   dim=len(shape) - 1)  # 1-D convolutions for MNIST-1D
         elif name in ("resnet18", "resnet18-post"):  # 'resnet18' without a variant: stored before
-            model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"])
+            model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"],
+                             dim=len(shape) - 1)
         elif name == "mlp":
             features = 1
             for s in shape:

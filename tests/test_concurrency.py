@@ -125,8 +125,7 @@ def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_
         code, out, _ = cli(["show", str(path)])
         assert code == 0 and f"being written by pid {proc.pid}" in out
         before = _epochs(path)
-        time.sleep(0.5)
-        assert _epochs(path) > before  # the first writer goes on, unharmed
+        _wait_for(lambda: _epochs(path) > before, "the first writer to go on, unharmed", timeout=60)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -8,6 +8,7 @@ CASES = [
     ("convnet", (1, 40), {}),
     ("convnet", (3, 16, 16), {}),
     ("resnet18-post", (3, 16, 16), {"width": 4}),
+    ("resnet18-post", (1, 40), {"width": 4}),  # 1-D convolutions for MNIST-1D signals
     ("mlp", (1, 40), {"width": 16, "depth": 3}),
 ]
 
@@ -125,3 +126,19 @@ def test_initialisation_depends_only_on_init_seed():
     for (n, pa), (_, pb), (_, pc) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
         assert torch.equal(pa, pb)
         assert not torch.equal(pa, pc)
+
+
+def test_preactivation_resnet18_on_signals_is_jointly_si():
+    """The ResNet-18 with 1-D convolutions (MNIST-1D, Section 6 at CPU scale): scaling every SI
+    weight by one c > 0 leaves its outputs unchanged; scaling the frozen head does not."""
+    model = _exact_bn(build_model(model_spec("resnet18", (1, 40), 10, width=4), 1).double())
+    assert all(p.dim() == 3 for _, p in si_groups(model))  # Conv1d weights
+    x = torch.randn(16, 1, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = _outputs(model, x)
+    with torch.no_grad():
+        for _, p in si_groups(model):
+            p.mul_(3.5)
+    torch.testing.assert_close(_outputs(model, x), ref, rtol=1e-9, atol=1e-9)
+    with torch.no_grad():
+        dict(frozen_parameters(model))["head.weight"].mul_(2.0)
+    assert not torch.allclose(_outputs(model, x), ref, atol=1e-3)
