@@ -33,7 +33,7 @@ def seed_plot(results: dict, path: str) -> None:
     fig, axes = new_figure(3, width=4.4, height=3.6)
     elrs = sorted({r["elr"] for res in results.values() for r in res["rows"]})
     keys = (("tail_train_loss", "final train loss (tail mean)"),
-            ("mean_effective_grad_norm", "sharpness: mean stochastic eff. grad norm (tail mean)"),
+            ("mean_effective_grad_norm", "sharpness: eff. grad norm (tail mean)"),
             ("test_error", "final test error"))
     for ax, (key, label) in zip(axes, keys):
         values = np.full((len(results), len(elrs)), np.nan)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common import ALPHA, claim, save, script_args, seed_sweeps
-from landscape.plots import REGIME_COLORS, new_figure, regime_legend
+from landscape.plots import REGIME_COLORS, new_figure, no_minor_labels, regime_legend
 from landscape.regimes import ess_spread, regimes
 
 
@@ -54,9 +54,7 @@ def scatter(ax, entry, title):
     ax.plot(x, common / x, "k--", lw=1, label=f"ELR_i g_i = {common:.3g} (median)")
     ax.set(xscale="log", yscale="log", xlabel="individual ELR_i",
            ylabel="effective gradient norm g_i", title=title)
-    from matplotlib.ticker import NullFormatter
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short log axis
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    no_minor_labels(ax)
     ax.legend(fontsize=6)
 
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from common import RECIPE, SWEEP, claim, save, script_args
-from landscape.plots import colorbar, new_figure, ordered_colors
+from landscape.plots import colorbar, new_figure, no_minor_labels, ordered_colors
 from landscape.regimes import curves, pick_source, regimes, usable_runs
 from landscape.trajectory import Trajectory
 
@@ -67,6 +67,7 @@ def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
     for ax, title in zip(axes, ("fine-tuning a regime-1 solution", "fine-tuning from regime 2")):
         ax.set(xscale="log", yscale="log", xlabel="train loss", ylabel="mean stochastic eff. grad norm", title=title)
         ax.invert_xaxis()
+        no_minor_labels(ax)
         ax.plot([], [], color="grey", lw=0.8, label="source run (trained at its ELR)")
         ax.legend(fontsize=7)
     colorbar(fig, mappable, axes, "fine-tuning ELR")

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
-STAGES=12
+STAGES=13
 STAGE=0
 stage() {  # one line per stage: number, what, time since the start
   STAGE=$((STAGE + 1))

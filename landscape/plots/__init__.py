@@ -50,6 +50,17 @@ def log_or_symlog(ax, values, axis: str = "y") -> None:
         setter("symlog", linthresh=max(float(np.percentile(np.abs(v[v != 0]), 10)), 1e-12))
 
 
+def no_minor_labels(ax) -> None:
+    """Readable log axes: labels at 1, 2 and 5 x 10^k, none on minor ticks (on an axis spanning
+    under a decade matplotlib labels every minor tick, and they collide)."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":  # labels at 1, 2, 5 x 10^k: some fall inside any range
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_cols: int | None = None):
     """(figure, axes) with ``panels`` panels, side by side or in rows of ``max_cols``; axes is a
     flat list even for one panel (unused cells of the last row are hidden)."""
