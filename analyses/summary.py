@@ -52,7 +52,7 @@ def main():
     lines = []
     for _, _, source in FIGURES:
         for c in claims_of(source) if source else []:
-            lines.append(f"[{MARK[c['confirmed']]}] " + textwrap.shorten(c["claim"], 118))
+            lines.append(f"[{MARK[c['confirmed']]}] " + textwrap.shorten(c["claim"], 92))
     text = fig.add_subplot(grid[rows, :])
     text.axis("off")
     half = -(-len(lines) // 2)
@@ -60,8 +60,8 @@ def main():
         text.text(0.01 + 0.5 * k, 0.98, "\n".join(chunk), va="top", family="monospace", fontsize=9.5,
                   transform=text.transAxes)
     yes = sum(line.startswith("[YES]") for line in lines)
-    fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed "
-                 f"(YES / NO / ? undetermined; evidence and statistics in analyses/REPRODUCTION.md and out/*.json)",
+    fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed\n"
+                 f"(YES / NO / ? undetermined; the evidence: analyses/REPRODUCTION.md, out/*.json)",
                  fontsize=16)
     fig.savefig(out_path("summary.png"), dpi=70)
     print(f"wrote {out_path('summary.png')}")

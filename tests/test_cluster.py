@@ -69,7 +69,7 @@ def test_submitit_equals_local_and_a_killed_task_is_resubmitted(tmp_path, cfg, l
 def test_shards_share_one_folder(tmp_path, cfg, local_reference):
     out = str(tmp_path / "sharded")
     args = [sys.executable, "-m", "landscape", "sweep", "--elrs", ",".join(map(str, ELRS)), "-o", out, "-q",
-            "--model", "mlp", "--width", "16", "--depth", "2", "--data-root", cfg["data_root"],
+            "--model", "mlp", "--width", "16", "--depth", "2", "--dataset", "mnist1d", "--data-root", cfg["data_root"],
             "--train-subset", "256", "--batch-size", "64", "--epochs", "4", "--device", "cpu",
             "--save-every", "2", "--dtype", "float64", "--strategy", "processes", "--workers", "1"]
     procs = [subprocess.Popen(args + ["--shard", f"{i}/2"], stderr=subprocess.PIPE, text=True) for i in range(2)]
