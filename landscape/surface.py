@@ -188,7 +188,7 @@ def pca_directions(checkpoints: list[dict], names) -> tuple[dict, dict, np.ndarr
         _unflat(dirs[1], {n: like[n].double() for n in names}, names), explained
 
 
-POINTS_AT_ONCE = 1  # the default of --points-at-once (benchmarks/surface_speed.py)
+POINTS_AT_ONCE = 1  # the default of --points-at-once: batching measured slower on CPU (0.6x, benchmarks/RESULTS.md)
 
 
 def evaluate_surface(model, sl: Slice, xs, ys, sets: dict, bn: str, criterion, batch_size: int,
