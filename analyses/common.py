@@ -23,6 +23,31 @@ def seed_sweeps(args=()) -> list:
     return folders
 
 
+def regimes_by_seed(sweeps, metrics="auto") -> dict:
+    """{seed folder's name: `landscape regimes` of that folder alone} (the same ELR in two seeds
+    is no duplicate)."""
+    from landscape.regimes import regimes
+    return {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+
+
+def seed_band(ax, points_by_seed: dict) -> None:
+    """Mean over seeds and the min-max band against ELR, from {seed: [(elr, value), ...]}
+    (None values skipped); nothing is drawn without a finite value (an all-NaN band would leave
+    the axis without limits)."""
+    elrs = sorted({e for pts in points_by_seed.values() for e, _ in pts})
+    grid = np.full((len(points_by_seed), len(elrs)), np.nan)
+    for i, pts in enumerate(points_by_seed.values()):
+        for e, v in pts:
+            if v is not None:
+                grid[i, elrs.index(e)] = v
+    if not np.isfinite(grid).any():
+        return
+    with np.errstate(all="ignore"):
+        ax.fill_between(elrs, np.nanmin(grid, 0), np.nanmax(grid, 0), color="k", alpha=0.2, lw=0,
+                        label=f"min-max over {len(points_by_seed)} seeds")
+        ax.plot(elrs, np.nanmean(grid, 0), "k.-", label="mean over seeds")
+
+
 def spearman_test(x, y) -> tuple[float, float]:
     """Spearman's rho and its two-sided permutation p-value: exact (every ordering) for up to 8
     points, else 20000 seeded random orderings. The asymptotic p of scipy's spearmanr is far too

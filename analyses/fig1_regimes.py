@@ -7,15 +7,14 @@ Writes fig1_regimes.png (the evidence plot of `landscape regimes` for the first 
 fig1_seeds.png (final train loss, sharpness and test error against ELR: mean and min-max band
 over seeds, the regimes as bands).
 """
-import os
 import sys
 
 import numpy as np
 
-from common import ALPHA, claim, out_path, save, script_args, seed_sweeps, trend_over_seeds
+from common import (ALPHA, claim, out_path, regimes_by_seed, save, script_args, seed_band, seed_sweeps,
+                    trend_over_seeds)
 from landscape.plots import REGIME_COLORS, new_figure, regime_legend, save_figure
 from landscape.plots.regimes import plot_regimes
-from landscape.regimes import regimes
 
 
 def regime2_run(rows) -> int:
@@ -32,24 +31,18 @@ def seed_plot(results: dict, path: str) -> None:
     every seed agrees (grey where they differ or any is undetermined)."""
     fig, axes = new_figure(3, width=4.4, height=3.6)
     elrs = sorted({r["elr"] for res in results.values() for r in res["rows"]})
+    agreed = {}  # each ELR's regime where every seed agrees, else None (grey)
+    for e in elrs:
+        labels = {r["regime"] for res in results.values() for r in res["rows"] if r["elr"] == e}
+        agreed[e] = labels.pop() if len(labels) == 1 else None
     keys = (("tail_train_loss", "final train loss (tail mean)"),
             ("mean_effective_grad_norm", "sharpness: eff. grad norm (tail mean)"),
             ("test_error", "final test error"))
     for ax, (key, label) in zip(axes, keys):
-        values = np.full((len(results), len(elrs)), np.nan)
-        for i, res in enumerate(results.values()):
-            for r in res["rows"]:
-                v = 1 - r["test_accuracy"] if key == "test_error" else r[key]
-                values[i, elrs.index(r["elr"])] = v
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(values, 0)
-        ax.fill_between(elrs, np.nanmin(values, 0), np.nanmax(values, 0), color="k", alpha=0.2, lw=0,
-                        label=f"min-max over {len(results)} seeds")
-        ax.plot(elrs, mean, "k.-", label="mean over seeds")
-        for j, e in enumerate(elrs):
-            labels = {r["regime"] for res in results.values() for r in res["rows"] if r["elr"] == e}
-            regime = labels.pop() if len(labels) == 1 else None
-            ax.axvspan(e / 1.25, e * 1.25, color=REGIME_COLORS[regime], alpha=0.18, lw=0)
+        seed_band(ax, {seed: [(r["elr"], 1 - r["test_accuracy"] if key == "test_error" else r[key])
+                              for r in res["rows"]] for seed, res in results.items()})
+        for e in elrs:
+            ax.axvspan(e / 1.25, e * 1.25, color=REGIME_COLORS[agreed[e]], alpha=0.18, lw=0)
         ax.set(xscale="log", xlabel="ELR (effective learning rate)", ylabel=label)
         if key != "test_error":
             ax.set_yscale("log")
@@ -60,7 +53,7 @@ def seed_plot(results: dict, path: str) -> None:
 
 
 def main(sweeps, metrics="auto"):
-    results = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    results = regimes_by_seed(sweeps, metrics)
     claims = []
     # claim 2: the three regimes, in order, in every seed; regime 2 spanning grid points
     maps = {seed: ", ".join(f"{r['elr']:g}:{r['regime'] or '?'}" for r in res["rows"])

@@ -6,14 +6,12 @@ solutions with lower sharpness and test error at equal train loss.
 Trends across ELRs are judged over seeds (pooled Spearman with a permutation p-value, every
 seed's sign); the Hessian trace of every seed's final regime-1 solutions.
 """
-import os
 import sys
 
 import numpy as np
 
-from common import at_loss, claim, save, script_args, seed_sweeps, trend_over_seeds
+from common import at_loss, claim, regimes_by_seed, save, script_args, seed_band, seed_sweeps, trend_over_seeds
 from landscape.plots import colorbar, new_figure, no_minor_labels, ordered_colors
-from landscape.regimes import regimes
 from landscape.sharpness import sharpness
 from landscape.trajectory import Trajectory, read_analysis
 
@@ -49,7 +47,7 @@ def matched(rows):
 
 
 def main(sweeps, metrics="auto"):
-    by_seed = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    by_seed = regimes_by_seed(sweeps, metrics)
     tables = {seed: matched([r for r in res["rows"] if r["regime"] == 1]) for seed, res in by_seed.items()}
     first_seed, res_regimes = next(iter(by_seed.items()))
     rows = [r for r in res_regimes["rows"] if r["regime"] == 1]
@@ -77,17 +75,8 @@ def main(sweeps, metrics="auto"):
     axes[0].set_yscale("log")
     # test error at the middle loss level against ELR: mean and min-max band over seeds
     level = LEVELS[1]
-    elrs = sorted({e["elr"] for t in tables.values() for e in t})
-    grid = np.full((len(tables), len(elrs)), np.nan)
-    for i, t in enumerate(tables.values()):
-        for e in t:
-            if e[f"test_error@{level}"] is not None:
-                grid[i, elrs.index(e["elr"])] = e[f"test_error@{level}"]
-    if elrs and np.isfinite(grid).any():  # an all-NaN band would give the axis no limits
-        with np.errstate(all="ignore"):
-            axes[2].fill_between(elrs, np.nanmin(grid, 0), np.nanmax(grid, 0), color="k", alpha=0.2, lw=0,
-                                 label=f"min-max over {len(tables)} seeds")
-            axes[2].plot(elrs, np.nanmean(grid, 0), "k.-", label="mean over seeds")
+    seed_band(axes[2], {seed: [(e["elr"], e[f"test_error@{level}"]) for e in t] for seed, t in tables.items()})
+    if axes[2].lines:
         axes[2].legend(fontsize=7)
     axes[2].set(xscale="log", xlabel="ELR (regime-1 runs)", ylabel=f"test error at train loss {level}",
                 title="generalisation at equal train loss")

@@ -10,7 +10,6 @@ of 1000).
 
     python analyses/fig4_equal_ess.py [SWEEP_DIR ...]   (one per seed; the figure shows the first)
 """
-import os
 import sys
 
 import matplotlib
@@ -18,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import ALPHA, claim, save, script_args, seed_sweeps
+from common import ALPHA, claim, regimes_by_seed, save, script_args, seed_sweeps
 from landscape.plots import REGIME_COLORS, new_figure, no_minor_labels, regime_legend
-from landscape.regimes import ess_spread, regimes
+from landscape.regimes import ess_spread
 
 
 
@@ -71,7 +70,7 @@ def spreads(rows, tail):
 
 def main(sweeps, tail=0.2, metrics="auto"):
     # every seed's sweep on its own (the same ELR in two seeds is no duplicate)
-    by_seed = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    by_seed = regimes_by_seed(sweeps, metrics)
     res = next(iter(by_seed.values()))
     # not the runs ended by non-finite values
     tables = {seed: spreads([r for r in r_["rows"] if r["regime"]], tail) for seed, r_ in by_seed.items()}

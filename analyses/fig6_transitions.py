@@ -3,14 +3,12 @@
 
     python analyses/fig6_transitions.py [SWEEP_DIR ...]   (one per seed; a panel each)
 """
-import os
 import sys
 
 import numpy as np
 
-from common import claim, save, script_args, seed_sweeps
+from common import claim, regimes_by_seed, save, script_args, seed_sweeps
 from landscape.plots import colorbar, new_figure, ordered_colors
-from landscape.regimes import regimes
 
 
 def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
@@ -25,7 +23,7 @@ def late_drop(loss, plateau=(0.2, 0.4), factor=5.0):
 
 
 def main(sweeps, metrics="auto"):
-    by_seed = {os.path.basename(s.rstrip("/")): regimes([s], metrics=metrics) for s in sweeps}
+    by_seed = regimes_by_seed(sweeps, metrics)
     fig, axes = new_figure(len(by_seed), width=4.4, height=3.6)
     tables, claims = {}, []
     everything = [r for res in by_seed.values() for r in res["rows"]]

@@ -253,23 +253,31 @@ def with_batch_statistics(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> nn.Module:
-    """Reset every BatchNorm's running statistics and recompute them over one train-mode pass of
-    ``x`` in batches: the average of the batches' means and (unbiased) variances weighted by
-    their sizes, as the official code (SWA's ``bn_update``) does; leaves eval mode."""
-    layers = batchnorm_layers(model)
+def size_weighted_pass(layers, x: torch.Tensor, batch_size: int, forward) -> None:
+    """One train-mode pass of ``x`` in batches through ``forward`` with each BatchNorm of
+    ``layers`` at momentum b/(seen+b), so their running values become the size-weighted mean of
+    the batches' statistics; the layers' momenta are restored afterwards."""
     momenta = [bn.momentum for bn in layers]
-    for bn in layers:
-        bn.reset_running_stats()
-    model.train()
     seen = 0
     for i in range(0, len(x), batch_size):
         b = len(x[i:i + batch_size])
         if b > 1:  # train-mode BN cannot normalise one example
             for bn in layers:  # new = old + b/(seen+b) (batch - old): a size-weighted mean
                 bn.momentum = b / (seen + b)
-            model(x[i:i + batch_size])
+            forward(x[i:i + batch_size])
             seen += b
     for bn, mom in zip(layers, momenta):
         bn.momentum = mom
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> nn.Module:
+    """Reset every BatchNorm's running statistics and recompute them over one train-mode pass of
+    ``x`` in batches: the average of the batches' means and (unbiased) variances weighted by
+    their sizes, as the official code (SWA's ``bn_update``) does; leaves eval mode."""
+    layers = batchnorm_layers(model)
+    for bn in layers:
+        bn.reset_running_stats()
+    model.train()
+    size_weighted_pass(layers, x, batch_size, model)
     return model.eval()

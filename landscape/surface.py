@@ -220,7 +220,7 @@ def evaluate_surface(model, sl: Slice, xs, ys, sets: dict, bn: str, criterion, b
 def _evaluate_surface_batched(model, sl, xs, ys, sets, bn, criterion, batch_size, bn_inputs,
                               on_point, points_at_once):
     from torch.func import functional_call, vmap
-    from .models import batchnorm_layers, with_batch_statistics
+    from .models import batchnorm_layers, size_weighted_pass, with_batch_statistics
     template = with_batch_statistics(model) if bn == "batch" else copy.deepcopy(model)
     layers = batchnorm_layers(template)
     base_params = {n: p.detach() for n, p in template.named_parameters()}
@@ -243,18 +243,8 @@ def _evaluate_surface_batched(model, sl, xs, ys, sets, bn, criterion, batch_size
                     buffers[n].zero_()
                 elif n.endswith("running_var"):
                     buffers[n].fill_(1.0)
-            momenta = [layer.momentum for layer in layers]
             template.train()
-            seen = 0
-            for i in range(0, len(bn_inputs), batch_size):
-                xb = bn_inputs[i:i + batch_size]
-                if len(xb) > 1:
-                    for layer in layers:
-                        layer.momentum = len(xb) / (seen + len(xb))
-                    forward(params, buffers, xb)
-                    seen += len(xb)
-            for layer, momentum in zip(layers, momenta):
-                layer.momentum = momentum
+            size_weighted_pass(layers, bn_inputs, batch_size, lambda xb: forward(params, buffers, xb))
             template.eval()
         else:
             template.train()  # batch statistics, no running buffers to touch
