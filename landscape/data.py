@@ -52,10 +52,26 @@ class Dataset:
     # per channel, a black pixel after normalisation (what the official augmentation pads with:
     # it crops PIL images before normalising); None: the inputs are not normalised (0 is black)
     black: np.ndarray | None = None
+    # images kept as uint8 (``raw_images``): the per-channel mean and std that normalise them
+    # to model inputs of ``input_dtype``, on the device, one batch at a time (``inputs``)
+    pixel_mean: np.ndarray | None = None
+    pixel_std: np.ndarray | None = None
+    input_dtype: torch.dtype = torch.float32
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs from stored examples: uint8 images are normalised, in float32 exactly
+        as the float path normalises them on the host ((x / 255 - mean) / std), then cast to
+        ``input_dtype``; anything else is already an input."""
+        if x.dtype != torch.uint8:
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.as_tensor(self.pixel_mean, device=x.device).reshape(shape)
+        std = torch.as_tensor(self.pixel_std, device=x.device).reshape(shape)
+        return ((x.float() / 255.0 - mean) / std).to(self.input_dtype)
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -141,15 +157,17 @@ def _cifar(name: str, root: str, download: bool):
     except RuntimeError as e:  # torchvision's integrity check
         raise LandscapeError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
                              f"{archive} there or pass --download") from None
+    # raw uint8 images, channels first (N, 3, 32, 32); ``normalise_images`` makes inputs of them
+    (x, y), (xt, yt) = ((ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets, np.int64)) for ds in (train, test))
+    return x, y, xt, yt, len(train.classes)
+
+
+def normalise_images(x: np.ndarray) -> np.ndarray:
+    """uint8 CIFAR images (N, 3, H, W) as float32 model inputs: (x / 255 - mean) / std per
+    channel, the official ``ToTensor`` then ``Normalize``."""
     mean = np.array(CIFAR_MEAN, np.float32)[:, None, None]
     std = np.array(CIFAR_STD, np.float32)[:, None, None]
-
-    def to_array(ds):
-        x = ds.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        return (x - mean) / std, np.asarray(ds.targets, np.int64)
-
-    (x, y), (xt, yt) = to_array(train), to_array(test)
-    return x, y, xt, yt, len(train.classes)
+    return (x.astype(np.float32) / 255.0 - mean) / std
 
 
 LABEL_NOISE_MODES = ("paper", "exact")
@@ -157,7 +175,13 @@ LABEL_NOISE_MODES = ("paper", "exact")
 
 def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool = False,
                  train_subset: int | None = None, label_noise: float = 0.0, data_seed: int = 0,
-                 device: str | torch.device = "cpu", label_noise_mode: str = "paper") -> Dataset:
+                 device: str | torch.device = "cpu", label_noise_mode: str = "paper",
+                 raw_images: bool = False) -> Dataset:
+    """A dataset as tensors on ``device``: MNIST-1D signals (float32) or CIFAR images, their
+    training set subset (``train_subset``, seeded) and label noise applied. ``raw_images``:
+    keep CIFAR's training images as uint8 on the device (a quarter of the memory and of the
+    bytes each batch gathers and augments), normalised batch by batch (``Dataset.inputs``);
+    test images are always normalised float32."""
     if name not in DATASETS and not name.startswith("mnist1d:"):
         raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
                              f"(or mnist1d:samples=N,noise=F)")
@@ -188,8 +212,12 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    black = None if name.startswith("mnist1d") else -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
-    return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original, black)
+    if name.startswith("mnist1d"):
+        return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original)
+    black = -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
+    return Dataset(name, t(x if raw_images else normalise_images(x)), t(y), t(normalise_images(xt)), t(yt),
+                   classes, subset, noisy, original, black, np.array(CIFAR_MEAN, np.float32),
+                   np.array(CIFAR_STD, np.float32))
 
 
 def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int,
@@ -215,9 +243,20 @@ def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None) -> torch.Tensor:
-    """Random crop with padding ``pad`` (+ horizontal flip for images), per example; the padding
-    is ``fill`` per channel (None: zeros)."""
+def augment_draws(gen: torch.Generator, n: int, spatial_dims: int, pad: int = 4) -> tuple:
+    """The random draws of one batch's augmentation, in the order the generator gives them:
+    a crop offset in [0, 2 pad] per example and spatial dimension, then (images only) a flip
+    per example. Returns (offsets (spatial_dims, n), flips (n,) bool or None), on the CPU."""
+    offsets = torch.stack([torch.randint(0, 2 * pad + 1, (n,), generator=gen) for _ in range(spatial_dims)])
+    flips = torch.rand(n, generator=gen) < 0.5 if spatial_dims == 2 else None
+    return offsets, flips
+
+
+def crop_and_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor | None, pad: int = 4,
+                  fill=None) -> torch.Tensor:
+    """Random crop with padding ``pad`` (+ horizontal flip for images) of a whole batch on its
+    device, from ``augment_draws`` already there: the padding is ``fill`` per channel (None:
+    zeros; uint8 images pad with 0, black)."""
     n = x.shape[0]
     spatial = x.shape[2:]
     if fill is None:
@@ -227,7 +266,6 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None
         padded = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(
             (1, -1) + (1,) * len(spatial)).expand(shape).clone()
         padded[(slice(None), slice(None)) + tuple(slice(pad, pad + s) for s in spatial)] = x
-    offsets = [torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device) for _ in spatial]
     batch = torch.arange(n, device=x.device)
     chan = torch.arange(x.shape[1], device=x.device)
     if len(spatial) == 1:
@@ -237,29 +275,65 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None
     cols = offsets[1][:, None] + torch.arange(spatial[1], device=x.device)
     out = padded[batch[:, None, None, None], chan[None, :, None, None],
                  rows[:, None, :, None], cols[:, None, None, :]]
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return torch.where(flips[:, None, None, None], out.flip(-1), out)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None) -> torch.Tensor:
+    """Random crop with padding ``pad`` (+ horizontal flip for images), per example, drawn
+    from ``gen`` now; the padding is ``fill`` per channel (None: zeros)."""
+    offsets, flips = augment_draws(gen, x.shape[0], x.dim() - 2, pad)
+    return crop_and_flip(x, offsets.to(x.device), None if flips is None else flips.to(x.device), pad, fill)
 
 
 AUGMENT_PADDINGS = ("black", "zero")
 
 
-def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False,
-                  padding: str = "black"):
-    """Yield the (x, y) mini-batches of one epoch in their seeded order. A trailing batch of one
-    example is dropped: train-mode BatchNorm cannot normalise a single example. ``padding`` of
-    the augmentation's crops: 'black' pixels as the official code (normalised like the data),
-    or 'zero' (the data's mean colour; runs stored before the option)."""
-    fill = data.black if padding == "black" else None
+def epoch_plan(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False):
+    """Every random draw of one epoch, made on the CPU before its first step and moved to the
+    data's device at once, so that no batch waits on the host: the order (a seeded
+    permutation), and per batch the augmentation's crop offsets and flips, in the generator's
+    order (the same stream as drawing batch by batch). Returns (order, [(offsets, flips)] or
+    None), on the device."""
     gen = epoch_generator(data_seed, epoch)
     n = data.y_train.shape[0]
-    order = torch.randperm(n, generator=gen).to(data.x_train.device)
-    for start in range(0, n, batch_size):
+    order = torch.randperm(n, generator=gen)
+    sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
+    sizes = [b for b in sizes if b >= 2]
+    device = data.x_train.device
+    if not augment:
+        return order.to(device), None
+    draws = [augment_draws(gen, b, data.x_train.dim() - 2) for b in sizes]
+    offsets = torch.cat([o for o, _ in draws], dim=1).to(device).split(sizes, dim=1)
+    flips = ([None] * len(sizes) if draws[0][1] is None
+             else torch.cat([f for _, f in draws]).to(device).split(sizes))
+    return order.to(device), list(zip(offsets, flips))
+
+
+def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False,
+                  padding: str = "black"):
+    """Yield the (x, y) mini-batches of one epoch in their seeded order, as model inputs
+    (uint8 images normalised on the device, ``Dataset.inputs``). A trailing batch of one
+    example is dropped: train-mode BatchNorm cannot normalise a single example. ``padding`` of
+    the augmentation's crops: 'black' pixels as the official code (uint8 images are cropped
+    before they are normalised, as the official PIL pipeline does), or 'zero' (the data's mean
+    colour; runs stored before the option)."""
+    order, draws = epoch_plan(data, batch_size, epoch, data_seed, augment)
+    raw = data.x_train.dtype == torch.uint8
+    fill = data.black if padding == "black" else None
+    for b, start in enumerate(range(0, len(order), batch_size)):
         idx = order[start:start + batch_size]
         if idx.numel() < 2:
             break
         x = data.x_train[idx]
-        yield (augment_batch(x, gen, fill=fill) if augment else x), data.y_train[idx]
+        if augment:
+            offsets, flips = draws[b]
+            if raw and padding == "black":  # crop the raw image padded with black, then normalise
+                x = data.inputs(crop_and_flip(x, offsets, flips))
+            else:
+                x = crop_and_flip(data.inputs(x), offsets, flips, fill=fill)
+        else:
+            x = data.inputs(x)
+        yield x, data.y_train[idx]
 
 
 def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Dataset:

@@ -1,14 +1,21 @@
 """``landscape sweep``: many ELRs from one initialisation and batch order (paper Section 4).
 
 Each ELR gets an ordinary trajectory ``OUT/elr<ELR>.h5`` (read by every analysis) and the sweep an
-index ``OUT/sweep.json`` (ELRs, files, status). Two strategies, one result:
+index ``OUT/sweep.json`` (ELRs, files, status). Three strategies, one result:
     processes   worker processes (fresh interpreters), one thread each, each running
                 ``landscape.train`` on its share of the ELRs (faster on a small CPU: see
-                benchmarks/RESULTS.md);
+                benchmarks/RESULTS.md); on a GPU, several processes share it;
     vectorised  the N models in one forward/backward: parameters and BN buffers stacked
                 (``torch.func.stack_module_state``), ``vmap`` of ``grad`` of ``functional_call``,
                 each model with its own ELR and sphere through the one ``projected_sgd_step``
-                (``batch_dims=1``). The GPU path: one small network leaves a GPU mostly idle.
+                (``batch_dims=1``); ``--compile`` compiles the vmapped step, ``--precision bf16``
+                autocasts it. One small network leaves a GPU mostly idle;
+    streams     the N models one after another in one process on the same batches, each on
+                its own CUDA stream so that their kernels can overlap (on a CPU: in turn),
+                with every speed option a single run has; bit-identical to single runs.
+``auto`` takes processes on a CPU (measured faster there) and, on a GPU, the in-process
+strategy that trains these models fastest on this GPU, timed on a short probe
+(``probe_strategies``); the sweep index keeps the probe's figures, and a re-run keeps its choice.
 Re-running the same command continues an interrupted sweep: finished runs are kept, the others
 resume from their last committed epoch.
 """
@@ -31,12 +38,13 @@ from .sphere import filter_sq_norms, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
-from .training import (LEGACY, EpochAccumulator, TrainConfig, close_run_mirrors, commit_epoch, end_nonfinite,
-                       epoch_lr, open_run_mirrors,
-                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train)
+from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close_run_mirrors, commit_epoch,
+                       compile_backend, compiled, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
+                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train, train_step)
 from .data import resolve_device, train_batches
 
-STRATEGIES = ("auto", "vectorised", "processes")
+STRATEGIES = ("auto", "vectorised", "streams", "processes")
+PROBED = ("vectorised", "streams")  # what auto times on a GPU (in-process, no interpreter starts)
 INDEX = "sweep.json"
 
 
@@ -128,14 +136,10 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
         base.lr = elrs[0]  # every run's own LR is set below
     base.validate()
     device = resolve_device(base.device)
-    # batched models do not take the speed options yet (bf16 autocast fails inside vmap's
-    # functional BatchNorm; compile and channels-last are per-model)
-    per_model = base.precision != "float32" or base.compile or base.channels_last
-    if strategy == "auto":  # processes win on a CPU; on a GPU the batched model, as designed
-        strategy = "vectorised" if device.type == "cuda" and not per_model else "processes"
-    if strategy == "vectorised" and per_model:
-        raise LandscapeError("--precision bf16, --compile and --channels-last train one model per "
-                             "process: use --strategy processes (or auto)")
+    if strategy == "vectorised" and base.channels_last:
+        raise LandscapeError("--channels-last: vmap folds the models into the channels, so the "
+                             "vectorised strategy cannot keep the layout; use --strategy streams "
+                             "or processes (or auto)")
     shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("elr", "lr", "device")}
 
     os.makedirs(out_dir, exist_ok=True)
@@ -143,7 +147,7 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
     if log:
         from .trackers import parse_trackers
         log = parse_trackers(log)
-    where = {"executor": executor, "strategy": strategy, "chunk": chunk, "workers": workers,
+    where = {"executor": executor, "strategy": strategy, "device": device, "chunk": chunk, "workers": workers,
              "options": executor_options or {}, "shard": shard_of, "log": log, "log_dir": log_dir}
     if shard_of is not None:  # shards share the folder: the index lock only around its writes
         return _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shared_folder=True)
@@ -180,10 +184,17 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shar
     files = [run_file(out_dir, e, rate) for e in elrs]
     status = [_status(f, base.epochs) for f in files]  # (state, epochs done), read once
     executor = where["executor"]
+    todo = [(e, f) for i, (e, f, (st, _)) in enumerate(zip(elrs, files, status)) if st not in FINISHED
+            and (where["shard"] is None or i % where["shard"][1] == where["shard"][0])]
+    probe = None
+    if strategy == "auto" and executor == "local":
+        strategy, probe = _auto_strategy(base, rate, [e for e, _ in todo], index_path, where)
     index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
              "executor": executor,
              "runs": [{rate: e, "file": os.path.basename(f), "status": st}
                       for e, f, (st, _) in zip(elrs, files, status)]}
+    if probe is not None:
+        index["strategy_probe"] = probe
 
     def first_write():
         check()
@@ -194,8 +205,6 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shar
     if damaged:
         raise LandscapeError(f"{', '.join(damaged)}: damaged, cannot be resumed: move "
                              f"{'it' if len(damaged) == 1 else 'them'} away to train afresh")
-    todo = [(e, f) for i, (e, f, (st, _)) in enumerate(zip(elrs, files, status)) if st not in FINISHED
-            and (where["shard"] is None or i % where["shard"][1] == where["shard"][0])]
     done_epochs = sum(base.epochs if st in FINISHED else done for st, done in status)
     finished = sum(st in FINISHED for st, _ in status)
     report = SweepProgress(len(elrs), base.epochs, done_epochs, finished, progress)
@@ -216,7 +225,8 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shar
             elif strategy == "processes":
                 _run_processes(cfgs, outs, workers, report, index, out_dir, logs)
             else:
-                _run_vectorised(cfgs, outs, chunk, report, logs)
+                _run_in_process(cfgs, outs, chunk, report, logs,
+                                train_batch_of_runs if strategy == "vectorised" else train_runs_in_turn)
     finally:
         report.close()
 
@@ -355,9 +365,57 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir, logs=None) -> No
         raise LandscapeError("; ".join(failures))
 
 
-# --- vectorised ----------------------------------------------------------------------------
+# --- auto: a probe of the in-process strategies on this GPU --------------------------------
 
-def _run_vectorised(cfgs, outs, chunk, report, logs=None) -> None:
+def _auto_strategy(base, rate, values, index_path, where) -> tuple[str, dict | None]:
+    """processes on a CPU; on a GPU the strategy an earlier call of this sweep chose (so a
+    resumed sweep trains on as it began), else the faster of ``PROBED`` on a short probe."""
+    if where["device"].type != "cuda":
+        return "processes", None
+    try:
+        old = json.load(open(index_path))
+        if old.get("strategy") in STRATEGIES[1:]:
+            return old["strategy"], old.get("strategy_probe")
+    except (OSError, ValueError):
+        pass
+    if len(values) < 2:
+        return "streams", None  # one model: nothing to batch
+    probe = probe_strategies(base, rate, values[:where["chunk"] or len(values)])
+    return probe["chosen"], probe
+
+
+def probe_strategies(base: TrainConfig, rate: str, values, strategies=PROBED, batches: int = 20,
+                     progress=False) -> dict:
+    """Time each strategy on these models and this device: a throw-away sweep of 3 epochs of
+    ``batches`` batches (the real code path, into a temporary folder), the second epoch's
+    wall time (warm: cuDNN autotuned, compiled) summed over the models. Returns
+    ``{"images_per_second": {strategy: aggregate rate}, "chosen": the fastest, "models": N,
+    "batches": B}``."""
+    import shutil
+    import tempfile
+    available = base.train_subset or len(load_training_data(base).y_train)
+    subset = min(batches * base.batch_size, available)
+    rates = {}
+    for strategy in strategies:
+        folder = tempfile.mkdtemp(prefix=".landscape-probe-")
+        try:
+            cfg = dataclasses.replace(base, epochs=3, eval_every=10 ** 6, save_every=10 ** 6,
+                                      checkpoint_metrics=False, train_subset=subset)
+            sweep(values, folder, cfg, strategy=strategy, progress=progress)
+            seconds = sum(float(Trajectory(os.path.join(folder, r["file"])).timing["epoch_seconds"][1])
+                          for r in json.load(open(os.path.join(folder, INDEX)))["runs"])
+            rates[strategy] = len(values) * subset / seconds
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"images_per_second": rates, "chosen": max(rates, key=rates.get), "models": len(values),
+            "batches": batches}
+
+
+# --- in one process: vectorised, streams --------------------------------------------------
+
+def _run_in_process(cfgs, outs, chunk, report, logs, train_group) -> None:
+    """Chunks of runs prepared in this process and trained together by ``train_group``
+    (``train_batch_of_runs`` or ``train_runs_in_turn``)."""
     chunk = chunk or len(cfgs)
     if chunk < 1:
         raise LandscapeError(f"--chunk must be positive, got {chunk}")
@@ -370,11 +428,64 @@ def _run_vectorised(cfgs, outs, chunk, report, logs=None) -> None:
                 open_run_mirrors(runs[-1], (logs or {}).get("log"), (logs or {}).get("log_dir"))
             # runs left at different epochs by an interruption train in groups of equal start
             for start in sorted({r.start for r in runs}):
-                train_batch_of_runs([r for r in runs if r.start == start], data, report)
+                train_group([r for r in runs if r.start == start], data, report)
         finally:
             for r in runs:
                 close_run_mirrors(r)
                 r.writer.close()
+
+
+def train_runs_in_turn(runs, data, report) -> None:
+    """Train runs that share everything but the ELR in one process, batch by batch: every
+    model takes its step on the same batch, each on its own CUDA stream (the batch is made
+    once on the default stream; each stream waits for it, the default stream waits for all at
+    the epoch's end). On a CPU the models step in turn. Each model's computation is exactly a
+    single run's (``training.train_step``), so the trajectories are bit-identical to
+    ``landscape train``'s on a CPU."""
+    import contextlib
+    cfg = runs[0].cfg
+    dev = data.x_train.device
+    cuda = dev.type == "cuda"
+    streams = [torch.cuda.Stream(dev) if cuda else None for _ in runs]
+    forwards = [compiled(r.model) if cfg.compile else r.model for r in runs]
+    live = list(range(len(runs)))  # runs stopped by non-finite values leave it
+
+    def on(j, tensors):
+        if not cuda:
+            return contextlib.nullcontext()
+        streams[j].wait_stream(torch.cuda.current_stream(dev))
+        for t in tensors:  # the allocator must not reuse the batch while stream j reads it
+            t.record_stream(streams[j])
+        return torch.cuda.stream(streams[j])
+
+    for epoch in range(runs[0].start + 1, cfg.epochs + 1):
+        if not live:
+            break
+        t0 = time.perf_counter()
+        lrs = [epoch_lr(cfg, r.lr, epoch) for r in runs]
+        accs = {j: EpochAccumulator() for j in live}
+        for j in live:
+            runs[j].model.train()
+        for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
+                                  cfg.augment_padding):
+            for j in live:
+                with on(j, (x, y)):
+                    train_step(forwards[j], runs[j].params, x, y, lrs[j], runs[j].rho, cfg, accs[j],
+                               runs[j].buffers)
+        for j in live:
+            with on(j, ()):
+                end_epoch(accs[j], runs[j].params, cfg)
+        if cuda:
+            for stream in streams:
+                torch.cuda.current_stream(dev).wait_stream(stream)
+        share = len(live)
+        for j in list(live):
+            metrics, bad = close_epoch(runs[j], accs[j], epoch, lrs[j], data, t0, share)
+            if metrics is None:
+                live.remove(j)
+                report.ended(runs[j].out, nonfinite_message(bad))
+            else:
+                report.update(runs[j].out, epoch, metrics["train_loss"])
 
 
 def train_batch_of_runs(runs, data, report) -> None:
@@ -397,12 +508,20 @@ def train_batch_of_runs(runs, data, report) -> None:
     buffers_list = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(names))]
                     if runs[0].buffers is not None else None)
 
+    bf16 = cfg.precision == "bf16"
+    if bf16:
+        float_batchnorm(template)
+
     def loss_fn(tp, fp, b, x, y):
-        out = functional_call(template, ({**tp, **fp}, b), (x,))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out = functional_call(template, ({**tp, **fp}, b), (x,))
+        out = out.float() if bf16 else out  # the loss in float32, as measure_batch takes it
         loss = F.cross_entropy(out, y)
         return loss, (loss, (out.argmax(1) == y).sum())
 
     step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, None, None))
+    if cfg.compile:  # the whole vmapped forward and backward as one graph
+        step = torch.compile(step, backend=compile_backend())
 
     def test_pass(p, b, x, y):
         out = functional_call(template, (p, b), (x,))

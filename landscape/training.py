@@ -265,19 +265,31 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     forward = compiled(model) if cfg.compile else model
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                               cfg.augment_padding):
-        if cfg.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
-        if cfg.space == "whole":
-            acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
-        else:
-            acc.end_step(projected_sgd_step(params, grads, lr, rho))
+        train_step(forward, params, x, y, lr, rho, cfg, acc, buffers)
         if on_step is not None:
             on_step(epoch, acc.steps, model)
+    end_epoch(acc, params, cfg)
+    return acc
+
+
+def train_step(forward, params, x, y, lr: float, rho: float, cfg: TrainConfig, acc: EpochAccumulator,
+               buffers=None) -> None:
+    """One step of one model on the batch (x, y): its statistics into ``acc``, then projected
+    SGD on the sphere (or SGD in the whole space), all on the device."""
+    if cfg.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
+    if cfg.space == "whole":
+        acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
+    else:
+        acc.end_step(projected_sgd_step(params, grads, lr, rho))
+
+
+def end_epoch(acc: EpochAccumulator, params, cfg: TrainConfig) -> None:
+    """The epoch's last statistics: the filters' norms after its last step."""
     if cfg.groups == "filter":
         with torch.no_grad():
             acc.filter_rho_end_sq = filter_sq_norms(params)
-    return acc
 
 
 def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
@@ -300,16 +312,32 @@ def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumul
 _COMPILED = {}
 
 
-def compiled(model):
-    """``torch.compile`` of the model's forward, made once per model (the backend from
-    LANDSCAPE_COMPILE_BACKEND, default inductor; the tests use aot_eager, which compiles in
-    seconds)."""
+def compile_backend() -> str:
+    """torch.compile's backend: LANDSCAPE_COMPILE_BACKEND, default inductor (the tests use
+    aot_eager, which compiles in seconds)."""
     import os
+    return os.environ.get("LANDSCAPE_COMPILE_BACKEND", "inductor")
+
+
+def compiled(model):
+    """``torch.compile`` of the model's forward, made once per model."""
     key = id(model)
     if key not in _COMPILED or _COMPILED[key][0] is not model:
-        backend = os.environ.get("LANDSCAPE_COMPILE_BACKEND", "inductor")
-        _COMPILED[key] = (model, torch.compile(model, backend=backend))
+        _COMPILED[key] = (model, torch.compile(model, backend=compile_backend()))
     return _COMPILED[key][1]
+
+
+def float_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Make the model's BatchNorms normalise in float32 under bf16 autocast (input cast up,
+    output cast back to the input's dtype): vmap's batch-norm rule takes no mixed dtypes, and
+    the statistics (and running buffers) stay float32 as a single run's do."""
+    import types
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            def forward(self, x, batchnorm=type(m).forward):  # its own bookkeeping kept
+                return batchnorm(self, x.float()).to(x.dtype)
+            m.forward = types.MethodType(forward, m)
+    return model
 
 
 def is_eval_epoch(cfg: "TrainConfig", epoch: int) -> bool:
@@ -377,11 +405,16 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
 
 
 def load_training_data(cfg: TrainConfig) -> Dataset:
+    """The run's data on its device: CIFAR's training images stay uint8 there and are
+    normalised batch by batch (``Dataset.inputs``), to the run's dtype."""
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.train_subset,
                         cfg.label_noise, cfg.data_seed, resolve_device(cfg.device),
-                        cfg.label_noise_mode)
+                        cfg.label_noise_mode, raw_images=True)
     dtype = getattr(torch, cfg.dtype)
-    data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
+    data.input_dtype = dtype
+    if data.x_train.dtype != torch.uint8:
+        data.x_train = data.x_train.to(dtype)
+    data.x_test = data.x_test.to(dtype)
     return data
 
 
@@ -497,7 +530,7 @@ def fixed_order_batches(data: Dataset, batch_size: int):
     example is dropped: train-mode BatchNorm cannot normalise it)."""
     for i in range(0, len(data.y_train), batch_size):
         if len(data.y_train[i:i + batch_size]) > 1:
-            yield data.x_train[i:i + batch_size], data.y_train[i:i + batch_size]
+            yield data.inputs(data.x_train[i:i + batch_size]), data.y_train[i:i + batch_size]
 
 
 def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
@@ -537,6 +570,25 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
     for mirror in run.mirrors:  # after the commit: a dashboard never shows an uncommitted epoch
         mirror.log_epoch(epoch, metrics, groups, run.names)
     run.last_metrics = metrics
+
+
+def close_epoch(run: Run, acc: EpochAccumulator, epoch: int, lr: float, data: Dataset,
+                t0: float, share: int = 1) -> tuple[dict | None, dict | None]:
+    """The end of one model's epoch (its accumulator read once): the test pass on eval epochs,
+    then the commit, its wall time since ``t0`` split over ``share`` models trained together.
+    Returns (metrics, None), or (None, where) when something went non-finite: the run is then
+    ended, its status saying where."""
+    bad = acc.nonfinite()
+    if bad is not None:
+        return None, end_nonfinite(run, epoch, bad)
+    metrics, groups, filters = acc.metrics(lr)
+    if is_eval_epoch(run.cfg, epoch):
+        metrics["test_loss"], metrics["test_accuracy"] = evaluate(run.model, data.x_test, data.y_test)
+    else:
+        metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
+    commit_epoch(run, epoch, metrics, groups, filters, run.state(), (time.perf_counter() - t0) / share,
+                 data, lr)
+    return metrics, None
 
 
 def open_run_mirrors(run: Run, log, log_dir: str | None) -> None:
@@ -596,17 +648,9 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
             t0 = time.perf_counter()
             lr_now = epoch_lr(cfg, lr, epoch)
             acc = train_epoch(model, params, data, lr_now, rho, cfg, epoch, on_step, run.buffers)
-            bad = acc.nonfinite()
-            if bad is not None:
-                end_nonfinite(run, epoch, bad)
+            metrics, _ = close_epoch(run, acc, epoch, lr_now, data, t0)
+            if metrics is None:
                 break
-            metrics, groups, filters = acc.metrics(lr_now)
-            if is_eval_epoch(cfg, epoch):
-                metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
-            else:
-                metrics["test_loss"] = metrics["test_accuracy"] = float("nan")
-            commit_epoch(run, epoch, metrics, groups, filters, run.state(),
-                         time.perf_counter() - t0, data, lr_now)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             report.update(line=epoch_line(epoch, cfg.epochs, metrics))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import landscape.sweep as sweep_mod
+import landscape.training as training
 from landscape import Trajectory, train
 from landscape.sweep import parse_grid, sweep
 
@@ -44,7 +45,7 @@ def _assert_same(a, b, rtol):
 # In float32 a different summation order (a batched convolution, one thread instead of two)
 # changes the last bits, and at chaotic ELRs three epochs amplify that past 1e-5; float64 runs
 # compare every regime, float32 ones the convergent ELRs.
-@pytest.mark.parametrize("strategy", ["vectorised", "processes"])
+@pytest.mark.parametrize("strategy", ["vectorised", "streams", "processes"])
 @pytest.mark.parametrize("model,dtype,elrs", [("convnet", "float64", [1e-3, 1e-2, 0.1]),
                                               ("mlp", "float64", [1e-3, 1e-2, 0.1]),
                                               ("convnet", "float32", [1e-3, 2e-3])])
@@ -82,11 +83,12 @@ def _digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def test_vectorised_resume_after_interruption(tmp_path, tiny, monkeypatch):
+@pytest.mark.parametrize("strategy", ["vectorised", "streams"])
+def test_in_process_resume_after_interruption(tmp_path, tiny, monkeypatch, strategy):
     cfg = dict(tiny, epochs=4, save_every=2, dtype="float64")  # 0.1 is chaotic: see above
     elrs = [1e-3, 1e-2, 0.1]
     full = tmp_path / "full"
-    sweep(elrs, str(full), strategy="vectorised", progress=False, **cfg)
+    sweep(elrs, str(full), strategy=strategy, progress=False, **cfg)
     commits = []
     real = sweep_mod.commit_epoch
 
@@ -98,11 +100,13 @@ def test_vectorised_resume_after_interruption(tmp_path, tiny, monkeypatch):
 
     monkeypatch.setattr(sweep_mod, "commit_epoch", dying)
     cut = tmp_path / "cut"
+    monkeypatch.setattr(training, "commit_epoch", dying)  # streams commit through close_epoch
     with pytest.raises(KeyboardInterrupt):
-        sweep(elrs, str(cut), strategy="vectorised", progress=False, **cfg)
+        sweep(elrs, str(cut), strategy=strategy, progress=False, **cfg)
     monkeypatch.setattr(sweep_mod, "commit_epoch", real)
+    monkeypatch.setattr(training, "commit_epoch", real)
     assert [Trajectory(str(cut / f"elr{e:g}.h5")).epochs_complete for e in elrs] == [3, 2, 2]
-    index = sweep(elrs, str(cut), strategy="vectorised", progress=False, **cfg)
+    index = sweep(elrs, str(cut), strategy=strategy, progress=False, **cfg)
     assert [r["status"] for r in index["runs"]] == ["done"] * 3
     for e in elrs:
         _assert_same(Trajectory(str(cut / f"elr{e:g}.h5")), Trajectory(str(full / f"elr{e:g}.h5")), rtol=1e-5)
