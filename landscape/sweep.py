@@ -39,8 +39,8 @@ from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
 from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close_run_mirrors, commit_epoch,
-                       compile_backend, compiled, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
-                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, train, train_step)
+                       compile_options, compiled, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
+                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, step_rates, train, train_step)
 from .data import resolve_device, train_batches
 
 STRATEGIES = ("auto", "vectorised", "streams", "processes")
@@ -447,7 +447,7 @@ def train_runs_in_turn(runs, data, report) -> None:
     dev = data.x_train.device
     cuda = dev.type == "cuda"
     streams = [torch.cuda.Stream(dev) if cuda else None for _ in runs]
-    forwards = [compiled(r.model) if cfg.compile else r.model for r in runs]
+    forwards = [compiled(r.model, cfg.compile_mode) if cfg.compile else r.model for r in runs]
     live = list(range(len(runs)))  # runs stopped by non-finite values leave it
 
     def on(j, tensors):
@@ -464,6 +464,7 @@ def train_runs_in_turn(runs, data, report) -> None:
         t0 = time.perf_counter()
         lrs = [epoch_lr(cfg, r.lr, epoch) for r in runs]
         accs = {j: EpochAccumulator() for j in live}
+        rates = {j: step_rates(lrs[j], runs[j].rho, runs[j].params) if cfg.compile else None for j in live}
         for j in live:
             runs[j].model.train()
         for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
@@ -471,7 +472,7 @@ def train_runs_in_turn(runs, data, report) -> None:
             for j in live:
                 with on(j, (x, y)):
                     train_step(forwards[j], runs[j].params, x, y, lrs[j], runs[j].rho, cfg, accs[j],
-                               runs[j].buffers)
+                               runs[j].buffers, rates[j])
         for j in live:
             with on(j, ()):
                 end_epoch(accs[j], runs[j].params, cfg)
@@ -521,7 +522,7 @@ def train_batch_of_runs(runs, data, report) -> None:
 
     step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, None, None))
     if cfg.compile:  # the whole vmapped forward and backward as one graph
-        step = torch.compile(step, backend=compile_backend())
+        step = torch.compile(step, **compile_options(cfg.compile_mode))
 
     def test_pass(p, b, x, y):
         out = functional_call(template, (p, b), (x,))

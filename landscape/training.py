@@ -75,7 +75,8 @@ class TrainConfig:
     # speed (issue 16): numerics of the forward/backward only; steps, norms and metrics stay exact
     precision: str = "float32"        # float32 | bf16 (autocast of forward and backward)
     channels_last: bool = False       # 2-D convolutions in channels-last memory layout
-    compile: bool = False             # torch.compile of the training forward pass
+    compile: bool = False             # torch.compile of the forward pass and of the update
+    compile_mode: str = "default"     # torch.compile's mode: reduce-overhead replays CUDA graphs
 
     def validate(self) -> None:
         def positive(name, value, kind=float):
@@ -104,6 +105,11 @@ class TrainConfig:
             raise LandscapeError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.precision == "bf16" and self.dtype != "float32":
             raise LandscapeError("--precision bf16 autocasts a float32 model: drop --dtype float64")
+        if self.compile_mode not in COMPILE_MODES:
+            raise LandscapeError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, "
+                                 f"got {self.compile_mode!r}")
+        if self.compile_mode != "default" and not self.compile:
+            raise LandscapeError(f"--compile-mode {self.compile_mode} is a mode of --compile: add --compile")
         if self.space not in SPACES:
             raise LandscapeError(f"--space must be one of {', '.join(SPACES)}, got {self.space!r}")
         if self.schedule not in SCHEDULES:
@@ -144,9 +150,10 @@ class TrainConfig:
 
 
 # what a configuration stored before an option existed meant by its absence
-LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer"}
+LEGACY = {"label_noise_mode": "exact", "augment_padding": "zero", "groups": "layer", "compile_mode": "default"}
 SPACES = ("sphere", "whole")
 PRECISIONS = ("float32", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -262,10 +269,11 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
     (``.metrics(lr)``, ``.nonfinite()``)."""
     model.train()
     acc = EpochAccumulator()
-    forward = compiled(model) if cfg.compile else model
+    forward = compiled(model, cfg.compile_mode) if cfg.compile else model
+    rates = step_rates(lr, rho, params) if cfg.compile else None
     for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                               cfg.augment_padding):
-        train_step(forward, params, x, y, lr, rho, cfg, acc, buffers)
+        train_step(forward, params, x, y, lr, rho, cfg, acc, buffers, rates)
         if on_step is not None:
             on_step(epoch, acc.steps, model)
     end_epoch(acc, params, cfg)
@@ -273,16 +281,49 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
 
 
 def train_step(forward, params, x, y, lr: float, rho: float, cfg: TrainConfig, acc: EpochAccumulator,
-               buffers=None) -> None:
+               buffers=None, rates: tuple | None = None) -> None:
     """One step of one model on the batch (x, y): its statistics into ``acc``, then projected
-    SGD on the sphere (or SGD in the whole space), all on the device."""
+    SGD on the sphere (or SGD in the whole space), all on the device. With ``--compile`` the
+    statistics and the step are one compiled function (``compiled_update``; ``rates``: the
+    epoch's ``step_rates``), so their few dozen small kernels fuse into a few."""
     if cfg.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
-    if cfg.space == "whole":
-        acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
-    else:
-        acc.end_step(projected_sgd_step(params, grads, lr, rho))
+    if not cfg.compile:
+        grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
+        if cfg.space == "whole":
+            acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
+        else:
+            acc.end_step(projected_sgd_step(params, grads, lr, rho))
+        return
+    loss, correct, grads = forward_backward(forward, params, x, y, cfg.precision)
+    update = compiled_update(cfg.compile_mode)
+    stats, rho_end_sq = update(params, list(grads), *(rates or step_rates(lr, rho, params)),
+                               cfg.groups == "filter", cfg.space == "whole", buffers,
+                               cfg.momentum, cfg.weight_decay)
+    acc.add(stats, loss, correct, len(y))
+    acc.end_step(rho_end_sq)
+
+
+def step_rates(lr: float, rho: float, params) -> tuple:
+    """The step's constants as device tensors, made once an epoch (a Python float would be
+    baked into the compiled update, and a schedule would recompile it every epoch): the
+    learning rate in the parameters' dtype, in float64 for the statistics, and the radius."""
+    p = params[0]
+    return (torch.tensor(lr, dtype=p.dtype, device=p.device),
+            torch.tensor(lr, dtype=torch.float64, device=p.device),
+            torch.tensor(rho, dtype=p.dtype, device=p.device))
+
+
+def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, whole: bool, buffers,
+                        momentum: float, weight_decay: float):
+    """The SI statistics of a step (before it) and the step itself, in place: what
+    ``measure_batch`` and ``projected_sgd_step`` / ``sgd_step`` do eagerly. Returns (statistics,
+    group squared norms after the step)."""
+    with torch.no_grad():
+        stats = si_statistics(params, grads, lr_stats, filters=filters)
+        if whole:
+            return stats, sgd_step(params, grads, lr, buffers, momentum, weight_decay)
+        return stats, projected_sgd_step(params, grads, lr, rho)
 
 
 def end_epoch(acc: EpochAccumulator, params, cfg: TrainConfig) -> None:
@@ -298,15 +339,22 @@ def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumul
     gradients (training steps with them; the checkpoint protocol only measures). With
     ``precision='bf16'`` the forward pass (and so the backward) runs under bf16 autocast; the
     loss is taken in float32 and the gradients come out in the parameters' float32."""
+    loss, correct, grads = forward_backward(model, params, x, y, precision)
+    with torch.no_grad():
+        acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss, correct, len(y))
+    return grads
+
+
+def forward_backward(model, params, x, y, precision: str = "float32"):
+    """(loss, number correct, gradients of ``params``) of one mini-batch, the forward pass
+    (and so the backward) under bf16 autocast with ``precision='bf16'``; the loss is taken in
+    float32 and the gradients come out in the parameters' float32."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = model(x)
     out = out.float() if precision == "bf16" else out
     loss = F.cross_entropy(out, y)
     grads = torch.autograd.grad(loss, params)
-    with torch.no_grad():
-        acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss,
-                (out.argmax(1) == y).sum(), len(y))
-    return grads
+    return loss, (out.argmax(1) == y).sum(), grads
 
 
 _COMPILED = {}
@@ -319,11 +367,27 @@ def compile_backend() -> str:
     return os.environ.get("LANDSCAPE_COMPILE_BACKEND", "inductor")
 
 
-def compiled(model):
-    """``torch.compile`` of the model's forward, made once per model."""
-    key = id(model)
+def compile_options(mode: str = "default") -> dict:
+    """torch.compile's arguments: the backend, and the mode where the backend is inductor
+    (the others take none)."""
+    backend = compile_backend()
+    return {"backend": backend, **({"mode": mode} if backend == "inductor" and mode != "default" else {})}
+
+
+def compiled(model, mode: str = "default"):
+    """``torch.compile`` of the model's forward, made once per model and mode."""
+    key = (id(model), mode)
     if key not in _COMPILED or _COMPILED[key][0] is not model:
-        _COMPILED[key] = (model, torch.compile(model, backend=compile_backend()))
+        _COMPILED[key] = (model, torch.compile(model, **compile_options(mode)))
+    return _COMPILED[key][1]
+
+
+def compiled_update(mode: str = "default"):
+    """``statistics_and_step`` compiled once per mode (shared by every model of the process:
+    its tensors are arguments, so models of one shape share the compiled code)."""
+    key = ("update", mode)
+    if key not in _COMPILED:
+        _COMPILED[key] = (None, torch.compile(statistics_and_step, **compile_options(mode)))
     return _COMPILED[key][1]
 
 

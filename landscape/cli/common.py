@@ -259,7 +259,11 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="2-D convolutions in channels-last memory layout (faster on GPUs)")
     g.add_argument("--compile", action="store_true", default=S,
-                   help="torch.compile the training forward pass (pays a compilation first)")
+                   help="torch.compile the forward pass and the update (statistics and step; "
+                   "a vectorised sweep: its whole vmapped step); pays a compilation first")
+    g.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=S,
+                   help="torch.compile's mode: reduce-overhead replays CUDA graphs (small batches "
+                   "on a GPU), max-autotune searches kernels (default default)")
 
 
 def add_config_options(p) -> None:
