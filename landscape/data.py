@@ -57,6 +57,7 @@ class Dataset:
     pixel_mean: np.ndarray | None = None
     pixel_std: np.ndarray | None = None
     input_dtype: torch.dtype = torch.float32
+    _normalisers: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple:
@@ -68,9 +69,12 @@ class Dataset:
         ``input_dtype``; anything else is already an input."""
         if x.dtype != torch.uint8:
             return x
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.as_tensor(self.pixel_mean, device=x.device).reshape(shape)
-        std = torch.as_tensor(self.pixel_std, device=x.device).reshape(shape)
+        key = (x.device, x.dim())
+        if key not in self._normalisers:  # on the device once: a copy per batch would wait
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            self._normalisers[key] = tuple(torch.as_tensor(v, device=x.device).reshape(shape)
+                                           for v in (self.pixel_mean, self.pixel_std))
+        mean, std = self._normalisers[key]
         return ((x.float() / 255.0 - mean) / std).to(self.input_dtype)
 
 
@@ -300,13 +304,16 @@ def epoch_plan(data: Dataset, batch_size: int, epoch: int, data_seed: int, augme
     sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
     sizes = [b for b in sizes if b >= 2]
     device = data.x_train.device
+
+    def to_device(t):  # pinned and asynchronous on a GPU: the host does not wait for the copy
+        return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
     if not augment:
-        return order.to(device), None
+        return to_device(order), None
     draws = [augment_draws(gen, b, data.x_train.dim() - 2) for b in sizes]
-    offsets = torch.cat([o for o, _ in draws], dim=1).to(device).split(sizes, dim=1)
+    offsets = to_device(torch.cat([o for o, _ in draws], dim=1)).split(sizes, dim=1)
     flips = ([None] * len(sizes) if draws[0][1] is None
-             else torch.cat([f for _, f in draws]).to(device).split(sizes))
-    return order.to(device), list(zip(offsets, flips))
+             else to_device(torch.cat([f for _, f in draws])).split(sizes))
+    return to_device(order), list(zip(offsets, flips))
 
 
 def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, augment: bool = False,

@@ -308,10 +308,10 @@ def step_rates(lr: float, rho: float, params) -> tuple:
     """The step's constants as device tensors, made once an epoch (a Python float would be
     baked into the compiled update, and a schedule would recompile it every epoch): the
     learning rate in the parameters' dtype, in float64 for the statistics, and the radius."""
-    p = params[0]
-    return (torch.tensor(lr, dtype=p.dtype, device=p.device),
-            torch.tensor(lr, dtype=torch.float64, device=p.device),
-            torch.tensor(rho, dtype=p.dtype, device=p.device))
+    p = params[0]  # filled on the device (no copy from the host to wait for)
+    return (torch.full((), lr, dtype=p.dtype, device=p.device),
+            torch.full((), lr, dtype=torch.float64, device=p.device),
+            torch.full((), rho, dtype=p.dtype, device=p.device))
 
 
 def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, whole: bool, buffers,
