@@ -57,3 +57,15 @@ def test_the_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
         "streams+bf16+cl", "processes"}
     assert float(result["grouped_check_max_rel_diff"]) < 1e-5
     assert result["figure1_projection"]["hours"] > 0 and "projected Figure 1" in run.stdout
+
+
+def test_the_gpu_checks_pass_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.py, the correctness half of a GPU session, at toy size."""
+    out = tmp_path / "check.json"
+    env = dict(os.environ, LANDSCAPE_COMPILE_BACKEND="aot_eager", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check.py"), "--device", "cpu",
+                          "--images", "256", "--width", "4", "--json", str(out)],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["failed"] == [] and len(result["checks"]) == 17
