@@ -34,12 +34,12 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 from .locks import WriterLock
-from .sphere import filter_sq_norms, projected_sgd_step, sgd_step, si_statistics
+from .sphere import projected_sgd_step, sgd_step, si_statistics
 from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
 from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close_run_mirrors, commit_epoch,
-                       compile_options, compiled, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
+                       compile_options, compiled, compiled_update, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
                        is_eval_epoch, load_training_data, nonfinite_message, prepare_run, step_rates, train, train_step)
 from .data import resolve_device, train_batches
 
@@ -469,6 +469,8 @@ def train_runs_in_turn(runs, data, report) -> None:
             runs[j].model.train()
         for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                                   cfg.augment_padding):
+            if cfg.channels_last and x.dim() == 4:  # once for all the models
+                x = x.contiguous(memory_format=torch.channels_last)
             for j in live:
                 with on(j, (x, y)):
                     train_step(forwards[j], runs[j].params, x, y, lrs[j], runs[j].rho, cfg, accs[j],
@@ -543,6 +545,13 @@ def train_batch_of_runs(runs, data, report) -> None:
                                   cfg.augment_padding):
             grads, (loss, correct) = step(trainable, frozen, buffers, x, y)
             grad_list = [grads[k] for k in names]
+            if cfg.compile:  # the statistics and the batched step as one compiled function
+                stats, rho_end_sq = compiled_update(cfg.compile_mode)(
+                    si_list, grad_list, lr_step, lr, rho, cfg.groups == "filter", whole, buffers_list,
+                    cfg.momentum, cfg.weight_decay, 1)
+                acc.add(stats, loss, correct, len(y))
+                acc.end_step(rho_end_sq)
+                continue
             with torch.no_grad():
                 stats = si_statistics(si_list, grad_list, lr, 1, filters=cfg.groups == "filter")
                 acc.add(stats, loss, correct, len(y))
@@ -551,9 +560,7 @@ def train_batch_of_runs(runs, data, report) -> None:
                                       cfg.weight_decay, batch_dims=1))
             else:
                 acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
-        if cfg.groups == "filter":
-            with torch.no_grad():
-                acc.filter_rho_end_sq = filter_sq_norms(si_list, 1)
+        end_epoch(acc, si_list, cfg, batch_dims=1)
         test = None
         if is_eval_epoch(cfg, epoch):
             template.eval()

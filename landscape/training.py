@@ -315,22 +315,23 @@ def step_rates(lr: float, rho: float, params) -> tuple:
 
 
 def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, whole: bool, buffers,
-                        momentum: float, weight_decay: float):
+                        momentum: float, weight_decay: float, batch_dims: int = 0):
     """The SI statistics of a step (before it) and the step itself, in place: what
-    ``measure_batch`` and ``projected_sgd_step`` / ``sgd_step`` do eagerly. Returns (statistics,
-    group squared norms after the step)."""
+    ``measure_batch`` and ``projected_sgd_step`` / ``sgd_step`` do eagerly (``batch_dims=1``:
+    a vectorised sweep's stacked models, ``lr``, ``lr_stats`` and ``rho`` one per model).
+    Returns (statistics, group squared norms after the step)."""
     with torch.no_grad():
-        stats = si_statistics(params, grads, lr_stats, filters=filters)
+        stats = si_statistics(params, grads, lr_stats, batch_dims, filters=filters)
         if whole:
-            return stats, sgd_step(params, grads, lr, buffers, momentum, weight_decay)
-        return stats, projected_sgd_step(params, grads, lr, rho)
+            return stats, sgd_step(params, grads, lr, buffers, momentum, weight_decay, batch_dims)
+        return stats, projected_sgd_step(params, grads, lr, rho, batch_dims)
 
 
-def end_epoch(acc: EpochAccumulator, params, cfg: TrainConfig) -> None:
+def end_epoch(acc: EpochAccumulator, params, cfg: TrainConfig, batch_dims: int = 0) -> None:
     """The epoch's last statistics: the filters' norms after its last step."""
     if cfg.groups == "filter":
         with torch.no_grad():
-            acc.filter_rho_end_sq = filter_sq_norms(params)
+            acc.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
 
 
 def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
