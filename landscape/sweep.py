@@ -39,8 +39,9 @@ from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
 from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close_run_mirrors, commit_epoch,
-                       compile_options, compiled, compiled_update, end_epoch, float_batchnorm, end_nonfinite, epoch_lr, open_run_mirrors,
-                       is_eval_epoch, load_training_data, nonfinite_message, prepare_run, step_rates, train, train_step)
+                       compile_options, compiled, compiled_update, end_epoch, end_nonfinite, epoch_lr,
+                       float_batchnorm, is_eval_epoch, load_training_data, nonfinite_message, open_run_mirrors,
+                       prepare_run, step_rates, train, train_step)
 from .data import resolve_device, train_batches
 
 STRATEGIES = ("auto", "vectorised", "streams", "processes")
@@ -378,9 +379,10 @@ def _auto_strategy(base, rate, values, index_path, where) -> tuple[str, dict | N
             return old["strategy"], old.get("strategy_probe")
     except (OSError, ValueError):
         pass
-    if len(values) < 2:
-        return "streams", None  # one model: nothing to batch
-    probe = probe_strategies(base, rate, values[:where["chunk"] or len(values)])
+    candidates = [s for s in PROBED if not (s == "vectorised" and base.channels_last)]
+    if len(values) < 2 or len(candidates) < 2:
+        return "streams", None  # one model (nothing to batch), or channels-last (vmap cannot keep it)
+    probe = probe_strategies(base, rate, values[:where["chunk"] or len(values)], candidates)
     return probe["chosen"], probe
 
 
