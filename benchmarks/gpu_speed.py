@@ -8,7 +8,9 @@ Measured side by side in one run, each after a warm-up (cuDNN autotuning, compil
 figure a median over --repeats epochs; the JSON is rewritten after every measurement, so a run
 cut short keeps what it measured, and a contender that fails records its error and the rest go on.
 
-Single run, one epoch of --images images, batch 128, no test pass:
+Single run, one epoch of --images images, batch 128, no test pass in any contender (the
+official run scripts also evaluate every epoch; left out of both sides), `landscape` writing
+its checkpoint every epoch (the official loop saves nothing here: our side pays more):
   official        the official training script's settings: the ConvNet (k = --width), a
                   DataLoader (--workers processes, pinned memory) over uint8 images with its PIL
                   transforms (Resize(32), RandomCrop(32, padding=4), horizontal flip, ToTensor,

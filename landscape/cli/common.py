@@ -257,7 +257,7 @@ def add_training_options(p, with_elr: bool = True):
                    help="bf16: forward and backward under bf16 autocast; parameters, the step, "
                    "norms and every logged metric stay float32 (default float32)")
     g.add_argument("--channels-last", action="store_true", default=S,
-                   help="2-D convolutions in channels-last memory layout (faster on GPUs)")
+                   help="2-D convolutions in channels-last memory layout (meant for GPUs' tensor cores)")
     g.add_argument("--compile", action="store_true", default=S,
                    help="torch.compile the forward pass and the update (statistics and step; "
                    "a vectorised sweep: its whole vmapped step); pays a compilation first")
