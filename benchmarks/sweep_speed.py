@@ -22,7 +22,7 @@ from landscape.data import Dataset
 from landscape.sweep import sweep
 
 
-def random_cifar(name, root, download, subset, noise, seed, device):
+def random_cifar(name, root, download, subset, noise, seed, device, *options, **keywords):
     g = torch.Generator().manual_seed(0)
     n = subset or 50000
     x = torch.randn(n, 3, 32, 32, generator=g)
