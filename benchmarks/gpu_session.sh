@@ -15,6 +15,6 @@ PY=${PYTHON:-python3}
   $PY -c "import torch, torchvision, h5py; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'h5py', h5py.__version__)"
 } 2>&1 | tee "$OUT/gpu.txt"
 timeout "${CHECK_SECONDS:-150}" $PY benchmarks/gpu_check.py --json "$OUT/gpu_check.json" ${CHECK_ARGS:-} 2>&1 | tee "$OUT/gpu_check.log"
-timeout "${SPEED_SECONDS:-380}" $PY benchmarks/gpu_speed.py --json "$OUT/gpu_speed.json" ${SPEED_ARGS:-} 2>&1 \
+timeout "${SPEED_SECONDS:-380}" $PY benchmarks/gpu_speed.py --json "$OUT/gpu_speed.json" --resnet18 ${SPEED_ARGS:-} 2>&1 \
   | grep -v -i "warn" | tee "$OUT/gpu_speed.log"
 echo "done: $(ls "$OUT")"

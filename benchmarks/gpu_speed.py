@@ -25,6 +25,7 @@ its checkpoint every epoch (the official loop saves nothing here: our side pays 
   +bf16+cl        --precision bf16 --channels-last
   +compile        ... --compile (forward and update compiled, inductor)
   +reduce-overhead ... --compile --compile-mode reduce-overhead (CUDA graphs of the compiled parts)
+  resnet18 ...    (--resnet18) `landscape.train` of ResNet-18, float32 and +bf16+cl
 plus `host syncs`: one epoch of `landscape.train`'s loop under torch.cuda.set_sync_debug_mode
 ("error"), which raises at the first operation that waits on the GPU (CUDA only).
 
@@ -374,6 +375,7 @@ def main():
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the official pipeline (its default)")
     p.add_argument("--skip", default="", help="comma-separated contenders not to measure")
+    p.add_argument("--resnet18", action="store_true", help="also single-run epochs of ResNet-18 (k = 64)")
     p.add_argument("--json", default=None, help="write the figures here (rewritten after each)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--elr", type=float, default=ELR, help=argparse.SUPPRESS)
@@ -439,7 +441,7 @@ def main():
     if cuda:
         measure("host_syncs", lambda: host_syncs(data, args.width, device), result)
     result["single_run_speedup_vs_official"] = {k: epoch["official"] / v for k, v in epoch.items()
-                                                if "official" in epoch and k != "official"}
+                                                if "official" in epoch and k != "official" and "resnet" not in k}
     for k, v in result["single_run_speedup_vs_official"].items():
         print(f"  official / {k}: {v:.2f}x", flush=True)
     save()
@@ -481,6 +483,13 @@ def main():
         print(f"projected Figure 1 sweep (24 ELRs x 1000 epochs x 50,000 images) with {winner} at "
               f"{sizes[-1]} models: {hours:.2f} h", flush=True)
     save()
+    if args.resnet18:  # the paper's second network, last (the sweeps matter more): single runs, k = 64
+        table_is_epochs[0] = True
+        use_random_cifar(args.images, device)
+        resnet = {**base, "model": "resnet18", "width": None}
+        measure("resnet18 landscape", lambda: landscape_epoch(folder, resnet, args.repeats), epoch)
+        measure("resnet18 landscape+bf16+cl", lambda: landscape_epoch(folder, resnet, args.repeats, precision="bf16",
+                                                                      channels_last=True), epoch)
 
 
 if __name__ == "__main__":
