@@ -13,9 +13,9 @@ index ``OUT/sweep.json`` (ELRs, files, status). Three strategies, one result:
     streams     the N models one after another in one process on the same batches, each on
                 its own CUDA stream so that their kernels can overlap (on a CPU: in turn),
                 with every speed option a single run has; bit-identical to single runs.
-``auto`` takes processes on a CPU (measured faster there) and, on a GPU, the in-process
-strategy that trains these models fastest on this GPU, timed on a short probe
-(``probe_strategies``); the sweep index keeps the probe's figures, and a re-run keeps its choice.
+``auto`` takes processes on a CPU (measured faster there) and, on a GPU, the strategy that
+trains these models fastest on this GPU, timed on a short probe (``probe_strategies``); the
+sweep index keeps the probe's figures, and a re-run keeps its choice.
 Re-running the same command continues an interrupted sweep: finished runs are kept, the others
 resume from their last committed epoch.
 """
@@ -45,7 +45,7 @@ from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close
 from .data import resolve_device, train_batches
 
 STRATEGIES = ("auto", "vectorised", "streams", "processes")
-PROBED = ("vectorised", "streams")  # what auto times on a GPU (in-process, no interpreter starts)
+PROBED = ("vectorised", "streams", "processes")  # what auto times on a GPU
 INDEX = "sweep.json"
 
 
@@ -189,7 +189,7 @@ def _sweep_locked(elrs, out_dir, index_path, base, shared, where, progress, shar
             and (where["shard"] is None or i % where["shard"][1] == where["shard"][0])]
     probe = None
     if strategy == "auto" and executor == "local":
-        strategy, probe = _auto_strategy(base, rate, [e for e, _ in todo], index_path, where)
+        strategy, probe = _auto_strategy(base, [e for e, _ in todo], index_path, where)
     index = {"format": "landscape-sweep", "config": shared, "strategy": strategy,
              "executor": executor,
              "runs": [{rate: e, "file": os.path.basename(f), "status": st}
@@ -368,9 +368,9 @@ def _run_processes(cfgs, outs, workers, report, index, out_dir, logs=None) -> No
 
 # --- auto: a probe of the in-process strategies on this GPU --------------------------------
 
-def _auto_strategy(base, rate, values, index_path, where) -> tuple[str, dict | None]:
+def _auto_strategy(base, values, index_path, where) -> tuple[str, dict | None]:
     """processes on a CPU; on a GPU the strategy an earlier call of this sweep chose (so a
-    resumed sweep trains on as it began), else the faster of ``PROBED`` on a short probe."""
+    resumed sweep trains on as it began), else the fastest of ``PROBED`` on a short probe."""
     if where["device"].type != "cuda":
         return "processes", None
     try:
@@ -379,18 +379,21 @@ def _auto_strategy(base, rate, values, index_path, where) -> tuple[str, dict | N
             return old["strategy"], old.get("strategy_probe")
     except (OSError, ValueError):
         pass
-    candidates = [s for s in PROBED if not (s == "vectorised" and base.channels_last)]
-    if len(values) < 2 or len(candidates) < 2:
-        return "streams", None  # one model (nothing to batch), or channels-last (vmap cannot keep it)
-    probe = probe_strategies(base, rate, values[:where["chunk"] or len(values)], candidates)
+    if len(values) < 2:
+        return "streams", None  # one model: nothing to batch or share
+    candidates = [s for s in PROBED if not (s == "vectorised" and base.channels_last)]  # vmap cannot keep it
+    probe = probe_strategies(base, values[:where["chunk"] or len(values)], candidates, workers=where["workers"])
     return probe["chosen"], probe
 
 
-def probe_strategies(base: TrainConfig, rate: str, values, strategies=PROBED, batches: int = 20,
+def probe_strategies(base: TrainConfig, values, strategies=PROBED, batches: int = 20, workers: int | None = None,
                      progress=False) -> dict:
     """Time each strategy on these models and this device: a throw-away sweep of 3 epochs of
-    ``batches`` batches (the real code path, into a temporary folder), the second epoch's
-    wall time (warm: cuDNN autotuned, compiled) summed over the models. Returns
+    ``batches`` batches (the real code path, into a temporary folder), read from the second
+    epoch's wall times (warm: cuDNN autotuned, compiled; interpreter start-ups excluded). The
+    in-process strategies record each model's share of an epoch, so their rate is N images
+    over the shares' sum; processes run concurrently, each worker its round-robin share in
+    turn, so theirs is the sum over workers of their images over their time. Returns
     ``{"images_per_second": {strategy: aggregate rate}, "chosen": the fastest, "models": N,
     "batches": B}``."""
     import shutil
@@ -403,10 +406,15 @@ def probe_strategies(base: TrainConfig, rate: str, values, strategies=PROBED, ba
         try:
             cfg = dataclasses.replace(base, epochs=3, eval_every=10 ** 6, save_every=10 ** 6,
                                       checkpoint_metrics=False, train_subset=subset)
-            sweep(values, folder, cfg, strategy=strategy, progress=progress)
-            seconds = sum(float(Trajectory(os.path.join(folder, r["file"])).timing["epoch_seconds"][1])
-                          for r in json.load(open(os.path.join(folder, INDEX)))["runs"])
-            rates[strategy] = len(values) * subset / seconds
+            index = sweep(values, folder, cfg, strategy=strategy, workers=workers, progress=progress)
+            seconds = [float(Trajectory(os.path.join(folder, r["file"])).timing["epoch_seconds"][1])
+                       for r in index["runs"]]
+            if strategy == "processes":
+                n_workers = max(1, min(len(values), workers or os.cpu_count() or 1))
+                rates[strategy] = sum(len(seconds[w::n_workers]) * subset / sum(seconds[w::n_workers])
+                                      for w in range(n_workers))
+            else:
+                rates[strategy] = len(values) * subset / sum(seconds)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return {"images_per_second": rates, "chosen": max(rates, key=rates.get), "models": len(values),

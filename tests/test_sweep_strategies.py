@@ -3,6 +3,7 @@ models in turn on one batch, a CUDA stream each on a GPU) equal single runs bit 
 every speed option; the vectorised step takes bf16 autocast and torch.compile; auto times the
 in-process strategies on a probe and keeps its choice."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -102,10 +103,35 @@ def test_vectorised_refuses_channels_last(tmp_path, tiny, cli):
 def test_probe_times_the_real_strategies_and_picks_the_fastest(tiny, tmp_path):
     base = TrainConfig(**{k: v for k, v in tiny.items()})
     base.validate()
-    probe = probe_strategies(base, "elr", [1e-3, 1e-2], batches=2)
+    probe = probe_strategies(base, [1e-3, 1e-2, 2e-2], batches=2, workers=2)
     rates = probe["images_per_second"]
-    assert set(rates) == {"vectorised", "streams"} and all(r > 0 for r in rates.values())
-    assert probe["chosen"] == max(rates, key=rates.get) and probe["models"] == 2
+    assert set(rates) == {"vectorised", "streams", "processes"} and all(r > 0 for r in rates.values())
+    assert probe["chosen"] == max(rates, key=rates.get) and probe["models"] == 3
+    # processes: two workers, the first trains two runs in turn, the second one; each worker's
+    # rate is its images over its time, so the aggregate is below 3 x the fastest single rate
+    assert rates["processes"] < 3 * 2 * 128 / 1e-3
+
+
+def test_probe_arithmetic(monkeypatch, tiny):
+    """The rates from known epoch times: in-process shares summed; processes per worker."""
+    import types
+    times = iter([[1.0, 2.0, 3.0], [3.0, 3.0, 3.0]])
+
+    def fake_sweep(values, folder, cfg, strategy, workers, progress):
+        t = next(times)
+        for i, v in enumerate(values):
+            json.dump([0, t[i]], open(os.path.join(folder, f"{i}.json"), "w"))
+        return {"runs": [{"file": f"{i}.json"} for i in range(len(values))]}
+    monkeypatch.setattr(sweep_mod, "sweep", fake_sweep)
+    monkeypatch.setattr(sweep_mod, "Trajectory", lambda path: types.SimpleNamespace(
+        timing={"epoch_seconds": json.load(open(path))}))
+    base = TrainConfig(**{k: v for k, v in tiny.items()})
+    probe = probe_strategies(base, [1e-3, 1e-2, 2e-2], ("streams", "processes"), batches=2, workers=2)
+    images = 2 * 64  # two batches of 64
+    assert probe["images_per_second"]["streams"] == pytest.approx(3 * images / 6.0)
+    # worker 0: runs 0 and 2 in turn (3 + 3 s for two runs' images), worker 1: run 1 (3 s)
+    assert probe["images_per_second"]["processes"] == pytest.approx(2 * images / 6.0 + images / 3.0)
+    assert probe["chosen"] == "processes"
 
 
 def test_auto_on_a_gpu_probes_once_and_keeps_its_choice(tmp_path, tiny, monkeypatch):
@@ -114,24 +140,23 @@ def test_auto_on_a_gpu_probes_once_and_keeps_its_choice(tmp_path, tiny, monkeypa
     monkeypatch.setattr(sweep_mod, "resolve_device", lambda d: torch.device("cuda"))
     probes = []
 
-    def probe(base, rate, values, strategies, **k):
-        assert set(strategies) == {"vectorised", "streams"}
-        probes.append(list(values))
+    def probe(base, values, strategies, **k):
+        probes.append(list(values) if "vectorised" in strategies else list(strategies))
         return {"images_per_second": {"vectorised": 1.0, "streams": 2.0}, "chosen": "streams",
                 "models": len(values), "batches": 20}
     monkeypatch.setattr(sweep_mod, "probe_strategies", probe)
     cfg = dict(tiny, epochs=1)
     index = sweep([1e-3, 1e-2], str(tmp_path / "sw"), progress=False, **cfg)
     assert index["strategy"] == "streams" and index["strategy_probe"]["chosen"] == "streams"
-    assert probes == [[1e-3, 1e-2]]
+    assert probes == [[1e-3, 1e-2]]  # all three strategies timed on these models
     stored = json.load(open(tmp_path / "sw" / "sweep.json"))
     assert stored["strategy_probe"]["images_per_second"] == {"vectorised": 1.0, "streams": 2.0}
     (tmp_path / "sw" / "elr0.01.h5").unlink()  # as if it had not begun: trained again
     index = sweep([1e-3, 1e-2], str(tmp_path / "sw"), progress=False, **cfg)
     assert index["strategy"] == "streams" and len(probes) == 1
     assert [r["status"] for r in index["runs"]] == ["done", "done"]
-    # channels-last leaves streams alone (vmap cannot keep the layout): nothing to probe
+    # with channels-last vectorised is not a candidate (vmap cannot keep the layout)
     index = sweep([1e-3, 1e-2], str(tmp_path / "cl"), progress=False, channels_last=True, **cfg)
-    assert index["strategy"] == "streams" and "strategy_probe" not in index and len(probes) == 1
+    assert index["strategy"] == "streams" and probes[-1] == ["streams", "processes"]
     monkeypatch.undo()
     assert sweep([1e-3], str(tmp_path / "cpu"), progress=False, **cfg)["strategy"] == "processes"
