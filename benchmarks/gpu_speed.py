@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import landscape.training as training
-from landscape.data import CIFAR_MEAN, CIFAR_STD, Dataset, crop_and_flip, epoch_plan
+from landscape.data import CIFAR_MEAN, CIFAR_STD, Dataset, train_batches
 from landscape.models import build_model, model_spec, si_groups
 from landscape.sphere import group_sq_norms, projected_sgd_step
 from landscape.sweep import sweep
@@ -102,11 +102,9 @@ def sync(device):
 def augmented_batches(data: Dataset, epoch: int, batch_size: int = 128):
     """The epoch's batches as `landscape train` makes them (uint8 on the device, crop, flip,
     normalise), full batches only (static shapes for the CUDA graph)."""
-    order, draws = epoch_plan(data, batch_size, epoch, 0, augment=True)
-    for b, start in enumerate(range(0, len(order) - batch_size + 1, batch_size)):
-        idx = order[start:start + batch_size]
-        offsets, flips = draws[b]
-        yield data.inputs(crop_and_flip(data.x_train[idx], offsets, flips)), data.y_train[idx]
+    for x, y in train_batches(data, batch_size, epoch, 0, augment=True):
+        if len(y) == batch_size:
+            yield x, y
 
 
 class GroupedConvNet(nn.Module):

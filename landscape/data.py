@@ -218,10 +218,9 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
 
     if name.startswith("mnist1d"):
         return Dataset(name, t(x), t(y), t(xt), t(yt), classes, subset, noisy, original)
-    black = -np.array(CIFAR_MEAN, np.float32) / np.array(CIFAR_STD, np.float32)
+    mean, std = np.array(CIFAR_MEAN, np.float32), np.array(CIFAR_STD, np.float32)
     return Dataset(name, t(x if raw_images else normalise_images(x)), t(y), t(normalise_images(xt)), t(yt),
-                   classes, subset, noisy, original, black, np.array(CIFAR_MEAN, np.float32),
-                   np.array(CIFAR_STD, np.float32))
+                   classes, subset, noisy, original, -mean / std, mean, std)
 
 
 def corrupt_labels(labels: np.ndarray, fraction: float, num_classes: int, data_seed: int,
@@ -280,13 +279,6 @@ def crop_and_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor | 
     out = padded[batch[:, None, None, None], chan[None, :, None, None],
                  rows[:, None, :, None], cols[:, None, None, :]]
     return torch.where(flips[:, None, None, None], out.flip(-1), out)
-
-
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill=None) -> torch.Tensor:
-    """Random crop with padding ``pad`` (+ horizontal flip for images), per example, drawn
-    from ``gen`` now; the padding is ``fill`` per channel (None: zeros)."""
-    offsets, flips = augment_draws(gen, x.shape[0], x.dim() - 2, pad)
-    return crop_and_flip(x, offsets.to(x.device), None if flips is None else flips.to(x.device), pad, fill)
 
 
 AUGMENT_PADDINGS = ("black", "zero")

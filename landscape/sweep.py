@@ -34,14 +34,13 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 from .locks import WriterLock
-from .sphere import projected_sgd_step, sgd_step, si_statistics
 from .trajectory import Trajectory
 from .progress import Progress
 from .trajectory import OPTIMIZER_PREFIX
 from .training import (LEGACY, EpochAccumulator, TrainConfig, close_epoch, close_run_mirrors, commit_epoch,
                        compile_options, compiled, compiled_update, end_epoch, end_nonfinite, epoch_lr,
                        float_batchnorm, is_eval_epoch, load_training_data, nonfinite_message, open_run_mirrors,
-                       prepare_run, step_rates, train, train_step)
+                       prepare_run, statistics_and_step, step_rates, train, train_step)
 from .data import resolve_device, train_batches
 
 STRATEGIES = ("auto", "vectorised", "streams", "processes")
@@ -533,8 +532,10 @@ def train_batch_of_runs(runs, data, report) -> None:
         return loss, (loss, (out.argmax(1) == y).sum())
 
     step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, None, None))
-    if cfg.compile:  # the whole vmapped forward and backward as one graph
+    update = statistics_and_step
+    if cfg.compile:  # the whole vmapped forward and backward as one graph, the update as another
         step = torch.compile(step, **compile_options(cfg.compile_mode))
+        update = compiled_update(cfg.compile_mode)
 
     def test_pass(p, b, x, y):
         out = functional_call(template, (p, b), (x,))
@@ -554,22 +555,12 @@ def train_batch_of_runs(runs, data, report) -> None:
         for x, y in train_batches(data, cfg.batch_size, epoch, cfg.data_seed, cfg.augment,
                                   cfg.augment_padding):
             grads, (loss, correct) = step(trainable, frozen, buffers, x, y)
-            grad_list = [grads[k] for k in names]
-            if cfg.compile:  # the statistics and the batched step as one compiled function
-                stats, rho_end_sq = compiled_update(cfg.compile_mode)(
-                    si_list, grad_list, lr_step, lr, rho, cfg.groups == "filter", whole, buffers_list,
-                    cfg.momentum, cfg.weight_decay, 1)
-                acc.add(stats, loss, correct, len(y))
-                acc.end_step(rho_end_sq)
-                continue
-            with torch.no_grad():
-                stats = si_statistics(si_list, grad_list, lr, 1, filters=cfg.groups == "filter")
-                acc.add(stats, loss, correct, len(y))
-            if whole:
-                acc.end_step(sgd_step(si_list, grad_list, lr_step, buffers_list, cfg.momentum,
-                                      cfg.weight_decay, batch_dims=1))
-            else:
-                acc.end_step(projected_sgd_step(si_list, grad_list, lr_step, rho, batch_dims=1))
+            # the statistics and the batched step (with --compile: one compiled function)
+            stats, rho_end_sq = update(si_list, [grads[k] for k in names], lr_step, lr, rho,
+                                       cfg.groups == "filter", whole, buffers_list, cfg.momentum,
+                                       cfg.weight_decay, 1)
+            acc.add(stats, loss, correct, len(y))
+            acc.end_step(rho_end_sq)
         end_epoch(acc, si_list, cfg, batch_dims=1)
         test = None
         if is_eval_epoch(cfg, epoch):

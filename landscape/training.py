@@ -283,23 +283,18 @@ def train_epoch(model, params, data: Dataset, lr: float, rho: float, cfg: TrainC
 def train_step(forward, params, x, y, lr: float, rho: float, cfg: TrainConfig, acc: EpochAccumulator,
                buffers=None, rates: tuple | None = None) -> None:
     """One step of one model on the batch (x, y): its statistics into ``acc``, then projected
-    SGD on the sphere (or SGD in the whole space), all on the device. With ``--compile`` the
-    statistics and the step are one compiled function (``compiled_update``; ``rates``: the
-    epoch's ``step_rates``), so their few dozen small kernels fuse into a few."""
+    SGD on the sphere (or SGD in the whole space), all on the device (``statistics_and_step``).
+    With ``--compile`` that function is compiled (``compiled_update``; ``rates``: the epoch's
+    ``step_rates``), so its few dozen small kernels fuse into a few."""
     if cfg.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    if not cfg.compile:
-        grads = measure_batch(forward, params, x, y, lr, cfg.groups, acc, cfg.precision)
-        if cfg.space == "whole":
-            acc.end_step(sgd_step(params, grads, lr, buffers, cfg.momentum, cfg.weight_decay))
-        else:
-            acc.end_step(projected_sgd_step(params, grads, lr, rho))
-        return
     loss, correct, grads = forward_backward(forward, params, x, y, cfg.precision)
-    update = compiled_update(cfg.compile_mode)
-    stats, rho_end_sq = update(params, list(grads), *(rates or step_rates(lr, rho, params)),
-                               cfg.groups == "filter", cfg.space == "whole", buffers,
-                               cfg.momentum, cfg.weight_decay)
+    if cfg.compile:
+        update, constants = compiled_update(cfg.compile_mode), rates or step_rates(lr, rho, params)
+    else:
+        update, constants = statistics_and_step, (lr, lr, rho)
+    stats, rho_end_sq = update(params, list(grads), *constants, cfg.groups == "filter",
+                               cfg.space == "whole", buffers, cfg.momentum, cfg.weight_decay)
     acc.add(stats, loss, correct, len(y))
     acc.end_step(rho_end_sq)
 
@@ -316,10 +311,10 @@ def step_rates(lr: float, rho: float, params) -> tuple:
 
 def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, whole: bool, buffers,
                         momentum: float, weight_decay: float, batch_dims: int = 0):
-    """The SI statistics of a step (before it) and the step itself, in place: what
-    ``measure_batch`` and ``projected_sgd_step`` / ``sgd_step`` do eagerly (``batch_dims=1``:
-    a vectorised sweep's stacked models, ``lr``, ``lr_stats`` and ``rho`` one per model).
-    Returns (statistics, group squared norms after the step)."""
+    """The SI statistics of a step (before it, as ``measure_batch`` takes them) and the step
+    itself in place, ``projected_sgd_step`` or ``sgd_step``; eager or compiled alike
+    (``batch_dims=1``: a vectorised sweep's stacked models, ``lr``, ``lr_stats`` and ``rho``
+    one per model). Returns (statistics, group squared norms after the step)."""
     with torch.no_grad():
         stats = si_statistics(params, grads, lr_stats, batch_dims, filters=filters)
         if whole:
@@ -336,8 +331,8 @@ def end_epoch(acc: EpochAccumulator, params, cfg: TrainConfig, batch_dims: int =
 
 def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
                   precision: str = "float32"):
-    """Loss, accuracy and the SI statistics of one mini-batch into ``acc``; returns the SI
-    gradients (training steps with them; the checkpoint protocol only measures). With
+    """Loss, accuracy and the SI statistics of one mini-batch into ``acc``, no step (the
+    checkpoint protocol's measurement); returns the SI gradients. With
     ``precision='bf16'`` the forward pass (and so the backward) runs under bf16 autocast; the
     loss is taken in float32 and the gradients come out in the parameters' float32."""
     loss, correct, grads = forward_backward(model, params, x, y, precision)

@@ -26,8 +26,7 @@ def add_parser(sub):
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="vectorised: one vmapped model; streams: the models in turn on each "
                    "batch, a CUDA stream each; processes: worker processes; auto: processes on a "
-                   "CPU, on a GPU the faster of vectorised and streams timed on a short probe "
-                   "(default: auto)")
+                   "CPU, on a GPU the fastest of the three timed on a short probe (default: auto)")
     p.add_argument("--chunk", type=_number(int, True), help="vectorised / streams: at most N models at once")
     p.add_argument("--workers", type=_number(int, True), help="processes: pool size (default: CPU count)")
     g = p.add_argument_group("beyond one machine")
