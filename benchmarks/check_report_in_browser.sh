@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Open a `landscape report` page in headless Chromium and take a screenshot (issue 19): the page
+# Open a `landscape report` page in headless Chromium and take a screenshot: the page
 # renders and its embedded images load. Needs a Chromium (Debian: apt install chromium); this
 # project's CI machines have none, so the suite checks the page's structure instead
 # (tests/test_report.py) and this script is the browser check, run by hand:

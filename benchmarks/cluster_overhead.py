@@ -1,4 +1,4 @@
-"""What a cluster engine costs on one machine (issue 17): 12 short runs (an MLP on MNIST-1D,
+"""What a cluster engine costs on one machine: 12 short runs (an MLP on MNIST-1D,
 --epochs each) through `landscape sweep` with the local processes strategy, the Ray executor (a
 local instance started by the sweep) and the Slurm executor on submitit's local backend, run in
 turn in one process; the differences are the engines' start-up and scheduling.

@@ -1,4 +1,4 @@
-"""GPU correctness (issue 16) before any timing: the paths the suite tests on a CPU, run on the
+"""GPU correctness before any timing: the paths the suite tests on a CPU, run on the
 GPU against single runs of the same device, on CIFAR-shaped random data.
 
     python benchmarks/gpu_check.py --json OUT.json          # on the GPU machine
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_speed import use_random_cifar  # noqa: E402
 
-import landscape.training as training  # noqa: E402
+import landscape  # noqa: E402
 from landscape.sweep import sweep  # noqa: E402
 
 
@@ -49,13 +49,13 @@ def main():
         print(f"{'PASS' if value <= bound else 'FAIL'}  {name:<64} {value:.3g} (bound {bound:g})", flush=True)
 
     def single(elr, **options):
-        return training.train(out=os.path.join(folder, f"single-{elr:g}-{len(os.listdir(folder))}.h5"),
+        return landscape.train(out=os.path.join(folder, f"single-{elr:g}-{len(os.listdir(folder))}.h5"),
                               **{**base, **options, "elr": elr})
 
     def swept(strategy, **options):
         out = os.path.join(folder, f"{strategy}-{len(os.listdir(folder))}")
         sweep(elrs, out, strategy=strategy, **{**base, **options})
-        return [training.Trajectory(os.path.join(out, f"elr{e:g}.h5")) for e in elrs]
+        return [landscape.Trajectory(os.path.join(out, f"elr{e:g}.h5")) for e in elrs]
 
     # the strategies against single runs in float64: in float32 this task's own rounding moves
     # the effective gradient norm by 1e-3 within two epochs (float32 against float64, one run)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's GPU work in one call of the device tool, correctness before timing:
+# The GPU measurement in one call of the device tool, correctness before timing:
 #   run(command="bash benchmarks/gpu_session.sh", timeout_s=560)
 # Everything lands under $OUT (the device tool's folder; /tmp/gpu-out elsewhere): gpu.txt (the
 # card), gpu_check.json/.log, gpu_speed.json/.log. gpu_speed.json is rewritten after every

@@ -1,4 +1,4 @@
-"""GPU speed (issue 16): one command, CIFAR-10-shaped random data (no download).
+"""GPU speed: one command, CIFAR-10-shaped random data (no download).
 
     python benchmarks/gpu_speed.py --json OUT.json           # on a GPU machine (cuda by default there)
     python benchmarks/gpu_speed.py --device cpu --images 512 --sweep-images 256 --width 4 \\
@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import landscape.training as training
+import landscape.run as run_layer
+from landscape.steppers import train_epoch
 from landscape.data import CIFAR_MEAN, CIFAR_STD, Dataset, train_batches
 from landscape.models import build_model, model_spec, si_groups
 from landscape.sphere import group_sq_norms, projected_sgd_step
@@ -83,7 +84,7 @@ def random_cifar(images: int, device, seed: int = 0) -> Dataset:
 def use_random_cifar(images: int, device) -> Dataset:
     """Point `landscape.train` (and the in-process sweeps) at the random images: timing only."""
     data = random_cifar(images, device)
-    training.load_dataset = lambda *a, **k: data
+    run_layer.load_dataset = lambda *a, **k: data
     return data
 
 
@@ -244,19 +245,19 @@ def graphed_epoch(data: Dataset, width, device):
 def landscape_epoch(folder, base, repeats, **options):
     """The median of epochs 2.. of one `landscape.train` run (its own per-epoch wall times)."""
     out = os.path.join(folder, f"train{time.perf_counter_ns()}.h5")
-    traj = training.train(out=out, **{**base, **options, "epochs": 1 + repeats})
+    traj = run_layer.train(out=out, **{**base, **options, "epochs": 1 + repeats})
     return float(np.median(traj.timing["epoch_seconds"][1:]))
 
 
 def host_syncs(data: Dataset, width, device) -> str:
     """One epoch of `landscape train`'s loop with CUDA's sync debug mode set to error."""
-    cfg = training.TrainConfig(model="convnet", width=width, dataset="cifar10", augment=True)
+    cfg = run_layer.TrainConfig(model="convnet", width=width, dataset="cifar10", augment=True)
     model, params, rho = model_and_sphere(width, device)
-    training.train_epoch(model, params, data, ELR * rho ** 2, rho, cfg, 1)  # warm-up
+    train_epoch(model, params, data, ELR * rho ** 2, rho, cfg, 1)  # warm-up
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        training.train_epoch(model, params, data, ELR * rho ** 2, rho, cfg, 2)
+        train_epoch(model, params, data, ELR * rho ** 2, rho, cfg, 2)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     return "none inside the epoch"
@@ -331,7 +332,7 @@ def sweep_rate(folder, base, n, images, **options) -> float:
     share, as the in-process strategies record it) summed."""
     out = os.path.join(folder, f"sweep{n}-{time.perf_counter_ns()}")
     index = sweep(elrs_of(n), out, **{**base, **options, "epochs": 2})
-    seconds = sum(float(training.Trajectory(os.path.join(out, r["file"])).timing["epoch_seconds"][1])
+    seconds = sum(float(run_layer.Trajectory(os.path.join(out, r["file"])).timing["epoch_seconds"][1])
                   for r in index["runs"])
     return n * images / seconds
 
@@ -349,13 +350,13 @@ def processes_rate(folder, base, n, images, args) -> float:
     for p in procs:
         if p.wait() != 0:
             raise RuntimeError(f"a worker failed (exit {p.returncode})")
-    return sum(images / float(training.Trajectory(o).timing["epoch_seconds"][1]) for o in outs)
+    return sum(images / float(run_layer.Trajectory(o).timing["epoch_seconds"][1]) for o in outs)
 
 
 def worker(args):
     torch.set_num_threads(1)
     use_random_cifar(args.sweep_images, torch.device(args.device))
-    training.train(out=args.worker, model="convnet", width=args.width, epochs=2, device=args.device,
+    run_layer.train(out=args.worker, model="convnet", width=args.width, epochs=2, device=args.device,
                    elr=args.elr, save_every=1, eval_every=10 ** 6, augment=True, progress=False,
                    dataset="cifar10")
 

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-import landscape.training as training
+import landscape.run as run_layer
 from landscape.data import Dataset
 from landscape.sweep import sweep
 
@@ -42,14 +42,14 @@ def main():
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
     if args.data == "random-cifar":
-        training.load_dataset = random_cifar  # timing only: workers of `processes` can't see this
+        run_layer.load_dataset = random_cifar  # timing only: workers of `processes` can't see this
     elrs = [float(f"{m}e-{k}") for k in (5, 4, 3, 2) for m in (1, 2, 5)]
     cfg = dict(model="convnet", width=args.width, epochs=args.epochs, device=args.device,
                data_root=args.data_root, save_every=args.epochs, train_subset=args.train_subset)
     folder = tempfile.mkdtemp()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     try:
-        training.train(out=os.path.join(folder, "warm.h5"), progress=False, **dict(cfg, epochs=1))
+        run_layer.train(out=os.path.join(folder, "warm.h5"), progress=False, **dict(cfg, epochs=1))
         cli = None
         if args.data == "mnist1d":  # what the sweep replaces: one `landscape train` command per ELR
             t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def main():
             cli = time.perf_counter() - t0
         t0 = time.perf_counter()
         for e in elrs:
-            training.train(out=os.path.join(folder, f"seq{e:g}.h5"), progress=False, **dict(cfg, elr=e))
+            run_layer.train(out=os.path.join(folder, f"seq{e:g}.h5"), progress=False, **dict(cfg, elr=e))
         sync()
         sequential = time.perf_counter() - t0
         print(f"{len(elrs)} ELRs x {args.epochs} epochs, ConvNet k={args.width}, {args.data}, device "

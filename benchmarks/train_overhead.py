@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from landscape import build_model, load_dataset, model_spec, train
 from landscape.data import train_batches
-from landscape.training import evaluate
+from landscape.measure import test_metrics as evaluate
 from timing import interleaved, training_args
 
 

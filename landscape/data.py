@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import LandscapeError
+from .legacy import stored_config
+from .errors import ArgumentError, LandscapeError
 from .files import atomic_write
 
 DATASETS = ("mnist1d", "cifar10", "cifar100")
@@ -28,11 +29,11 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LandscapeError(f"--device {device}: no CUDA device here; use --device cpu")
+        raise ArgumentError(f"device {device}: no CUDA device here; use device cpu", "device")
     try:
         return torch.device(device)
     except RuntimeError:
-        raise LandscapeError(f"unknown --device {device!r}: use auto, cpu or cuda[:N]") from None
+        raise ArgumentError(f"unknown device {device!r}: use auto, cpu or cuda[:N]", "device") from None
 
 
 @dataclass
@@ -104,17 +105,17 @@ def mnist1d_settings(name: str) -> dict:
     for item in filter(None, spec.split(",")):
         key, eq, value = item.partition("=")
         if not eq or key not in MNIST1D_KEYS:
-            raise LandscapeError(f"--dataset {name}: {item!r} is not a setting; write "
-                                 f"mnist1d:samples=N,noise=F (keys: {', '.join(MNIST1D_KEYS)})")
+            raise ArgumentError(f"dataset {name}: {item!r} is not a setting; write "
+                                 f"mnist1d:samples=N,noise=F (keys: {', '.join(MNIST1D_KEYS)})", "dataset")
         try:
             settings[key] = MNIST1D_KEYS[key](value)
         except ValueError:
-            raise LandscapeError(f"--dataset {name}: {key} must be a{'n integer' if key == 'samples' else ' number'}, "
-                                 f"got {value!r}") from None
+            raise ArgumentError(f"dataset {name}: {key} must be a{'n integer' if key == 'samples' else ' number'}, "
+                                 f"got {value!r}", "dataset") from None
     if settings["samples"] < 100:
-        raise LandscapeError(f"--dataset {name}: samples must be at least 100 (10 classes, 80/20 split)")
+        raise ArgumentError(f"dataset {name}: samples must be at least 100 (10 classes, 80/20 split)", "dataset")
     if not (math.isfinite(settings["noise"]) and settings["noise"] >= 0):
-        raise LandscapeError(f"--dataset {name}: noise must be a number >= 0")
+        raise ArgumentError(f"dataset {name}: noise must be a number >= 0", "dataset")
     return settings
 
 
@@ -151,16 +152,16 @@ def _mnist1d(root: str, name: str = "mnist1d"):
 def _cifar(name: str, root: str, download: bool):
     title, folder, archive = CIFAR_FOLDERS[name]
     if not download and not os.path.isdir(os.path.join(root, folder)):
-        raise LandscapeError(
+        raise ArgumentError(
             f"{title} not found: expected the folder {os.path.join(root, folder)}/ (extracted from "
-            f"{archive}); put it under --data-root {root} or pass --download")
+            f"{archive}); put it under data_root {root} or pass download", "data_root", "download")
     import torchvision
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     try:
         train, test = (cls(root, train=t, download=download) for t in (True, False))
     except RuntimeError as e:  # torchvision's integrity check
-        raise LandscapeError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
-                             f"{archive} there or pass --download") from None
+        raise ArgumentError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
+                             f"{archive} there or pass download", "download") from None
     # raw uint8 images, channels first (N, 3, 32, 32); ``normalise_images`` makes inputs of them
     (x, y), (xt, yt) = ((ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets, np.int64)) for ds in (train, test))
     return x, y, xt, yt, len(train.classes)
@@ -190,10 +191,10 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
         raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
                              f"(or mnist1d:samples=N,noise=F)")
     if not 0.0 <= label_noise < 1.0:
-        raise LandscapeError(f"--label-noise must be in [0, 1), got {label_noise}")
+        raise ArgumentError(f"label_noise must be in [0, 1), got {label_noise}", "label_noise")
     if label_noise_mode not in LABEL_NOISE_MODES:
-        raise LandscapeError(f"--label-noise-mode must be one of {', '.join(LABEL_NOISE_MODES)}, "
-                             f"got {label_noise_mode!r}")
+        raise ArgumentError(f"label_noise_mode must be one of {', '.join(LABEL_NOISE_MODES)}, "
+                             f"got {label_noise_mode!r}", "label_noise_mode")
     if name.startswith("mnist1d"):
         x, y, xt, yt, classes = _mnist1d(data_root, name)
     else:
@@ -202,7 +203,7 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     subset = None
     if train_subset is not None:
         if not 2 <= train_subset <= len(y):
-            raise LandscapeError(f"--train-subset must be between 2 and {len(y)}, got {train_subset}")
+            raise ArgumentError(f"train_subset must be between 2 and {len(y)}, got {train_subset}", "train_subset")
         subset = np.sort(_rng(data_seed, 1).choice(len(y), train_subset, replace=False))
         x, y = x[subset], y[subset]
 
@@ -337,11 +338,9 @@ def train_batches(data: Dataset, batch_size: int, epoch: int, data_seed: int, au
 
 def dataset_of(config: dict, data_root: str | None = None, device="cpu") -> Dataset:
     """The training data of a stored run (same subset and label noise), for analyses."""
-    return load_dataset(config["dataset"], data_root or config.get("data_root", "data"),
-                        False, config.get("train_subset"), config.get("label_noise", 0.0),
-                        config.get("data_seed", 0), device,
-                        # runs stored before the option existed used the exact protocol
-                        config.get("label_noise_mode", "exact"))
+    c = stored_config(config)
+    return load_dataset(c["dataset"], data_root or c["data_root"], False, c["train_subset"],
+                        c["label_noise"], c["data_seed"], device, c["label_noise_mode"])
 
 
 def as_batches(data, name: str = "data") -> list[tuple[torch.Tensor, torch.Tensor]]:

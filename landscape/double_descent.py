@@ -198,7 +198,7 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
     basis, _, _, _, _, templates, meta = _grid(tuple(e), float(c.noise_window), float(c.min_width))
     if templates.shape[1] == 0:
         return {**out, "reason": f"the run spans {e[-1] - e[0]:g} epochs: no room for a bump "
-                f"{c.min_width:g} epochs wide (--min-width)"}
+                f"{c.min_width:g} epochs wide (min_width)"}
     # a bump as wide as the noise window would pass for correlated noise: measure the noise
     # with the most likely bump (white-noise scan, positive amplitude) taken out
     first = _scan(y, basis, templates, 1.0)[0]
@@ -242,9 +242,9 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
     if p >= c.alpha:
         reasons.append(f"no significant bump (p = {p:.3g} >= alpha {c.alpha:g})")
     if height < c.min_height:
-        reasons.append(f"rises {height:.4f} above the minimum before it (< --min-height {c.min_height:g})")
+        reasons.append(f"rises {height:.4f} above the minimum before it (< min_height {c.min_height:g})")
     if fall < c.min_height:
-        reasons.append(f"falls {fall:.4f} after it (< --min-height {c.min_height:g})")
+        reasons.append(f"falls {fall:.4f} after it (< min_height {c.min_height:g})")
     out["double_descent"] = not reasons
     if reasons:
         out["reason"] = "; ".join(reasons)
@@ -327,12 +327,12 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
     test-error and sharpness (effective gradient norm) peaks across runs. Runs it cannot use are
     appended to ``skipped`` (with why) when a list is given."""
     from .regimes import pick_source, regimes, usable_runs
-    from .training import rate_of
+    from .config import swept_rate
     c = criteria or PeakCriteria()
 
     def needs_noise(t):
         if float(t.config.get("label_noise", 0.0)) <= 0:
-            return ("trained without label noise; epoch-wise double descent needs --label-noise "
+            return ("trained without label noise; epoch-wise double descent needs label_noise "
                     "P > 0 runs")
     runs, left = usable_runs(paths, min_epochs=5, nonfinite_ok=False, need=needs_noise)
     source, kept, more = pick_source(runs, metrics, min_points=5)
@@ -345,7 +345,7 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
         ok = ~np.isnan(m["test_accuracy"])
         epochs, err = m["epoch"][ok], 1 - m["test_accuracy"][ok]
         peak = detect_peak(epochs, err, c)
-        rate_name, rate = rate_of(t.config)
+        rate_name, rate = swept_rate(t.config)
         rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
                      "label_noise": float(t.config["label_noise"]), "metrics": source, **peak,
                      "egn_peak_epoch": highest_peak(m["epoch"], m["effective_grad_norm"], c.window),

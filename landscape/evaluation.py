@@ -3,7 +3,7 @@
 At each chosen checkpoint, with no update: the train loss and accuracy over the whole training
 set in fixed order with the run's batch size and train-mode BatchNorm, the mean over those
 batches of the stochastic effective gradient norm rho ||grad L_B|| (total, per layer and per
-filter), and the test loss and accuracy in eval mode (``training.checkpoint_metrics``). These
+filter), and the test loss and accuracy in eval mode (``measure.checkpoint_metrics``). These
 are the quantities of the paper's figures; the per-epoch metrics of ``landscape train`` are means
 over an epoch's mini-batches while the weights move, a different (cheaper) quantity.
 
@@ -13,15 +13,9 @@ over an epoch's mini-batches while the weights move, a different (cheaper) quant
 """
 from __future__ import annotations
 
-
-import numpy as np
-import torch
-
-from .data import dataset_of, resolve_device
-from .errors import LandscapeError
-from .locks import refuse_if_written
-from .trajectory import Trajectory, append_analysis, read_analysis, select_epochs
-from .training import checkpoint_metrics, epoch_rows
+from .analysis import over_checkpoints
+from .measure import checkpoint_metrics, epoch_rows
+from .trajectory import Trajectory, read_analysis
 
 NAME = "checkpoint_metrics"
 
@@ -33,34 +27,19 @@ def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
     network trajectory, in the run's dtype: {'epoch': [n], 'train_loss': [n], ...,
     'groups/<name>': [n, layers], 'filters/<name>': [n, filters]}; appended to the file under
     /analyses/checkpoint_metrics unless ``write=False``."""
-    traj = Trajectory(path)
-    if traj.kind != "train":
-        raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
-    chosen = select_epochs(traj, epochs)
-    if write:  # the results go into the file: fail now, not after the computation
-        refuse_if_written(path)
-    device = resolve_device(device)
-    data = dataset_of(traj.config, data_root, device)
-    dtype = getattr(torch, traj.config.get("dtype", "float32"))
-    data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
-    from .progress import Progress
-    bar = Progress(len(chosen), "evaluate", "checkpoint", progress)
-    rows = []
-    for epoch in chosen:
-        model = traj.load_model(epoch, device)
-        rows.append(epoch_rows(*checkpoint_metrics(model, data, traj.config["batch_size"],
-                                                   float(traj.attrs["lr"]), "filter")))
-        bar.update(postfix=f"epoch {epoch}")
-    bar.close()
-    result = {"epoch": np.array(chosen)}
-    for key in rows[0]:
-        result[key] = np.array([r[key] for r in rows])
-    if write:
-        # HDF5 names cannot hold '/' inside a group's member: groups/rho -> groups.rho
-        append_analysis(path, NAME, {k.replace("/", "."): v for k, v in result.items()},
-                        {"settings": {"epochs": epochs, "batch_size": traj.config["batch_size"],
-                                      "bn": "train-mode (batch statistics)", "order": "fixed"}})
-    return result
+    def measure(traj, data):
+        batch_size, lr = traj.config["batch_size"], float(traj.attrs["lr"])
+
+        def per_checkpoint(model, advance):
+            row = epoch_rows(*checkpoint_metrics(model, data, batch_size, lr, "filter"))
+            advance()
+            return row
+        return per_checkpoint
+    def settings(traj):
+        return {"epochs": epochs, "batch_size": traj.config["batch_size"],
+                "bn": "train-mode (batch statistics)", "order": "fixed"}
+    return over_checkpoints(path, epochs, measure, name=NAME, settings=settings, device=device,
+                            data_root=data_root, progress=progress, write=write)
 
 
 def stored_checkpoint_metrics(traj: Trajectory) -> dict | None:

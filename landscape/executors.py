@@ -1,35 +1,47 @@
-"""Sweeps beyond one machine (issue 17): the runs of a sweep as tasks of an existing engine,
-Ray or Slurm through submitit, written to the shared sweep folder as the local strategies write
-them. No scheduler of our own: a run is one call of ``run_one``, which trains or resumes its
-trajectory to the sweep's epoch count, so a retried task (a killed Ray worker, a requeued or
-resubmitted Slurm task) continues from the last committed epoch, and the trajectory's one-writer
-lock keeps two workers off one file.
+"""Where a sweep's runs are trained beyond the in-process strategies: worker processes on this
+machine (``run_processes``), Ray tasks (``run_ray``) or a Slurm job array through submitit
+(``run_slurm``), all writing the shared sweep folder as the in-process strategies write it. No
+scheduler of our own: every worker trains one run at a time with ``run.train_or_resume``, so a
+retried task (a killed Ray worker, a requeued or resubmitted Slurm task) continues from the last
+committed epoch, and the trajectory's one-writer lock keeps two workers off one file.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from queue import Queue
+
+from .errors import ArgumentError, LandscapeError
 
 EXECUTORS = ("local", "ray", "slurm")
 FAULT_ENV = "LANDSCAPE_FAULT_EXIT"  # testing: "EPOCH:MARKER" exits a worker once at that epoch
 
 
-def run_one(cfg_dict: dict, out: str, threads: int = 1, logs: dict | None = None) -> dict:
-    """Train (or resume) one run of a sweep in a worker; returns where it ran and how it ended."""
+def run_one(cfg_dict: dict, out: str, threads: int = 1, logs: dict | None = None, on_epoch=None) -> dict:
+    """Train (or resume) one run of a sweep in a worker; returns where it ran and how it ended
+    ({file, host, pid, status, epochs, error, message})."""
     import torch
-    from .errors import LandscapeError
-    from .training import TrainConfig, train
+    from .config import TrainConfig
+    from .run import nonfinite_message, train_or_resume
     torch.set_num_threads(threads)
-    cfg = TrainConfig.from_dict(cfg_dict)
-    resume = os.path.exists(out)
     where = {"file": out, "host": socket.gethostname(), "pid": os.getpid()}
+    hooks = [h for h in (on_epoch, _fault_hook()) if h is not None]
     try:
-        t = train(None if resume else cfg, out, resume=resume, progress=False,
-                  on_epoch=_fault_hook(), **(logs or {}), **({"epochs": cfg.epochs} if resume else {}))
+        t = train_or_resume(TrainConfig.from_dict(cfg_dict), out, progress=False, **(logs or {}),
+                            on_epoch=(lambda e, m: [h(e, m) for h in hooks]) if hooks else None)
     except LandscapeError as e:
         return {**where, "status": "failed", "error": str(e)}
-    return {**where, "status": t.status, "epochs": t.epochs_complete}
+    result = {**where, "status": t.status, "epochs": t.epochs_complete}
+    if t.status == "nonfinite":
+        result["message"] = nonfinite_message(t.status_detail)
+    return result
 
 
 def _fault_hook():
@@ -51,6 +63,80 @@ def _fault_hook():
             os._exit(17)
     return hook
 
+
+# --- processes on this machine --------------------------------------------------------------
+
+def worker_main() -> None:
+    """A worker process: ``python -c '...' JOB.json`` trains its share of the runs one after
+    another with one thread (``run_one``), and reports each committed epoch as a line on stdout."""
+    job = json.load(open(sys.argv[1]))
+    for cfg_dict, out in job["runs"]:
+        def report(epoch, metrics, out=out):
+            print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
+        result = run_one(cfg_dict, out, 1, job.get("logs") or {}, on_epoch=report)
+        if result["status"] == "failed":
+            print(f"FAILED\t{out}\t{result['error']}", flush=True)
+            sys.exit(2)
+        if result["status"] == "nonfinite":
+            print(f"NONFINITE\t{out}\t{result['message']}", flush=True)
+
+
+def run_processes(cfgs, outs, workers, report, out_dir, logs=None) -> None:
+    """Worker processes (separate interpreters, so no fork of a threaded torch and no
+    ``__main__`` guard needed by callers), each with a round-robin share of the runs."""
+    workers = max(1, min(len(cfgs), workers or os.cpu_count() or 1))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    lines: Queue = Queue()
+    procs, job_files = [], []
+    for w in range(workers):
+        share = [(dataclasses.asdict(c), o) for c, o in list(zip(cfgs, outs))[w::workers]]
+        fd, path = tempfile.mkstemp(prefix=".sweep-job-", suffix=".json", dir=out_dir)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"runs": share, "logs": logs or {}}, f)
+        job_files.append(path)
+        p = subprocess.Popen([sys.executable, "-c", "from landscape.executors import worker_main; worker_main()",
+                              path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(p)
+        threading.Thread(target=lambda p=p: [lines.put(l) for l in p.stdout] + [lines.put(None)],
+                         daemon=True).start()
+    failures, open_pipes = [], len(procs)
+    try:
+        while open_pipes:
+            line = lines.get()
+            if line is None:
+                open_pipes -= 1
+                continue
+            kind, out, *rest = line.rstrip("\n").split("\t")
+            if kind == "EPOCH":
+                report.update(out, int(rest[0]), {"train_loss": float(rest[1])})
+            elif kind == "NONFINITE":
+                report.ended(out, rest[0])
+            elif kind == "FAILED":
+                failures.append(f"{os.path.basename(out)}: {rest[0]}")
+        for p in procs:
+            p.wait()
+            if p.returncode not in (0, 2):
+                failures.append(f"a worker died (exit {p.returncode}): {p.stderr.read().strip()[-500:]}")
+    except BaseException:
+        # an interrupted sweep stops its workers the way Ctrl-C would, so each closes its file
+        # with the epoch in flight uncommitted; their runs resume on the next call
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    finally:
+        for path in job_files:
+            os.remove(path)
+    if failures:
+        raise LandscapeError("; ".join(failures))
+
+
+# --- clusters -----------------------------------------------------------------------------
 
 def run_ray(cfgs, outs, report, *, address: str | None = None, gpus_per_run: float = 0.0,
             retries: int = 3, num_cpus: int | None = None, logs: dict | None = None) -> list[dict]:
@@ -142,19 +228,18 @@ def run_slurm(cfgs, outs, report, folder: str, *, cluster: str | None = None, pa
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'i/N' (0 <= i < N), or 'slurm': from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT."""
-    from .errors import LandscapeError
     if text is None:
         return None
     if text == "slurm":
         try:
             return int(os.environ["SLURM_ARRAY_TASK_ID"]), int(os.environ["SLURM_ARRAY_TASK_COUNT"])
         except (KeyError, ValueError):
-            raise LandscapeError("--shard slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
-                                 "(run it inside a Slurm job array)") from None
+            raise ArgumentError("shard 'slurm' needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
+                                 "(run it inside a Slurm job array)", "shard") from None
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise LandscapeError(f"--shard {text!r}: write I/N, e.g. 0/4, or 'slurm'") from None
+        raise ArgumentError(f"shard {text!r}: write I/N, e.g. 0/4, or 'slurm'", "shard") from None
     if not 0 <= i < n:
-        raise LandscapeError(f"--shard {text}: need 0 <= I < N")
+        raise ArgumentError(f"shard {text}: need 0 <= I < N", "shard")
     return i, n

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import secrets
+from .errors import LandscapeError
 
 
 def create_new(path_prefix: str, suffix: str = "") -> str:
@@ -27,7 +28,6 @@ def create_new(path_prefix: str, suffix: str = "") -> str:
 def refuse_folder(path: str, example: str = "out.h5") -> None:
     """A one-line error when an output path names a folder (not a traceback)."""
     if os.path.isdir(path):
-        from .errors import LandscapeError
         raise LandscapeError(f"{path} is a folder: give a file path such as "
                              f"{os.path.join(path, example)}")
 

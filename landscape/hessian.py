@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from .errors import LandscapeError
+from .errors import ArgumentError, LandscapeError
 from .data import as_batches
 from .models import batchnorm_layers, with_batch_statistics
 
-BN_MODES = ("batch", "running")
+CURVATURE_BN_MODES = ("batch", "running")  # BatchNorm in curvature: batch statistics or running buffers
 HVP_MODES = ("rev", "fwd")
 MATRICES = ("hessian", "ggn")
 ESTIMATORS = ("hutchinson", "hutchpp")
@@ -59,8 +59,8 @@ def _prepare(model: torch.nn.Module, bn: str | None) -> tuple[torch.nn.Module, s
                                  "the loss training optimises; keeps scale invariance) or "
                                  "bn='running' (stored statistics, eval mode: PyHessian's convention)")
         bn = "batch"
-    if bn not in BN_MODES:
-        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+    if bn not in CURVATURE_BN_MODES:
+        raise ArgumentError(f"bn must be one of {', '.join(CURVATURE_BN_MODES)}, got {bn!r}", "bn")
     if bn == "batch":
         return with_batch_statistics(model), bn
     return copy.deepcopy(model).eval(), bn
@@ -92,9 +92,9 @@ class Curvature:
     def __init__(self, model, data=None, *, criterion=None, bn: str | None = None, dtype=None,
                  params=None, probe_batch: int = 8, hvp_mode: str = "rev", matrix: str = "hessian"):
         if hvp_mode not in HVP_MODES:
-            raise LandscapeError(f"hvp mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}")
+            raise ArgumentError(f"hvp_mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}", "hvp_mode")
         if matrix not in MATRICES:
-            raise LandscapeError(f"--matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
+            raise ArgumentError(f"matrix must be one of {', '.join(MATRICES)}, got {matrix!r}", "matrix")
         self.hvp_mode, self.matrix = hvp_mode, matrix
         self.criterion = criterion if criterion is not None else F.cross_entropy
         self._linear = self._ggn_parts = None
@@ -327,7 +327,7 @@ def hutchinson_trace(curv, probes: int, seed: int = 0, project=None, on_probes=N
     6.0
     """
     if probes < 1:
-        raise LandscapeError(f"--probes must be a positive integer, got {probes}")
+        raise ArgumentError(f"probes must be a positive integer, got {probes}", "probes")
     curv = _Products(curv)
     gen = torch.Generator().manual_seed(int(seed))
     samples, group_samples = [], []
@@ -392,7 +392,7 @@ def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarra
     in decreasing order, by Lanczos (``scipy.sparse.linalg.eigsh``)."""
     ops = _Products(curv)
     if not 1 <= k < ops.dim:
-        raise LandscapeError(f"--eigs must be between 1 and {ops.dim - 1}, got {k}")
+        raise ArgumentError(f"k must be between 1 and {ops.dim - 1}, got {k}", "k", "eigs")
     v0 = np.random.default_rng(seed).standard_normal(ops.dim)
     vals = eigsh(ops.operator(), k=k, which="LA", v0=v0, tol=tol, return_eigenvectors=False)
     return np.sort(vals)[::-1]

@@ -15,17 +15,24 @@ Barriers (over alpha in [0, 1]):
 """
 from __future__ import annotations
 
+import copy
 import math
+import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .errors import LandscapeError
+from .analysis import analysis_data, evaluation_sets, results_target
+from .data import Dataset, as_batches, resolve_device
+from .errors import ArgumentError, LandscapeError
 from .models import recompute_batchnorm, si_groups, with_batch_statistics
-from .trajectory import load_point, parse_source
+from .progress import Progress
+from .trajectory import Trajectory, append_analysis
+from .points import load_point, parse_source, select_epochs
 
 PATHS = ("chord", "sphere")
-BN_MODES = ("recompute", "batch")
+PATH_BN_MODES = ("recompute", "batch")  # BatchNorm on a path: recomputed statistics or batch statistics
 DATA = ("train", "test", "both")
 
 
@@ -33,9 +40,9 @@ def alpha_grid(points: int = 25, extend: float = 0.2) -> np.ndarray:
     """``points`` evenly spaced values on [0, 1] plus as many of the same spacing as fit in
     ``extend`` on each side, so that 0 and 1 are grid points."""
     if points < 2:
-        raise LandscapeError(f"--points must be at least 2, got {points}")
+        raise ArgumentError(f"points must be at least 2, got {points}", "points")
     if extend < 0 or not math.isfinite(extend):
-        raise LandscapeError(f"--extend must be a non-negative number, got {extend}")
+        raise ArgumentError(f"extend must be a non-negative number, got {extend}", "extend")
     step = 1.0 / (points - 1)
     extra = int(math.floor(extend / step + 1e-9))
     return np.arange(-extra, points + extra) * step
@@ -135,21 +142,17 @@ def interpolate_models(model_a, model_b, data, alphas=None, *, criterion=None, t
     >>> sorted(r)
     ['alpha', 'train_error', 'train_loss']
     """
-    import torch.nn.functional as F
-    from .data import Dataset, as_batches
     if path not in PATHS:
-        raise LandscapeError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
-    if bn not in BN_MODES:
-        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+        raise ArgumentError(f"path must be one of {', '.join(PATHS)}, got {path!r}", "path")
+    if bn not in PATH_BN_MODES:
+        raise ArgumentError(f"bn must be one of {', '.join(PATH_BN_MODES)}, got {bn!r}", "bn")
     if which not in DATA:
-        raise LandscapeError(f"--data must be one of {', '.join(DATA)}, got {which!r}")
+        raise ArgumentError(f"data must be one of {', '.join(DATA)}, got {which!r}", "data")
     alphas = alpha_grid() if alphas is None else alphas
     criterion = criterion if criterion is not None else F.cross_entropy
     if isinstance(data, Dataset):
         bn_inputs = data.x_train
-        sets = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
-        if which != "both":
-            sets = {which: sets[which]}
+        sets = evaluation_sets(data, which)
     else:
         sets = {"train": as_batches(data, "data")}
         if test_data is not None:
@@ -160,8 +163,7 @@ def interpolate_models(model_a, model_b, data, alphas=None, *, criterion=None, t
     if si_names is None:
         si_names = [k for k, _ in si_groups(model_a)]
     if path == "sphere" and not si_names:
-        raise LandscapeError("--path sphere needs scale-invariant parameter groups")
-    import copy
+        raise ArgumentError("path sphere needs scale-invariant parameter groups", "path")
     work = copy.deepcopy(model_a)
     slots = dict(work.named_parameters())
     rows = []
@@ -211,7 +213,6 @@ def summarise(result: dict) -> dict:
 def result_name(pairs: list, along: str | None) -> str:
     """The key of a result under /analyses/interpolation: its inputs, so that different pairs
     never overwrite each other ('a@15--b@15', 'along-a@10..30')."""
-    import os
 
     def short(source):
         path, epoch = parse_source(source)
@@ -223,79 +224,80 @@ def result_name(pairs: list, along: str | None) -> str:
     return f"{short(pairs[0][0])}--{short(pairs[0][1])}"
 
 
+def interpolate_pair(model_a, model_b, meta_a: dict, dataset, alphas, **options) -> dict:
+    """``interpolate_models`` between two stored points of one run (``meta_a``: the first's
+    metadata), with the angle between their SI parameters and the barrier summary."""
+    si = meta_a["si_group_names"]
+    res = interpolate_models(model_a, model_b, dataset, alphas, si_names=si,
+                             batch_size=meta_a["config"].get("batch_size", 128), **options)
+    res["angle_degrees"] = angle_between(
+        torch.cat([dict(model_a.named_parameters())[k].reshape(-1) for k in si]),
+        torch.cat([dict(model_b.named_parameters())[k].reshape(-1) for k in si]))
+    res["summary"] = summarise(res)
+    return res
+
+
 def interpolate(a: str, b: str | None = None, *, along: str | None = None, points: int = 25,
                 extend: float = 0.2, data: str = "both", bn: str = "recompute", path: str = "chord",
                 device: str = "cpu", data_root: str | None = None, progress: bool | None = None,
                 write: bool = True, name: str | None = None) -> dict:
     """The Python API of ``landscape interpolate`` (see the module docstring).
     ``interpolate("a.pt", "b.pt")`` or ``interpolate("traj.h5", along="10,20,30")``."""
-    from .data import dataset_of, resolve_device
     device = resolve_device(device)
-    from .locks import refuse_if_written
-    from .trajectory import Trajectory, append_analysis, select_epochs
     alphas = alpha_grid(points, extend)
-    if along is not None:
-        if b is not None:
-            raise LandscapeError("--along takes one trajectory: drop the second input")
-        path_a, epoch = parse_source(a)
-        if epoch is not None:
-            raise LandscapeError("--along takes the epochs: pass the trajectory without @EPOCH")
-        epochs = select_epochs(Trajectory(path_a), along)
-        if len(epochs) < 2:
-            raise LandscapeError(f"--along {along} selects {len(epochs)} checkpoint(s): need at least 2")
-        pairs = [(f"{path_a}@{e0}", f"{path_a}@{e1}") for e0, e1 in zip(epochs[:-1], epochs[1:])]
-    else:
-        if b is None:
-            raise LandscapeError("give two inputs (A B), or one trajectory with --along EPOCHS")
-        pairs = [(a, b)]
-    target = parse_source(pairs[0][0])[0]
-    if write and not target.endswith(".pt"):  # the results go into the file: fail now
-        refuse_if_written(target)
-
-    from .progress import Progress
+    pairs = interpolation_pairs(a, b, along)
+    name = name or result_name(pairs, along)
+    if "/" in name or not name.strip("."):
+        raise ArgumentError(f"name {name!r}: a name without '/'", "name")
+    target = results_target(pairs[0][0], write)
     bar = Progress(len(pairs) * len(alphas), "interpolate", "point", progress)
-    runs = []
-    dataset = None
+    runs, dataset = [], None
     try:
         for src_a, src_b in pairs:
             model_a, meta_a = load_point(src_a, device)
             model_b, meta_b = load_point(src_b, device)
             check_compatible(meta_a, meta_b, meta_a["state_dict"], meta_b["state_dict"], (src_a, src_b))
             if dataset is None:
-                dataset = dataset_of(meta_a["config"], data_root, device)
-                # in the run's own dtype, like the models (a float64 run stays float64)
-                dtype = next(model_a.parameters()).dtype
-                dataset.x_train, dataset.x_test = dataset.x_train.to(dtype), dataset.x_test.to(dtype)
-            si = meta_a["si_group_names"]
-            res = interpolate_models(model_a, model_b, dataset, alphas, path=path, bn=bn, which=data,
-                                     batch_size=meta_a["config"].get("batch_size", 128),
-                                     si_names=si, on_point=bar.update)
-            res["angle_degrees"] = angle_between(
-                torch.cat([dict(model_a.named_parameters())[k].reshape(-1) for k in si]),
-                torch.cat([dict(model_b.named_parameters())[k].reshape(-1) for k in si]))
-            res["summary"] = summarise(res)
-            res["a"], res["b"] = src_a, src_b
-            res["epoch_a"], res["epoch_b"] = meta_a.get("epoch"), meta_b.get("epoch")
-            runs.append(res)
+                dataset = analysis_data(meta_a["config"], data_root, device, next(model_a.parameters()).dtype)
+            runs.append(interpolate_pair(model_a, model_b, meta_a, dataset, alphas, path=path, bn=bn,
+                                         which=data, on_point=bar.update))
+            runs[-1].update({"a": src_a, "b": src_b, "epoch_a": meta_a.get("epoch"), "epoch_b": meta_b.get("epoch")})
     finally:
         bar.close()
     settings = {"points": points, "extend": extend, "data": data, "bn": bn, "path": path}
     out = {"settings": settings, "pairs": runs}
-    if write and not target.endswith(".pt"):
-        arrays = {"alpha": alphas, "angle_degrees": np.array([r["angle_degrees"] for r in runs]),
-                  "epoch_a": np.array([r["epoch_a"] for r in runs]),
-                  "epoch_b": np.array([r["epoch_b"] for r in runs])}
-        for key in runs[0]:
-            if key.endswith("_loss") or key.endswith("_error"):
-                arrays[key] = np.stack([r[key] for r in runs])
-                arrays[f"{key}_barrier"] = np.array([r["summary"][key]["barrier"] for r in runs])
-                arrays[f"{key}_barrier_mean_ends"] = np.array([r["summary"][key]["barrier_mean_ends"] for r in runs])
-        name = name or result_name(pairs, along)
-        if "/" in name or not name.strip("."):
-            raise LandscapeError(f"--name {name!r}: a name without '/'")
-        append_analysis(target, f"interpolation/{name}", arrays,
+    if target is not None:
+        append_analysis(target, f"interpolation/{name}", stored_arrays(alphas, runs),
                         {"settings": settings, "pairs": [[r["a"], r["b"]] for r in runs]})
         out["appended_to"], out["name"] = target, name
     return out
 
 
+def interpolation_pairs(a: str, b: str | None, along: str | None) -> list[tuple[str, str]]:
+    """The (A, B) pairs to interpolate: the two inputs, or consecutive checkpoints ``along``."""
+    if along is None:
+        if b is None:
+            raise ArgumentError("give two inputs (a and b), or one trajectory with along", "along")
+        return [(a, b)]
+    if b is not None:
+        raise ArgumentError("along takes one trajectory: drop the second input", "along")
+    path_a, epoch = parse_source(a)
+    if epoch is not None:
+        raise ArgumentError("along takes the epochs: pass the trajectory without @EPOCH", "along")
+    epochs = select_epochs(Trajectory(path_a), along)
+    if len(epochs) < 2:
+        raise ArgumentError(f"along {along} selects {len(epochs)} checkpoint(s): need at least 2", "along")
+    return [(f"{path_a}@{e0}", f"{path_a}@{e1}") for e0, e1 in zip(epochs[:-1], epochs[1:])]
+
+
+def stored_arrays(alphas, runs: list[dict]) -> dict:
+    """The arrays stored of an interpolation: curves [pair, alpha], barriers and angles [pair]."""
+    arrays = {"alpha": alphas, "angle_degrees": np.array([r["angle_degrees"] for r in runs]),
+              "epoch_a": np.array([r["epoch_a"] for r in runs]),
+              "epoch_b": np.array([r["epoch_b"] for r in runs])}
+    for key in runs[0]:
+        if key.endswith("_loss") or key.endswith("_error"):
+            arrays[key] = np.stack([r[key] for r in runs])
+            arrays[f"{key}_barrier"] = np.array([r["summary"][key]["barrier"] for r in runs])
+            arrays[f"{key}_barrier_mean_ends"] = np.array([r["summary"][key]["barrier_mean_ends"] for r in runs])
+    return arrays

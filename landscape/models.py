@@ -15,7 +15,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .errors import LandscapeError
+from .legacy import stored_model_spec
+from .errors import ArgumentError, LandscapeError
+import copy
 
 MODELS = ("convnet", "resnet18", "resnet18-post", "mlp")
 DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "resnet18-post": 64, "mlp": 256}
@@ -186,7 +188,7 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
                              f"shape {tuple(input_shape)}")
     width = DEFAULT_WIDTH[name] if width is None else int(width)
     if width <= 0 or depth <= 0 or last_layer_norm <= 0:
-        raise LandscapeError("--width, --depth and --last-layer-norm must be positive")
+        raise ArgumentError("width, depth and last_layer_norm must be positive", "width", "depth", "last_layer_norm")
     spec = {"name": name, "input_shape": input_shape, "num_classes": int(num_classes),
             "width": width, "depth": int(depth), "last_layer_norm": float(last_layer_norm)}
     if name == "convnet":  # the official ConvNet's last layer keeps a (frozen) random bias
@@ -199,18 +201,20 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
 
 
 def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
-    """Build the model of ``spec``; its initialisation depends on ``init_seed`` alone."""
+    """Build the model of ``spec`` (stored ones read through ``legacy.stored_model_spec``); its
+    initialisation depends on ``init_seed`` alone."""
+    spec = stored_model_spec(spec)
     name, shape = spec["name"], spec["input_shape"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         if name == "convnet":
             model = ConvNet(shape[0], spec["num_classes"], spec["width"], dim=len(shape) - 1,
                             last_layer_norm=spec["last_layer_norm"],
-                            head_bias=spec.get("head_bias", False))  # absent: stored before it
+                            head_bias=spec["head_bias"])
         elif name == "resnet18" and spec.get("variant") == "preact":
             model = PreActResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"],
                                    dim=len(shape) - 1)  # 1-D convolutions for MNIST-1D
-        elif name in ("resnet18", "resnet18-post"):  # 'resnet18' without a variant: stored before
+        elif name in ("resnet18", "resnet18-post"):
             model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"],
                              dim=len(shape) - 1)
         elif name == "mlp":
@@ -221,7 +225,7 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
                         spec["last_layer_norm"])
         else:
             raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
-        if spec.get("conventional"):
+        if spec["conventional"]:
             make_conventional(model)
     return model
 
@@ -244,7 +248,6 @@ def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
 def with_batch_statistics(model: nn.Module) -> nn.Module:
     """A copy whose BatchNorms always normalise by the current batch's statistics and keep no
     running buffers, so evaluating or differentiating it mutates nothing."""
-    import copy
     m = copy.deepcopy(model)
     for bn in batchnorm_layers(m):
         bn.track_running_stats = False

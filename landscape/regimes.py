@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from .errors import LandscapeError
+from .errors import ArgumentError, LandscapeError
 from .trajectory import Trajectory
-from .training import rate_of
+from .config import swept_rate
 
 NAMES = {1: "convergence", 2: "equilibrium", 3: "divergence", None: "undetermined"}
 
@@ -212,7 +212,7 @@ def usable_runs(inputs, *, min_epochs: int = MIN_EPOCHS, nonfinite_ok: bool = Tr
 METRIC_SOURCES = ("auto", "epoch", "checkpoint")
 SOURCE_TEXT = {"epoch": "epoch means over the mini-batches of training (landscape train's log)",
                "checkpoint": "checkpoint metrics (the official protocol: whole training set in "
-                             "fixed order, no update; landscape evaluate / --checkpoint-metrics)"}
+                             "fixed order, no update; landscape evaluate, or checkpoint_metrics in training)"}
 
 
 def curves(t: Trajectory, source: str) -> dict | None:
@@ -230,7 +230,7 @@ def pick_source(runs, source: str, min_points: int = MIN_EPOCHS) -> tuple[str, l
     the runs into those that have the source's curves (at least ``min_points`` points) and the
     skipped others."""
     if source not in METRIC_SOURCES:
-        raise LandscapeError(f"--metrics must be one of {', '.join(METRIC_SOURCES)}, got {source!r}")
+        raise ArgumentError(f"metrics must be one of {', '.join(METRIC_SOURCES)}, got {source!r}", "metrics")
     finite = [t for t in runs if t.status != "nonfinite"]
     # each run's checkpoint metrics read once (they may come from the file's /analyses)
     stored = {id(t): curves(t, "checkpoint") for t in finite} if source != "epoch" else {}
@@ -245,7 +245,7 @@ def pick_source(runs, source: str, min_points: int = MIN_EPOCHS) -> tuple[str, l
             c = stored[id(t)] if source == "checkpoint" else t.metrics
         if c is None:
             skipped.append({"path": t.path, "reason": "no checkpoint metrics: run 'landscape "
-                            f"evaluate {t.path}' or train with --checkpoint-metrics"})
+                            f"evaluate {t.path}' or train with checkpoint_metrics"})
         elif len(c["train_loss"]) < min_points and t.status != "nonfinite":
             skipped.append({"path": t.path, "reason": f"{len(c['train_loss'])} points of {source} "
                             f"metrics, needs at least {min_points}"})
@@ -326,7 +326,7 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
             res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
                                  c, ess, level)
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
-        rate_name, rate = rate_of(t.config)
+        rate_name, rate = swept_rate(t.config)
         rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
                      **res, "metrics": source,
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),

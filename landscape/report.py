@@ -1,4 +1,4 @@
-"""``landscape report``: one self-contained page about a sweep (issue 19): the regime map with its
+"""``landscape report``: one self-contained page about a sweep: the regime map with its
 evidence (loss curves coloured by ELR, effective gradient norm against loss, ESS spread, test
 error over the regime bands), double-descent results where the runs have label noise, and a
 table of every run with its verdict and evidence. HTML with the figures embedded (no server, no
@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from .errors import LandscapeError
+from .errors import ArgumentError, LandscapeError
+import tempfile
 
 COLUMNS = (("rate", "rate", "{:.3g}"), ("name", "regime", "{}"), ("final_train_loss", "final loss", "{:.4g}"),
            ("trend_p_falling", "p(fall)", "{:.2g}"), ("ess_spread", "ESS spread", "{:.3g}"),
@@ -22,7 +23,6 @@ COLUMNS = (("rate", "rate", "{:.3g}"), ("name", "regime", "{}"), ("final_train_l
 
 def _png(draw) -> bytes:
     """A figure drawn by ``draw(path)`` (the package's plot functions) as PNG bytes."""
-    import tempfile
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "figure.png")
         draw(path)
@@ -105,7 +105,7 @@ def to_markdown(report: dict, image_prefix: str) -> tuple[str, dict]:
 def write_report(inputs, out: str, fmt: str = "html", metrics: str = "auto") -> list[str]:
     from .files import atomic_write
     if fmt not in ("html", "md"):
-        raise LandscapeError(f"--format must be html or md, got {fmt!r}")
+        raise ArgumentError(f"format must be html or md, got {fmt!r}", "format")
     report = build_report(inputs, metrics)
     written = []
     if fmt == "html":

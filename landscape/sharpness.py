@@ -17,17 +17,18 @@ paper's effective form (the ``trace_effective`` column is P times larger).
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .data import dataset_of, resolve_device, train_batches
-from .errors import LandscapeError
-from .hessian import (BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
+from .analysis import over_checkpoints
+from .data import train_batches
+from .errors import ArgumentError
+from .hessian import (CURVATURE_BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
                       hutchpp_trace, spectral_density, top_eigenvalues)
-from .locks import refuse_if_written
-from .progress import Progress
-from .trajectory import Trajectory, append_analysis, select_epochs
+from .trajectory import Trajectory
 
 
 def fixed_batches(data, batch_size: int, count, seed: int):
@@ -38,9 +39,9 @@ def fixed_batches(data, batch_size: int, count, seed: int):
     try:
         count = int(count)
     except ValueError:
-        raise LandscapeError(f"--batches must be a positive integer or 'all', got {count!r}") from None
+        raise ArgumentError(f"batches must be a positive integer or 'all', got {count!r}", "batches") from None
     if count < 1:
-        raise LandscapeError(f"--batches must be a positive integer or 'all', got {count}")
+        raise ArgumentError(f"batches must be a positive integer or 'all', got {count}", "batches")
     return batches[:count]
 
 
@@ -54,7 +55,7 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
     'ggn', ``estimator`` 'hutchinson' or 'hutchpp' (``probes`` is then the number of products),
     ``per_group``: the trace of every SI group's diagonal block, per layer and per filter."""
     if estimator not in ESTIMATORS:
-        raise LandscapeError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+        raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}", "estimator")
     curv = Curvature(model, batches, bn=bn, dtype=dtype, probe_batch=probe_batch, hvp_mode=hvp_mode,
                      matrix=matrix)
     rho, n = curv.rho, curv.dim
@@ -102,56 +103,75 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
     return out
 
 
-def sharpness(path: str, epochs: str = "last", probes: int = 100, eigs: int = 5, batches="4",
-              bn: str = "batch", density: bool = False, seed: int = 0, double: bool = False,
-              device: str = "cpu", data_root: str | None = None, probe_batch: int = 8,
-              hvp_mode: str = "rev", density_steps: int = 80, density_runs: int = 1,
-              progress: bool | None = None, write: bool = True, matrix: str = "hessian",
-              estimator: str = "hutchinson", per_group: bool = False) -> dict:
+@dataclass
+class SharpnessSettings:
+    """What ``sharpness`` computes at each checkpoint (see ``checkpoint_sharpness``):
+    ``probes`` Hutchinson probes (Hutch++: products), the ``eigs`` largest eigenvalues, on
+    ``batches`` fixed mini-batches ('all': the whole training set) with BatchNorm ``bn``,
+    seeded by ``seed``; ``double``: in float64; ``matrix`` 'hessian' or 'ggn'; ``per_group``:
+    every SI group's block trace; ``density``: the SLQ eigenvalue density."""
+    probes: int = 100
+    eigs: int = 5
+    batches: str = "4"
+    bn: str = "batch"
+    density: bool = False
+    seed: int = 0
+    double: bool = False
+    probe_batch: int = 8
+    hvp_mode: str = "rev"
+    density_steps: int = 80
+    density_runs: int = 1
+    matrix: str = "hessian"
+    estimator: str = "hutchinson"
+    per_group: bool = False
+
+    def validate(self) -> None:
+        if not isinstance(self.probes, int) or isinstance(self.probes, bool) or self.probes < 1:
+            raise ArgumentError(f"probes must be a positive integer, got {self.probes!r}", "probes")
+        if self.bn not in CURVATURE_BN_MODES:
+            raise ArgumentError(f"bn must be one of {', '.join(CURVATURE_BN_MODES)}, got {self.bn!r}", "bn")
+        if self.estimator not in ESTIMATORS:
+            raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}",
+                                "estimator")
+
+    def stored(self, epochs: str, batch_size: int) -> dict:
+        """The settings as stored beside the results."""
+        return {"epochs": epochs, "probes": self.probes, "eigs": self.eigs, "batches": str(self.batches),
+                "batch_size": batch_size, "bn": self.bn, "seed": self.seed,
+                "dtype": "float64" if self.double else "float32", "hvp": self.hvp_mode,
+                "density": self.density, "density_steps": self.density_steps,
+                "density_runs": self.density_runs, "matrix": self.matrix, "estimator": self.estimator,
+                "per_group": self.per_group}
+
+
+def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | None = None, *,
+              device: str = "cpu", data_root: str | None = None, progress: bool | None = None,
+              write: bool = True, **options) -> dict:
     """Curvature of the chosen checkpoints of a trajectory; appended to /analyses/sharpness
-    (unless ``write=False``) and returned as {name: array over epochs}."""
-    if not isinstance(probes, int) or probes < 1:
-        raise LandscapeError(f"--probes must be a positive integer, got {probes!r}")
-    if bn not in BN_MODES:
-        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
-    traj = Trajectory(path)
-    if traj.kind != "train":
-        raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
-    if write:  # the results go into the file: fail now, not after the computation
-        refuse_if_written(path)
-    chosen = select_epochs(traj, epochs)
-    device = resolve_device(device)
-    data = dataset_of(traj.config, data_root, device)
-    bs = traj.config["batch_size"]
-    hess_batches = fixed_batches(data, bs, batches, seed)
-    noise_batches = list(train_batches(data, bs, epoch=0, data_seed=seed + 1))
-    dtype = torch.float64 if double else None
+    (unless ``write=False``) and returned as {name: array over epochs} with its ``settings``.
+    ``options`` set fields of ``SharpnessSettings``: ``sharpness("t.h5", "all", probes=20)``."""
+    settings = dataclasses.replace(settings or SharpnessSettings(), **options)
+    settings.validate()
+    s = settings
 
-    bar = Progress(len(chosen) * probes, "sharpness", "probe", progress)
-    rows = []
-    try:
-        for epoch in chosen:
-            model = traj.load_model(epoch, device)
-            rows.append(checkpoint_sharpness(model, hess_batches, noise_batches, probes=probes,
-                                             eigs=eigs, bn=bn, density=density, seed=seed,
-                                             dtype=dtype, probe_batch=probe_batch,
-                                             hvp_mode=hvp_mode, density_steps=density_steps,
-                                             density_runs=density_runs,
-                                             on_probes=lambda n, e=epoch: bar.update(n, postfix=f"epoch {e}"),
-                                             matrix=matrix, estimator=estimator, per_group=per_group))
-    finally:
-        bar.close()
-    result = {"epoch": np.array(chosen)}
-    for key in rows[0]:
-        result[key] = np.array([r[key] for r in rows])
-    settings = {"epochs": epochs, "probes": probes, "eigs": eigs, "batches": str(batches),
-                "batch_size": bs, "bn": bn, "seed": seed, "dtype": "float64" if double else "float32",
-                "hvp": hvp_mode, "density": density, "density_steps": density_steps,
-                "density_runs": density_runs, "matrix": matrix, "estimator": estimator,
-                "per_group": per_group}
-    if write:
-        append_analysis(path, "sharpness", result, {"settings": settings})
-    result["settings"] = settings
+    def measure(traj, data):
+        bs = traj.config["batch_size"]
+        hess_batches = fixed_batches(data, bs, s.batches, s.seed)
+        noise_batches = list(train_batches(data, bs, epoch=0, data_seed=s.seed + 1))
+
+        def per_checkpoint(model, advance):
+            return checkpoint_sharpness(
+                model, hess_batches, noise_batches, probes=s.probes, eigs=s.eigs, bn=s.bn,
+                density=s.density, seed=s.seed, dtype=torch.float64 if s.double else None,
+                probe_batch=s.probe_batch, hvp_mode=s.hvp_mode, density_steps=s.density_steps,
+                density_runs=s.density_runs, on_probes=advance, matrix=s.matrix,
+                estimator=s.estimator, per_group=s.per_group)
+        return per_checkpoint
+
+    def stored(traj):
+        return s.stored(epochs, traj.config["batch_size"])
+    result = over_checkpoints(path, epochs, measure, name="sharpness", settings=stored,
+                              units=s.probes, unit="probe", device=device, data_root=data_root,
+                              progress=progress, write=write)
+    result["settings"] = stored(Trajectory(path))
     return result
-
-

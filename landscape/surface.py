@@ -24,25 +24,30 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .errors import LandscapeError
-from .interpolation import evaluate_point
+from .analysis import analysis_data, evaluation_sets, results_target
+from .data import resolve_device
+from .errors import ArgumentError, LandscapeError
+from .interpolation import DATA, PATH_BN_MODES, check_compatible, evaluate_point
+from .progress import Progress
+from .trajectory import Trajectory, append_analysis, model_state
+from .points import load_point, parse_source
 
-SPACES = ("sphere", "flat")
-
-
-def parse_grid(text: str) -> np.ndarray:
+SLICE_SPACES = ("sphere", "flat")  # a slice through the sphere, or a flat plane
+def parse_axis(text: str) -> np.ndarray:
     """'LO:HI:N' -> N evenly spaced values."""
     try:
         lo, hi, n = text.split(":")
         lo, hi, n = float(lo), float(hi), int(n)
     except ValueError:
-        raise LandscapeError(f"--grid {text!r}: write LO:HI:N, e.g. -1:1:21") from None
+        raise ArgumentError(f"grid {text!r}: write LO:HI:N, e.g. -1:1:21", "grid") from None
     if n < 2 or not hi > lo or not (math.isfinite(lo) and math.isfinite(hi)):
-        raise LandscapeError(f"--grid {text!r}: need LO < HI and N >= 2")
+        raise ArgumentError(f"grid {text!r}: need LO < HI and N >= 2", "grid")
     return np.linspace(lo, hi, n)
 
 
@@ -90,8 +95,8 @@ class Slice:
     ``marks`` name the solutions' places."""
 
     def __init__(self, origin: dict, si_names: list, space: str, *, directions=None, solutions=None):
-        if space not in SPACES:
-            raise LandscapeError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+        if space not in SLICE_SPACES:
+            raise ArgumentError(f"space must be one of {', '.join(SLICE_SPACES)}, got {space!r}", "space")
         self.origin = {k: v.detach().double() for k, v in origin.items()}
         self.names = list(origin)
         self.si = [n for n in si_names if n in origin] if space == "sphere" else []
@@ -317,88 +322,84 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
     """The Python API of ``landscape surface``: ``inputs`` one solution (random or PCA
     directions) or three (their plane); ``trajectory``: a run whose checkpoints are projected
     on the slice (with ``directions='pca'`` they also give the directions)."""
-    import os
-    from .data import dataset_of, resolve_device
-    from .interpolation import DATA, BN_MODES, check_compatible
-    from .locks import refuse_if_written
-    from .progress import Progress
-    from .trajectory import Trajectory, append_analysis, load_point, parse_source, model_state
     if len(inputs) not in (1, 3):
-        raise LandscapeError(f"give one solution (with random or PCA directions) or three (their "
-                             f"plane), got {len(inputs)}")
+        raise ArgumentError(f"give one solution (with random or PCA directions) or three (their "
+                            f"plane) as inputs, got {len(inputs)}", "inputs")
     if directions not in ("random", "pca"):
-        raise LandscapeError(f"--directions must be random or pca, got {directions!r}")
+        raise ArgumentError(f"directions must be random or pca, got {directions!r}", "directions")
     if directions == "pca" and (trajectory is None or len(inputs) != 1):
-        raise LandscapeError("--directions pca takes one solution and the --trajectory whose checkpoints give them")
-    if bn not in BN_MODES or data not in DATA:
-        raise LandscapeError(f"--bn must be one of {', '.join(BN_MODES)} and --data one of {', '.join(DATA)}")
-    xs = ys = parse_grid(grid)
+        raise ArgumentError("directions pca takes one solution and the trajectory whose checkpoints "
+                            "give them", "directions", "trajectory")
+    if bn not in PATH_BN_MODES or data not in DATA:
+        raise ArgumentError(f"bn must be one of {', '.join(PATH_BN_MODES)} and data one of "
+                            f"{', '.join(DATA)}", "bn", "data")
+    xs = ys = parse_axis(grid)
     device = resolve_device(device)
     loaded = [load_point(src, device) for src in inputs]
     for (m, meta), src in zip(loaded[1:], inputs[1:]):
         check_compatible(loaded[0][1], meta, loaded[0][1]["state_dict"], meta["state_dict"], (inputs[0], src))
     model, meta = loaded[0]
-    target = parse_source(inputs[0])[0]
-    writes = write and not target.endswith(".pt")
-    if writes:
-        refuse_if_written(target)
+    target = results_target(inputs[0], write)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    si = list(meta.get("si_group_names") or [])
-    conventional = bool(meta["model_spec"].get("conventional"))
-    space = space or ("flat" if conventional or not si else "sphere")
-    if space == "sphere" and (conventional or not si):
-        raise LandscapeError("--space sphere needs a scale-invariant network: use --space flat")
     checkpoints = []
     if trajectory is not None:
         t = Trajectory(trajectory)
         checkpoints = [(e, {n: v for n, v in model_state(t.state_dict(e)).items() if n in params})
                        for e in t.checkpoint_epochs]
-    explained = None
-    if len(inputs) == 3:
-        sl = Slice(params, si, space, solutions=[{n: p for n, p in m.named_parameters() if n in params}
-                                                 for m, _ in loaded])
-    elif directions == "pca":
-        if len(checkpoints) < 3:
-            raise LandscapeError(f"{trajectory}: PCA directions need at least 3 checkpoints, it has {len(checkpoints)}")
-        d1, d2, explained = pca_directions([c for _, c in checkpoints], list(params))
-        sl = Slice(params, si, "flat" if space == "sphere" else space, directions=(d1, d2))
-        space = "flat"  # PCA directions live in the whole space: the path is drawn as it went
-    else:
-        gen = torch.Generator().manual_seed(int(seed))
-        sl = Slice(params, si, space, directions=(filter_normalised(params, gen), filter_normalised(params, gen)))
-    dataset = dataset_of(meta["config"], data_root, device)
-    dtype = next(model.parameters()).dtype
-    dataset.x_train, dataset.x_test = dataset.x_train.to(dtype), dataset.x_test.to(dtype)
-    sets = {"train": [(dataset.x_train, dataset.y_train)], "test": [(dataset.x_test, dataset.y_test)]}
-    if data != "both":
-        sets = {data: sets[data]}
-    import torch.nn.functional as F
+    sl, space, explained = make_slice(loaded, params, space, directions, seed, checkpoints, trajectory)
+    dataset = analysis_data(meta["config"], data_root, device, next(model.parameters()).dtype)
     bar = Progress(len(xs) * len(ys), "surface", "point", progress)
     try:
-        result = evaluate_surface(model, sl, xs, ys, sets, bn, F.cross_entropy,
+        result = evaluate_surface(model, sl, xs, ys, evaluation_sets(dataset, data), bn, F.cross_entropy,
                                   meta["config"].get("batch_size", 128), dataset.x_train, bar.update,
                                   points_at_once=points_at_once)
     finally:
         bar.close()
-    result.update({"x": xs, "y": ys, "marks": sl.marks, "space": space, "directions": directions if len(inputs) == 1 else "three solutions",
-                   "inputs": list(inputs)})
+    result.update({"x": xs, "y": ys, "marks": sl.marks, "space": space, "inputs": list(inputs),
+                   "directions": directions if len(inputs) == 1 else "three solutions"})
     if explained is not None:
         result["pca_explained"] = explained
     if checkpoints:
         coords = [sl.project(c) for _, c in checkpoints]
-        result["path_epochs"] = np.array([e for e, _ in checkpoints])
-        result["path_x"] = np.array([c[0] for c in coords])
-        result["path_y"] = np.array([c[1] for c in coords])
-        result["trajectory"] = trajectory
-    if writes:
-        kind = "" if len(inputs) == 3 else ("-pca" if directions == "pca" else f"-random{seed}")
-        name = name or ("--".join(os.path.splitext(os.path.basename(parse_source(s)[0]))[0]
-                                  + (f"@{parse_source(s)[1]}" if parse_source(s)[1] is not None else "")
-                                  for s in inputs) + f"-{space}{kind}")
-        arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
-        append_analysis(target, f"surface/{name}", arrays,
-                        {"settings": {"grid": grid, "space": space, "seed": seed, "directions": result["directions"],
-                                      "data": data, "bn": bn, "inputs": list(inputs), "trajectory": trajectory},
-                         "marks": {k: list(v) for k, v in sl.marks.items()}})
+        result.update({"path_epochs": np.array([e for e, _ in checkpoints]), "trajectory": trajectory,
+                       "path_x": np.array([c[0] for c in coords]), "path_y": np.array([c[1] for c in coords])})
+    if target is not None:
+        settings = {"grid": grid, "space": space, "seed": seed, "directions": result["directions"],
+                    "data": data, "bn": bn, "inputs": list(inputs), "trajectory": trajectory}
+        name = name or default_name(inputs, space, directions, seed)
+        append_analysis(target, f"surface/{name}", {k: v for k, v in result.items() if isinstance(v, np.ndarray)},
+                        {"settings": settings, "marks": {k: list(v) for k, v in sl.marks.items()}})
         result["appended_to"], result["name"] = target, name
     return result
+
+
+def make_slice(loaded, params: dict, space: str | None, directions: str, seed: int, checkpoints,
+               trajectory) -> tuple[Slice, str, np.ndarray | None]:
+    """(the slice, its space, the PCA explained variance or None) of the loaded solutions."""
+    meta = loaded[0][1]
+    si = list(meta.get("si_group_names") or [])
+    conventional = bool(meta["model_spec"].get("conventional"))
+    space = space or ("flat" if conventional or not si else "sphere")
+    if space == "sphere" and (conventional or not si):
+        raise ArgumentError("space sphere needs a scale-invariant network: use space flat", "space")
+    if len(loaded) == 3:
+        return Slice(params, si, space, solutions=[{n: p for n, p in m.named_parameters() if n in params}
+                                                   for m, _ in loaded]), space, None
+    if directions == "pca":
+        if len(checkpoints) < 3:
+            raise LandscapeError(f"{trajectory}: PCA directions need at least 3 checkpoints, it has {len(checkpoints)}")
+        d1, d2, explained = pca_directions([c for _, c in checkpoints], list(params))
+        # PCA directions live in the whole space: the path is drawn as it went
+        return Slice(params, si, "flat", directions=(d1, d2)), "flat", explained
+    gen = torch.Generator().manual_seed(int(seed))
+    return Slice(params, si, space, directions=(filter_normalised(params, gen),
+                                                 filter_normalised(params, gen))), space, None
+
+
+def default_name(inputs, space: str, directions: str, seed: int) -> str:
+    """The key of a surface under /analyses/surface: its inputs, space and directions."""
+    kind = "" if len(inputs) == 3 else ("-pca" if directions == "pca" else f"-random{seed}")
+    def short(source):
+        path, epoch = parse_source(source)
+        return os.path.splitext(os.path.basename(path))[0] + (f"@{epoch}" if epoch is not None else "")
+    return "--".join(short(s) for s in inputs) + f"-{space}{kind}"

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from .errors import LandscapeError
+from .errors import ArgumentError
 from .sphere import effective_statistics, group_sq_norms, projected_sgd_step
 
 REGIMES = ("convergence", "equilibrium", "divergence")
@@ -26,13 +26,13 @@ REGIMES = ("convergence", "equilibrium", "divergence")
 
 def _check(alphas, elrs, steps) -> None:
     if len(alphas) == 0:
-        raise LandscapeError("--alphas is empty: give at least one positive coefficient")
+        raise ArgumentError("alphas is empty: give at least one positive coefficient", "alphas")
     if any(not (a > 0 and math.isfinite(a)) for a in alphas):
-        raise LandscapeError(f"--alphas must all be positive, got {list(alphas)}")
+        raise ArgumentError(f"alphas must all be positive, got {list(alphas)}", "alphas")
     if len(elrs) == 0 or any(not (e > 0 and math.isfinite(e)) for e in elrs):
-        raise LandscapeError(f"--elr must be positive numbers, got {list(elrs)}")
+        raise ArgumentError(f"elr must be positive numbers, got {list(elrs)}", "elr")
     if not (isinstance(steps, int) and steps > 0):
-        raise LandscapeError(f"--steps must be a positive integer, got {steps!r}")
+        raise ArgumentError(f"steps must be a positive integer, got {steps!r}", "steps")
 
 
 def start_point(n_groups: int, seed: int) -> torch.Tensor:

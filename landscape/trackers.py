@@ -1,4 +1,4 @@
-"""Mirrors of a trajectory for dashboards (issue 19): CSV and TensorBoard, written while a run
+"""Mirrors of a trajectory for dashboards: CSV and TensorBoard, written while a run
 trains (``landscape train/sweep --log``) or after the fact (``landscape export --to``). The
 HDF5 trajectory stays the source of truth; a mirror only copies it.
 
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .errors import LandscapeError
+from .errors import ArgumentError, LandscapeError
 
 TRACKERS = ("csv", "tensorboard", "wandb")
 
@@ -29,7 +29,7 @@ def parse_trackers(text) -> list[str]:
     kinds = [t.strip() for t in (text.split(",") if isinstance(text, str) else text or []) if t.strip()]
     bad = [k for k in kinds if k not in TRACKERS]
     if bad:
-        raise LandscapeError(f"--log {','.join(bad)}: choose from {', '.join(TRACKERS)} (comma-separated)")
+        raise ArgumentError(f"log {','.join(bad)}: choose from {', '.join(TRACKERS)} (comma-separated)", "log")
     return kinds
 
 
@@ -78,7 +78,7 @@ class TensorBoardMirror:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise LandscapeError("--log tensorboard needs TensorBoard: pip install 'landscape[tensorboard]'") from None
+            raise ArgumentError("log tensorboard needs TensorBoard: pip install 'landscape[tensorboard]'", "log") from None
         self.writer = SummaryWriter(log_dir=os.path.join(folder, "tensorboard"), purge_step=start_epoch + 1)
         self.config = config
         self.losses = {}
@@ -122,7 +122,7 @@ class WandbMirror:
         try:
             import wandb
         except ImportError:
-            raise LandscapeError("--log wandb needs Weights & Biases: pip install 'landscape[wandb]'") from None
+            raise ArgumentError("log wandb needs Weights & Biases: pip install 'landscape[wandb]'", "log") from None
         os.makedirs(folder, exist_ok=True)
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
                               name=os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs"),

@@ -42,7 +42,9 @@ import h5py
 import numpy as np
 import torch
 
-from .errors import LandscapeError
+from .legacy import stored_config
+from .version import __version__
+from .errors import ArgumentError, LandscapeError
 from .files import atomic_write
 from .locks import WriterLock, commit_marker, writer_of
 
@@ -56,20 +58,6 @@ CREATE_OPTIONS = {"fs_strategy": "fsm", "fs_persist": True, "fs_threshold": 1}
 
 def _key(epoch: int) -> str:
     return f"{int(epoch):06d}"
-
-
-def parse_source(source: str) -> tuple[str, int | None]:
-    """``traj.h5@EPOCH`` -> (path, epoch); ``traj.h5`` -> (path, None); EPOCH may be 'last'."""
-    path, sep, epoch = source.rpartition("@")
-    if not sep:
-        return source, None
-    if epoch == "last":
-        return path, -1
-    try:
-        return path, int(epoch)
-    except ValueError:
-        raise LandscapeError(f"bad epoch in {source!r}: write PATH@EPOCH with an integer epoch "
-                             f"or 'last'") from None
 
 
 def _open_in_this_process(path: str) -> bool:
@@ -189,8 +177,8 @@ def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = N
         if lock is None:
             lock = stack.enter_context(WriterLock(path, "creating"))
         if os.path.exists(path) and not overwrite:
-            raise LandscapeError(f"{path} already exists: pass --resume to continue it or "
-                                 f"--overwrite to replace it")
+            raise ArgumentError(f"{path} already exists: pass resume to continue it or "
+                                 f"overwrite to replace it", "resume", "overwrite")
 
         def write(tmp):
             with h5py.File(tmp, "w", **CREATE_OPTIONS) as f:
@@ -290,7 +278,6 @@ def repack(path: str, lock: WriterLock | None = None) -> dict:
 def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: list[str],
                  kind: str, epochs_complete: int = 0) -> None:
     """Root attributes and empty groups shared by every kind of trajectory."""
-    from . import __version__
     f.attrs.update({
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
         "config": json.dumps(config, sort_keys=True),
@@ -408,9 +395,9 @@ class TrajectoryWriter:
         try:
             self._commit(epoch, rows, state, checkpoint, seconds)
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
-            raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
+            raise ArgumentError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
                                  f"the epochs committed before it: fix the cause (disk space?) and "
-                                 f"continue with --resume") from None
+                                 f"continue with resume", "resume") from None
 
     def _commit(self, epoch, rows, state, checkpoint, seconds) -> None:
         with self._open() as f:
@@ -549,8 +536,9 @@ class Trajectory:
 def rebuild_model(spec: dict, config: dict, state: dict, device="cpu") -> torch.nn.Module:
     """The model of a stored point, in the run's own dtype (a float64 run stays float64)."""
     from .models import build_model
-    model = build_model(spec, config.get("init_seed", 0))
-    model.to(getattr(torch, config.get("dtype", "float32")))
+    config = stored_config(config)
+    model = build_model(spec, config["init_seed"])
+    model.to(getattr(torch, config["dtype"]))
     model.load_state_dict(state)
     return model.to(device)
 
@@ -559,82 +547,6 @@ def _compact(epochs: list[int]) -> str:
     if len(epochs) <= 8:
         return ", ".join(map(str, epochs))
     return ", ".join(map(str, epochs[:4])) + ", ..., " + ", ".join(map(str, epochs[-3:]))
-
-
-CHECKPOINT_FORMAT = "landscape-checkpoint"
-
-
-def export_checkpoint(traj_path: str, epoch: int | None, out: str, overwrite: bool = False) -> dict:
-    """Write a self-describing ``.pt`` (state dict, model spec, config, SI group names) of one
-    stored epoch, atomically. Returns what was written."""
-    payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
-               **Trajectory(traj_path).checkpoint(epoch), "source": os.path.abspath(traj_path)}
-    if os.path.exists(out) and not overwrite:
-        raise LandscapeError(f"{out} already exists: pass --overwrite to replace it")
-    atomic_write(out, lambda tmp: torch.save(payload, tmp), suffix=".pt")
-    return payload
-
-
-def load_checkpoint(path: str) -> dict:
-    """Read a ``.pt`` written by ``export_checkpoint`` (checked, one-line errors)."""
-    if not os.path.exists(path):
-        raise LandscapeError(f"{path}: no such file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for foreign or damaged files
-        raise LandscapeError(f"{path}: not a readable checkpoint ({e.__class__.__name__}); "
-                             f"write one with 'landscape export'") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise LandscapeError(f"{path}: not a landscape checkpoint; write one with 'landscape export'")
-    return payload
-
-
-def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
-    """A model from ``a.pt`` or ``traj.h5@EPOCH`` (``traj.h5`` alone: its last checkpoint),
-    with its description (model_spec, config, si_group_names, epoch, source)."""
-    path, epoch = parse_source(source)
-    if path.endswith(".pt"):
-        if epoch is not None:
-            raise LandscapeError(f"{source}: '@EPOCH' applies to trajectories, not .pt files")
-        meta = load_checkpoint(path)
-    else:
-        meta = {**Trajectory(path).checkpoint(epoch), "source": path}
-    return rebuild_model(meta["model_spec"], meta["config"], meta["state_dict"], device), meta
-
-
-def epochs_argument(source: str, epochs: str | None, default: str) -> tuple[str, str]:
-    """(path, epoch spec) from a command's ``TRAJ`` or ``TRAJ@EPOCH`` and its ``--epochs``
-    (given once at most; ``default`` when neither names them)."""
-    path, epoch = parse_source(source)
-    if epoch is not None and epochs is not None:
-        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --epochs")
-    if epoch is not None:
-        return path, "last" if epoch == -1 else str(epoch)
-    return path, epochs or default
-
-
-def select_epochs(traj: "Trajectory", spec: str) -> list[int]:
-    """Checkpoint epochs from 'last', 'all', '10,50,100' or 'every:K'."""
-    stored = traj.checkpoint_epochs
-    if not stored:
-        raise LandscapeError(f"{traj.path}: holds no checkpoint")
-    spec = str(spec).strip()
-    if spec == "last":
-        return [stored[-1]]
-    if spec == "all":
-        return list(stored)
-    if spec.startswith("every:"):
-        try:
-            k = int(spec[6:])
-            assert k > 0
-        except (ValueError, AssertionError):
-            raise LandscapeError(f"--epochs {spec}: write every:K with a positive integer K") from None
-        return [e for e in stored if e % k == 0] or [stored[-1]]
-    try:
-        wanted = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise LandscapeError(f"--epochs {spec!r}: use last, all, every:K or a list like 10,50,100") from None
-    return [traj.resolve_epoch(e) for e in wanted]
 
 
 def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:

@@ -1,4 +1,4 @@
-"""The CLI: one-line errors, no tracebacks, no destroyed files (issue 2)."""
+"""The CLI: one-line errors, no tracebacks, no destroyed files."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""One CLI grammar (issue 14): no abbreviations, a default in every option's help, one-line
+"""One CLI grammar: no abbreviations, a default in every option's help, one-line
 errors, analyses free of argparse."""
 import argparse
 import ast

@@ -1,4 +1,4 @@
-"""Sweeps through Ray and submitit (issue 17): the same trajectories as the local strategy, a
+"""Sweeps through Ray and submitit: the same trajectories as the local strategy, a
 killed worker retried and resumed, shards sharing one folder. Real engines: a local Ray
 instance and submitit's local executor (subprocesses)."""
 import json

@@ -1,4 +1,4 @@
-"""Readers beside open handles and live writers; one writer per file (issue 11)."""
+"""Readers beside open handles and live writers; one writer per file."""
 import json
 import os
 import signal

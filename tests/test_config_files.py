@@ -1,4 +1,4 @@
-"""Config files (issue 19): TOML in, the resolved settings out, flags overriding the file."""
+"""Config files: TOML in, the resolved settings out, flags overriding the file."""
 import numpy as np
 
 from landscape.trajectory import Trajectory

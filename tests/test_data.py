@@ -1,4 +1,4 @@
-"""MNIST-1D generator settings in the dataset name (issue 20: a harder CPU-scale task)."""
+"""MNIST-1D generator settings in the dataset name (a harder CPU-scale task)."""
 import numpy as np
 import pytest
 

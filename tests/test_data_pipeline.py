@@ -1,4 +1,4 @@
-"""The GPU input pipeline (issue 16), tested on the CPU with the same code: CIFAR's training
+"""The GPU input pipeline, tested on the CPU with the same code: CIFAR's training
 images stay uint8 on the device and are cropped, flipped and normalised there for the whole
 batch; every random draw of an epoch is made before its first step (no host round trip per
 batch); nothing inside an epoch reads a value back to the host. The trajectories are
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import landscape.training as training
+import landscape.run as run_mod
+from landscape.config import TrainConfig
+from landscape.steppers import train_epoch
 from landscape import train
 from landscape.data import CIFAR_MEAN, CIFAR_STD, Dataset, epoch_generator, load_dataset, train_batches
 
@@ -49,7 +51,7 @@ def test_uint8_images_normalise_as_the_float_path(fake_cifar):
 
 
 def reference_batches(data: Dataset, batch_size, epoch, seed, padding):
-    """The batch-by-batch pipeline (before issue 16): float inputs, each batch's draws taken
+    """The batch-by-batch pipeline (the float pipeline): float inputs, each batch's draws taken
     when it is made, crops of the normalised images padded with ``fill``."""
     fill = data.black if padding == "black" else None
     gen = epoch_generator(seed, epoch)
@@ -120,7 +122,7 @@ def test_an_epoch_reads_nothing_back_to_the_host(fake_cifar, monkeypatch):
     from landscape.models import build_model, model_spec, si_groups
     from landscape.sphere import group_sq_norms
     data = load_dataset("cifar10", fake_cifar, raw_images=True)
-    cfg = training.TrainConfig(model="convnet", width=4, batch_size=32, augment=True, dataset="cifar10")
+    cfg = TrainConfig(model="convnet", width=4, batch_size=32, augment=True, dataset="cifar10")
     model = build_model(model_spec("convnet", (3, 32, 32), 10, width=4), 0)
     params = [p for _, p in si_groups(model)]
     rho = float(group_sq_norms(params).detach().sum().sqrt())
@@ -130,7 +132,7 @@ def test_an_epoch_reads_nothing_back_to_the_host(fake_cifar, monkeypatch):
     with monkeypatch.context() as m:
         for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu", "numpy"):
             m.setattr(torch.Tensor, name, refuse)
-        acc = training.train_epoch(model, params, data, 1e-3 * rho ** 2, rho, cfg, 1)
+        acc = train_epoch(model, params, data, 1e-3 * rho ** 2, rho, cfg, 1)
     assert acc.steps == 7 and acc.metrics(1e-3)[0]["train_loss"] > 0  # read once, after it
 
 
@@ -138,8 +140,8 @@ def test_uint8_training_is_bit_identical_to_the_float_pipeline(fake_cifar, tmp_p
     kw = dict(model="convnet", width=4, dataset="cifar10", data_root=fake_cifar, batch_size=32,
               epochs=2, elr=1e-3, device="cpu", augment=True, checkpoint_metrics=True, progress=False)
     fast = train(out=str(tmp_path / "uint8.h5"), **kw)
-    real = training.load_dataset
-    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: real(*a, **{**k, "raw_images": False}))
+    real = run_mod.load_dataset
+    monkeypatch.setattr(run_mod, "load_dataset", lambda *a, **k: real(*a, **{**k, "raw_images": False}))
     slow = train(out=str(tmp_path / "float.h5"), **kw)
     for k, v in slow.state_dict().items():
         assert torch.equal(fast.state_dict()[k], v), k

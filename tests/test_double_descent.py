@@ -1,4 +1,4 @@
-"""The double-descent detector (issue 13): calibrated false-positive rate on noise alone, power
+"""The double-descent detector: calibrated false-positive rate on noise alone, power
 on planted peaks, windows in epochs, qualification by regime and peak alignment, end to end on
 trajectories written by the package's own writer."""
 import json

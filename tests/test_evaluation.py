@@ -1,4 +1,4 @@
-"""Checkpoint metrics, the official protocol, against a hand-written loop (issue 12)."""
+"""Checkpoint metrics, the official protocol, against a hand-written loop."""
 import copy
 import json
 

@@ -1,5 +1,5 @@
 """Every plot command renders on a tiny run, and every axis of every figure is labelled
-(issue 14: figures that read like a paper's)."""
+(figures that read like a paper's)."""
 import importlib
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The GPU benchmark (issue 16) is one command that must work the first time it meets a GPU:
+"""The GPU benchmark is one command that must work the first time it meets a GPU:
 its CPU smoke run measures every contender the CPU has, and its one-wide-network alternative
 (grouped convolutions) trains each model exactly as the model alone."""
 import importlib.util

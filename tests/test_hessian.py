@@ -1,4 +1,4 @@
-"""Curvature against explicit Hessians, PyHessian and scale invariance (issue 4)."""
+"""Curvature against explicit Hessians, PyHessian and scale invariance."""
 import math
 
 import numpy as np

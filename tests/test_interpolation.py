@@ -1,4 +1,4 @@
-"""Interpolation and loss barriers against known answers (issue 5)."""
+"""Interpolation and loss barriers against known answers."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Scale invariance of every model and the frozen last layer (issue 2)."""
+"""Scale invariance of every model and the frozen last layer."""
 import pytest
 import torch
 

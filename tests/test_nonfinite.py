@@ -1,5 +1,4 @@
-"""Non-finite values end runs cleanly; folder commands skip what they cannot use; JSON is JSON
-(issue 11)."""
+"""Non-finite values end runs cleanly; folder commands skip what they cannot use; JSON is JSON."""
 import json
 import math
 import os
@@ -9,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import landscape.training as training
+import landscape.steppers as steppers
+from landscape.run import EXIT_NONFINITE
 from landscape import Trajectory, train
 from landscape.sweep import sweep
 
@@ -27,7 +27,7 @@ def strict_json(path):
 def poisoned(monkeypatch):
     """From epoch 3, step 2 on, one input signal is inf: BatchNorm turns it into NaN (the way a
     bad sample or an overflow poisons a real run)."""
-    real = training.train_batches
+    real = steppers.train_batches
 
     def batches(data, batch_size, epoch, *a, **k):
         for step, (x, y) in enumerate(real(data, batch_size, epoch, *a, **k), 1):
@@ -35,7 +35,7 @@ def poisoned(monkeypatch):
                 x = x.clone()
                 x[0] = math.inf
             yield x, y
-    monkeypatch.setattr(training, "train_batches", batches)
+    monkeypatch.setattr(steppers, "train_batches", batches)
 
 
 def _args(tiny, out, **extra):
@@ -49,7 +49,7 @@ def _args(tiny, out, **extra):
 def test_a_nonfinite_run_ends_with_its_status_and_keeps_its_epochs(tmp_path, tiny, poisoned, monkeypatch, cli):
     path = tmp_path / "sw" / "elr0.01.h5"
     code, out, err = cli(_args(tiny, path))
-    assert code == training.EXIT_NONFINITE == 3, err
+    assert code == EXIT_NONFINITE == 3, err
     assert "stopped: non-finite loss" in err and "epoch 3, step 2" in err and str(path) in err
     t = Trajectory(str(path))
     assert t.status == "nonfinite" and t.epochs_complete == 2 and list(t.epochs) == [1, 2]

@@ -1,4 +1,4 @@
-"""The own-model API (issue 14): any module, any criterion, data as tensors / DataLoader /
+"""The own-model API: any module, any criterion, data as tensors / DataLoader /
 list, against explicit Hessians and GGNs; the README example runs as written."""
 import re
 import warnings

@@ -1,4 +1,4 @@
-"""The one-page sweep report (issue 19): one row per run, valid embedded images, Markdown too."""
+"""The one-page sweep report: one row per run, valid embedded images, Markdown too."""
 import base64
 import io
 from html.parser import HTMLParser

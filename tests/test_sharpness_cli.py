@@ -1,4 +1,4 @@
-"""`landscape sharpness` end to end: appended results, untouched trajectory, errors (issue 4)."""
+"""`landscape sharpness` end to end: appended results, untouched trajectory, errors."""
 import hashlib
 
 import h5py

@@ -1,4 +1,4 @@
-"""Speed options (issue 16) keep the numerics that matter: bf16 autocast tracks float32 while the
+"""Speed options keep the numerics that matter: bf16 autocast tracks float32 while the
 sphere norm and eq. (3) stay exact; channels-last and torch.compile change nothing but speed.
 GPU paths, tested here on the CPU with the same logic."""
 import math
@@ -11,7 +11,8 @@ from landscape import train
 from landscape.data import Dataset
 from landscape.models import build_model, model_spec, si_groups
 from landscape.sphere import group_sq_norms
-from landscape.training import TrainConfig, train_epoch
+from landscape.config import TrainConfig
+from landscape.steppers import train_epoch
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Projected SGD on the sphere: eq. (2), norm conservation, eq. (3), batched models (issue 2)."""
+"""Projected SGD on the sphere: eq. (2), norm conservation, eq. (3), batched models."""
 import math
 
 import torch

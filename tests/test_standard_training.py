@@ -1,4 +1,4 @@
-"""Section 6 (issue 15): training outside the sphere on the same path, against hand-written
+"""Section 6: training outside the sphere on the same path, against hand-written
 torch.optim loops; the norm's dynamics, schedules, the non-finite path, resumption, sweeps."""
 
 import numpy as np
@@ -11,7 +11,7 @@ from landscape.data import load_dataset, train_batches
 from landscape.models import build_model, si_groups
 from landscape.sphere import group_sq_norms
 from landscape.trajectory import Trajectory
-from landscape.training import TrainConfig, epoch_lr
+from landscape.config import TrainConfig, epoch_lr
 
 
 def reference(t: Trajectory, data_root, scheduler: bool = False) -> dict:

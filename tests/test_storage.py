@@ -1,4 +1,4 @@
-"""Trajectory files at the paper's scale: bounded size, old files, modes, failed commits (issue 11)."""
+"""Trajectory files at the paper's scale: bounded size, old files, modes, failed commits."""
 import errno
 import os
 import stat
@@ -38,7 +38,7 @@ def assert_bounded(path, epochs):
     # the allowance must be smaller than what the old layout leaked, or this could not fail
     assert (epochs - 1) * _state_bytes(path) > 0.1 * size["live_bytes"] + 1 * MB
     assert size["file_bytes"] <= 1.1 * size["live_bytes"] + 1 * MB, size
-    # and storage() measures what the issue measured: the stored size of every dataset
+    # and storage() measures what a user measures: the stored size of every dataset
     with h5py.File(path, "r") as f:
         live = []
         f.visititems(lambda _, o: live.append(o.id.get_storage_size()) if isinstance(o, h5py.Dataset) else None)

@@ -1,4 +1,4 @@
-"""Loss surfaces (issue 18) against known answers: a quadratic model's closed form, filter
+"""Loss surfaces against known answers: a quadratic model's closed form, filter
 normalisation and tangent projection component-wise, norms kept on the sphere, an SI network
 flat along its radial direction, PCA recovering a known 2-D path, and the command end to end."""
 import json

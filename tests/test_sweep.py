@@ -1,25 +1,24 @@
-"""ELR sweeps: equal to separate runs, isolated, resumable (issue 6)."""
+"""ELR sweeps: equal to separate runs, isolated, resumable."""
 import hashlib
 import os
 
 import numpy as np
 import pytest
 
-import landscape.sweep as sweep_mod
-import landscape.training as training
+import landscape.run as run_mod
 from landscape import Trajectory, train
-from landscape.sweep import parse_grid, sweep
+from landscape.sweep import parse_rates, sweep
 
 
 def test_grids():
-    paper = parse_grid("1e-7:5")  # the paper's {1, 2, 5} x 10^-k, k = 0..7
+    paper = parse_rates("1e-7:5")  # the paper's {1, 2, 5} x 10^-k, k = 0..7
     assert len(paper) == 24 and paper[0] == 1e-7 and paper[-1] == 5.0
-    assert parse_grid("1e-7:1")[-3:] == [0.2, 0.5, 1.0]
-    assert parse_grid("2e-3:1e-2") == [0.002, 0.005, 0.01]
-    g = parse_grid("1e-4:1e-2:12")
+    assert parse_rates("1e-7:1")[-3:] == [0.2, 0.5, 1.0]
+    assert parse_rates("2e-3:1e-2") == [0.002, 0.005, 0.01]
+    g = parse_rates("1e-4:1e-2:12")
     assert len(g) == 12 and np.isclose(g[0], 1e-4) and np.isclose(g[-1], 1e-2)
     np.testing.assert_allclose(np.diff(np.log(g)), np.log(100) / 11)
-    assert parse_grid("0.001, 0.002") == [0.001, 0.002]
+    assert parse_rates("0.001, 0.002") == [0.001, 0.002]
 
 
 @pytest.mark.parametrize("grid", ["", "0,1", "-1e-3", "abc", "1:", "1e-2:1e-4", "1e-4:1e-2:0", "1:2:3:4", "1e-3,1e-3"])
@@ -90,7 +89,7 @@ def test_in_process_resume_after_interruption(tmp_path, tiny, monkeypatch, strat
     full = tmp_path / "full"
     sweep(elrs, str(full), strategy=strategy, progress=False, **cfg)
     commits = []
-    real = sweep_mod.commit_epoch
+    real = run_mod.commit_epoch
 
     def dying(run, epoch, *a):
         if epoch == 3 and len([c for c in commits if c == 3]) == 1:
@@ -98,13 +97,11 @@ def test_in_process_resume_after_interruption(tmp_path, tiny, monkeypatch, strat
         commits.append(epoch)
         return real(run, epoch, *a)
 
-    monkeypatch.setattr(sweep_mod, "commit_epoch", dying)
+    monkeypatch.setattr(run_mod, "commit_epoch", dying)
     cut = tmp_path / "cut"
-    monkeypatch.setattr(training, "commit_epoch", dying)  # streams commit through close_epoch
     with pytest.raises(KeyboardInterrupt):
         sweep(elrs, str(cut), strategy=strategy, progress=False, **cfg)
-    monkeypatch.setattr(sweep_mod, "commit_epoch", real)
-    monkeypatch.setattr(training, "commit_epoch", real)
+    monkeypatch.setattr(run_mod, "commit_epoch", real)
     assert [Trajectory(str(cut / f"elr{e:g}.h5")).epochs_complete for e in elrs] == [3, 2, 2]
     index = sweep(elrs, str(cut), strategy=strategy, progress=False, **cfg)
     assert [r["status"] for r in index["runs"]] == ["done"] * 3

@@ -1,4 +1,4 @@
-"""The sweep's GPU strategies (issue 16), tested on the CPU with the same code: streams (the
+"""The sweep's GPU strategies, tested on the CPU with the same code: streams (the
 models in turn on one batch, a CUDA stream each on a GPU) equal single runs bit for bit with
 every speed option; the vectorised step takes bf16 autocast and torch.compile; auto times the
 in-process strategies on a probe and keeps its choice."""
@@ -12,7 +12,7 @@ import torch
 import landscape.sweep as sweep_mod
 from landscape import Trajectory, train
 from landscape.sweep import probe_strategies, sweep
-from landscape.training import TrainConfig
+from landscape.config import TrainConfig
 
 
 def _identical(a: Trajectory, b: Trajectory):

@@ -1,4 +1,4 @@
-"""The toy model against the paper's closed forms (issue 3)."""
+"""The toy model against the paper's closed forms."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Dashboard mirrors (issue 19): what TensorBoard and the CSV hold equals the HDF5 trajectory,
+"""Dashboard mirrors: what TensorBoard and the CSV hold equals the HDF5 trajectory,
 while training, in a sweep and after the fact."""
 import csv
 import os

@@ -1,4 +1,4 @@
-"""landscape train against independent truth (issue 2)."""
+"""landscape train against independent truth."""
 import json
 import math
 import os
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import landscape.training as training
+import landscape.steppers as steppers
 from landscape import Trajectory, load_dataset, train
 from landscape.models import si_groups
 
@@ -55,14 +55,14 @@ def test_logged_effective_grad_norm_equals_autograd(tmp_path, tiny):
 
 def test_different_elrs_share_initialisation_and_batches(tmp_path, tiny, monkeypatch):
     seen = {}
-    original = training.train_batches
+    original = steppers.train_batches
 
     def recording(data, *a, **k):
         for x, y in original(data, *a, **k):
             seen.setdefault(key, []).append((x.clone(), y.clone()))
             yield x, y
 
-    monkeypatch.setattr(training, "train_batches", recording)
+    monkeypatch.setattr(steppers, "train_batches", recording)
     trajs = {}
     for key, elr in (("a", 1e-3), ("b", 0.5)):
         trajs[key] = train(out=str(tmp_path / f"{key}.h5"), **dict(tiny, elr=elr))

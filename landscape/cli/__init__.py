@@ -5,6 +5,7 @@ Every user error becomes one line on stderr and exit status 2, never a traceback
 from __future__ import annotations
 
 import os
+import re
 import sys
 from importlib import import_module
 
@@ -49,13 +50,28 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def in_flags(message: str, arguments, parser, command: str) -> str:
+    """A library message in the command's terms: each Python argument it names (``batch_size``)
+    becomes the command's flag for it (``--batch-size``) or its positional name."""
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    actions = {a.dest: a for a in sub.choices[command]._actions}
+    for name in arguments:
+        action = actions.get(name)
+        if action is None:
+            continue
+        shown = max(action.option_strings, key=len) if action.option_strings else (action.metavar or name.upper())
+        message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/-])", shown, message)
+    return message
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         code = args.run(args)
     except LandscapeError as e:
-        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        print(f"landscape {args.command}: error: {in_flags(str(e), e.arguments, parser, args.command)}",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

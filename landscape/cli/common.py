@@ -6,6 +6,12 @@ import math
 
 import numpy as np
 
+from ..errors import LandscapeError
+from ..points import parse_source
+import json
+import sys
+import tomllib
+
 
 def _shown(value) -> str:
     if value is None:
@@ -64,10 +70,9 @@ def number_list(kind):
 
 def grid(text):
     """An ELR / LR grid in the grammar of ``landscape sweep``: 0.1,0.2 | 1e-3:1 | 1e-3:1:12."""
-    from ..errors import LandscapeError
-    from ..sweep import parse_grid
+    from ..sweep import parse_rates
     try:
-        return parse_grid(text)
+        return parse_rates(text)
     except LandscapeError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -114,8 +119,6 @@ def add_checkpoints(p, default: str) -> None:
 
 
 def checkpoints_of(args) -> str | None:
-    import sys
-    from ..errors import LandscapeError
     if args.epochs is not None:
         if args.checkpoints is not None:
             raise LandscapeError("give --checkpoints only (--epochs is its deprecated alias)")
@@ -277,9 +280,7 @@ def add_config_options(p) -> None:
 def read_config(path: str, extra=()) -> dict:
     """A TOML file's settings with the flags' names (``--weight-decay`` as weight-decay or
     weight_decay); an unknown key is a one-line error naming it."""
-    import tomllib
-    from ..errors import LandscapeError
-    from ..training import TrainConfig
+    from ..config import TrainConfig
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -300,7 +301,6 @@ def read_config(path: str, extra=()) -> dict:
 
 def config_toml(settings: dict) -> str:
     """Settings as TOML (None values, 'not set', are left out)."""
-    import json
     lines = []
     for key, value in settings.items():
         if value is None:
@@ -318,7 +318,6 @@ def config_toml(settings: dict) -> str:
 def check_rate_options(given: dict, sweep: bool = False) -> None:
     """--elr belongs to the sphere, --lr to the whole space; --conventional implies the whole
     space (one-line errors for the mixes)."""
-    from ..errors import LandscapeError
     if given.get("conventional") and "space" not in given:
         given["space"] = "whole"
     whole = given.get("space") == "whole"
@@ -372,3 +371,14 @@ def megabytes(n: int) -> str:
 def print_skipped(skipped: list[dict]) -> None:
     for s in skipped:
         print(f"skipped {s['path']}: {s['reason']}")
+
+
+def epochs_argument(source: str, epochs: str | None, default: str) -> tuple[str, str]:
+    """(path, epoch spec) from a command's ``TRAJ`` or ``TRAJ@EPOCH`` and its ``--checkpoints``
+    (given once at most; ``default`` when neither names them)."""
+    path, epoch = parse_source(source)
+    if epoch is not None and epochs is not None:
+        raise LandscapeError("give the epochs once: TRAJ@EPOCH or --checkpoints")
+    if epoch is not None:
+        return path, "last" if epoch == -1 else str(epoch)
+    return path, epochs or default

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from ..trajectory import Trajectory
 from .common import log_results, write_outputs
+from .common import add_checkpoint_run_options, add_checkpoints, checkpoints_of, epochs_argument, progress_of
 
 
 def add_parser(sub):
-    from .common import add_checkpoint_run_options, add_checkpoints
     p = sub.add_parser("evaluate", help="the official code's metrics of stored checkpoints",
                        description="At each chosen checkpoint, with no update: train loss and "
                        "accuracy over the whole training set in fixed order (the run's batch "
@@ -22,8 +22,7 @@ def add_parser(sub):
 def run(args):
     from ..evaluation import evaluate_checkpoints
     from ..plots.evaluation import plot_checkpoint_metrics
-    from ..trajectory import Trajectory, epochs_argument
-    from .common import checkpoints_of, progress_of
+    from ..trajectory import Trajectory
     path, epochs = epochs_argument(args.trajectory, checkpoints_of(args), "all")
     result = evaluate_checkpoints(path, epochs, args.device, args.data_root, progress=progress_of(args))
     traj = Trajectory(path)

@@ -21,7 +21,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..trajectory import export_checkpoint, parse_source
+    from ..points import export_checkpoint, parse_source
     if args.to:
         from ..trackers import mirror_trajectory
         for path in args.trajectory:

@@ -1,9 +1,10 @@
 """``landscape interpolate``."""
 from __future__ import annotations
 
-from ..interpolation import BN_MODES, DATA, interpolate, PATHS
+from ..interpolation import DATA, PATH_BN_MODES, PATHS, interpolate
 from ..plots.interpolation import plot_interpolation
 from .common import log_results, write_outputs
+from .common import _number, add_checkpoint_run_options, progress_of
 
 
 def print_interpolation(out: dict) -> None:
@@ -23,7 +24,6 @@ def print_interpolation(out: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import add_checkpoint_run_options, _number
     p = sub.add_parser("interpolate", help="loss and error on the path between two solutions",
                        description="Loss barriers on the linear (or great-circle) path between two "
                        "checkpoints: A B as .pt exports or traj.h5@EPOCH, or one trajectory with --along.")
@@ -33,7 +33,7 @@ def add_parser(sub):
     p.add_argument("--points", type=_number(int), default=25, help="points on [0, 1] (0 and 1 included)")
     p.add_argument("--extend", type=_number(float), default=0.2, help="also this far beyond each end")
     p.add_argument("--data", choices=DATA, default="both", help="evaluate on the train set, the test set or both")
-    p.add_argument("--bn", choices=BN_MODES, default="recompute",
+    p.add_argument("--bn", choices=PATH_BN_MODES, default="recompute",
                    help="recompute: fresh BatchNorm statistics at every point from one pass over the "
                    "training data, then eval mode (the official protocol); batch: mini-batch statistics")
     p.add_argument("--path", choices=PATHS, default="chord",
@@ -46,7 +46,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from .common import progress_of
     out = interpolate(args.a, args.b, along=args.along, points=args.points, extend=args.extend,
                       data=args.data, bn=args.bn, path=args.path, device=args.device,
                       data_root=args.data_root, progress=progress_of(args), name=args.name)

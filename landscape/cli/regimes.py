@@ -5,6 +5,7 @@ from ..regimes import METRIC_SOURCES, RegimeCriteria, regimes, SOURCE_TEXT
 from ..plots.regimes import plot_regimes
 from .common import print_skipped
 from .common import write_outputs
+from .common import RawHelpFormatter, _number, add_outputs
 
 
 def print_regimes(result: dict) -> None:
@@ -53,9 +54,7 @@ CRITERIA_HELP = {
 
 
 def add_parser(sub):
-    from .common import _number, add_outputs
     from .. import regimes as module
-    from .common import RawHelpFormatter
     p = sub.add_parser("regimes", help="classify runs into the three regimes (Figure 1)",
                        description=module.__doc__.replace("``", ""), formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectory files")

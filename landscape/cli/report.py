@@ -1,5 +1,6 @@
 """``landscape report``."""
 from __future__ import annotations
+import os
 
 
 def add_parser(sub):
@@ -16,7 +17,6 @@ def add_parser(sub):
 
 
 def run(args):
-    import os
     from ..report import write_report
     fmt = args.format or ("md" if os.path.splitext(args.out)[1].lower() in (".md", ".markdown") else "html")
     for path in write_report(args.inputs, args.out, fmt, args.metrics):

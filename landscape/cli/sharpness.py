@@ -1,12 +1,15 @@
 """``landscape sharpness``."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ..hessian import BN_MODES, ESTIMATORS, MATRICES
-from ..sharpness import sharpness
+from ..hessian import CURVATURE_BN_MODES, ESTIMATORS, MATRICES
+from ..sharpness import SharpnessSettings, sharpness
 from ..plots.sharpness import plot_sharpness
 from .common import log_results, write_outputs
+from .common import _number, add_checkpoint_run_options, add_checkpoints, checkpoints_of, epochs_argument, progress_of
 
 
 def print_sharpness(result: dict) -> None:
@@ -40,7 +43,6 @@ def print_sharpness(result: dict) -> None:
 
 
 def add_parser(sub):
-    from .common import add_checkpoint_run_options, _number, add_checkpoints
     p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
                        description="Curvature of a trajectory's checkpoints; results are appended "
                        "to it under /analyses/sharpness.")
@@ -49,7 +51,7 @@ def add_parser(sub):
     p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
     p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
     p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
-    p.add_argument("--bn", choices=BN_MODES, default="batch",
+    p.add_argument("--bn", choices=CURVATURE_BN_MODES, default="batch",
                    help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
     p.add_argument("--matrix", choices=MATRICES, default="hessian",
                    help="hessian, or ggn: the generalised Gauss-Newton J^T H_out J (the official code's 'Fisher')")
@@ -62,7 +64,7 @@ def add_parser(sub):
     p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
     p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
     p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
-    p.add_argument("--hvp", choices=("rev", "fwd"), default="rev",
+    p.add_argument("--hvp", dest="hvp_mode", choices=("rev", "fwd"), default="rev",
                    help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
     p.add_argument("--seed", type=_number(int), default=0, help="seed of the batches, probes and Lanczos starts")
     p.add_argument("--double", action="store_true", help="compute in float64")
@@ -72,13 +74,10 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..trajectory import epochs_argument
-    from .common import checkpoints_of, progress_of
     path, epochs = epochs_argument(args.trajectory, checkpoints_of(args), "last")
-    result = sharpness(path, epochs, args.probes, args.eigs, args.batches, args.bn, args.density,
-                       args.seed, args.double, args.device, args.data_root, args.probe_batch,
-                       args.hvp, args.density_steps, args.density_runs, matrix=args.matrix,
-                       estimator=args.estimator, per_group=args.per_group, progress=progress_of(args))
+    settings = SharpnessSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SharpnessSettings)})
+    result = sharpness(path, epochs, settings, device=args.device, data_root=args.data_root,
+                       progress=progress_of(args))
     print_sharpness(result)
     print(f"appended /analyses/sharpness to {path}")
     write_outputs(args, result, lambda out: plot_sharpness(result, out))

@@ -5,6 +5,9 @@ import json
 from ..files import write_json
 from ..trajectory import _compact
 from .common import _number, megabytes, print_table
+import glob
+import os
+from ..errors import LandscapeError
 
 
 def add_parser(sub):
@@ -20,11 +23,8 @@ def add_parser(sub):
 
 def show_folder(folder: str) -> None:
     """One line per trajectory of a folder (a sweep): ELR, epochs, status, final losses."""
-    import glob
-    import os
-    from ..errors import LandscapeError
     from ..trajectory import Trajectory
-    from ..training import rate_of
+    from ..config import swept_rate
     paths = sorted(glob.glob(os.path.join(folder, "*.h5")))
     if not paths:
         raise LandscapeError(f"{folder} is a folder with no trajectories (*.h5): give a trajectory file")
@@ -39,7 +39,7 @@ def show_folder(folder: str) -> None:
         m = t.metrics
         last = lambda k: f"{m[k][-1]:.4g}" if k in m and len(m[k]) else "-"
         if t.kind == "train":
-            name, value = rate_of(t.config)
+            name, value = swept_rate(t.config)
             rate = f"{name} {value:.3g}"
         else:
             rate = f"ELR {t.config.get('elr', float('nan')):.3g}"
@@ -48,10 +48,9 @@ def show_folder(folder: str) -> None:
 
 
 def run(args):
-    import os
-    from ..errors import LandscapeError
     from ..locks import describe, writer_of
-    from ..trajectory import Trajectory, parse_source, storage
+    from ..trajectory import Trajectory, storage
+    from ..points import parse_source
     if os.path.isdir(args.trajectory):
         return show_folder(args.trajectory)
     path, epoch = parse_source(args.trajectory)
@@ -73,7 +72,7 @@ def run(args):
              if dead > 0.25 * size["live_bytes"] + 256e3 else ""))  # beyond HDF5's own ~100 kB
     status = t.status
     if status == "nonfinite":
-        from ..training import nonfinite_message
+        from ..run import nonfinite_message
         status += f": {nonfinite_message(t.status_detail)}"
     writer = writer_of(t.path)
     print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer else ""))

@@ -1,20 +1,20 @@
 """``landscape surface``."""
 from __future__ import annotations
 
-from ..surface import POINTS_AT_ONCE, SPACES, surface
+from ..surface import POINTS_AT_ONCE, SLICE_SPACES, surface
 import numpy as np
 
 from .common import log_results, write_outputs
+from .common import RawHelpFormatter, _number, add_checkpoint_run_options, progress_of
 
 
 def add_parser(sub):
     from .. import surface as module
-    from .common import RawHelpFormatter, _number, add_checkpoint_run_options
     p = sub.add_parser("surface", help="the loss on a 2-D slice: around a solution or through three",
                        description=module.__doc__.replace("``", ""), formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="one solution (a.pt or traj.h5@EPOCH) or three (their plane)")
     p.add_argument("--grid", default="-1:1:21", help="LO:HI:N of both coordinates")
-    p.add_argument("--space", choices=SPACES, default=None,
+    p.add_argument("--space", choices=SLICE_SPACES, default=None,
                    help="sphere: SI weights move on their sphere (tangent directions, great circles); "
                    "flat: straight lines (default: sphere for SI networks, flat otherwise)")
     p.add_argument("--directions", choices=("random", "pca"), default="random",
@@ -39,7 +39,6 @@ def add_parser(sub):
 def run(args):
     from ..surface import write_vtk
     from ..plots.surface import plot_surface
-    from .common import progress_of
     result = surface(args.inputs, grid=args.grid, space=args.space, seed=args.seed,
                      directions=args.directions, trajectory=args.trajectory, data=args.data, bn=args.bn,
                      device=args.device, data_root=args.data_root, progress=progress_of(args), name=args.name,
@@ -57,7 +56,7 @@ def run(args):
         for path in write_vtk(args.vtk, result):
             print(f"wrote {path}")
     write_outputs(args, result, lambda path: plot_surface(result, path))
-    from ..trajectory import parse_source
+    from ..points import parse_source
     summary = {"epoch": np.array([0]), **{f"{k}_min": np.array([float(np.nanmin(v))]) for k, v in result.items()
                                           if k.endswith("_loss") or k.endswith("_error")}}
     log_results(args, parse_source(args.inputs[0])[0], f"surface/{result.get('name', 'slice')}", summary)

@@ -5,13 +5,13 @@ import dataclasses
 import os
 
 from ..sweep import INDEX, STRATEGIES, sweep
-from ..training import TrainConfig
+from ..config import TrainConfig
 from ..errors import LandscapeError
 from .common import add_config_options, check_rate_options, config_toml, read_config
+from .common import _number, add_training_options
 
 
 def add_parser(sub):
-    from .common import _number, add_training_options
     p = sub.add_parser("sweep", help="train many ELRs (or LRs) from one initialisation and batch order",
                        description="One trajectory per ELR in OUT/ plus OUT/sweep.json; re-running "
                        "the command continues an interrupted sweep.")

@@ -6,6 +6,9 @@ from ..toy import (_check, classify, convergence_threshold, equilibrium_level, o
                    simulate_many, write_trajectory)
 from ..plots.toy import plot_toy
 from .common import write_outputs
+import os
+import sys
+from .common import _number, add_outputs, grid, number_list
 
 
 def report(results: list[dict]) -> list[dict]:
@@ -30,7 +33,6 @@ def report(results: list[dict]) -> list[dict]:
 
 
 def add_parser(sub):
-    from .common import _number, add_outputs, grid, number_list
     p = sub.add_parser("toy", help="the paper's toy model: three regimes with closed-form checks",
                        description="Projected GD on the unit sphere for F = sum_i alpha_i x_i^2/(x_i^2+y_i^2) "
                        "(paper Section 3.2), one run per ELR from the same seeded point.")
@@ -49,8 +51,6 @@ def add_parser(sub):
 
 
 def run(args):
-    import os
-    import sys
     if args.elr is not None:
         print("landscape toy: note: --elr is deprecated, use --elrs", file=sys.stderr)
         args.elrs = args.elr

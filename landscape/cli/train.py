@@ -28,7 +28,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..training import TrainConfig, train
+    from ..config import TrainConfig
+    from ..run import train
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     if args.config:
         given = {**read_config(args.config), **given}  # flags override the file
@@ -45,7 +46,7 @@ def run(args):
         traj = train(out=args.resume, resume=True, progress=progress, log=args.log, log_dir=args.log_dir, **given)
     else:
         cfg = TrainConfig(**given)
-        name, value = cfg.rate if cfg.space == "whole" else ("ELR", cfg.elr)
+        name, value = cfg.swept_rate if cfg.space == "whole" else ("ELR", cfg.elr)
         dataset = cfg.dataset.replace(":", "-").replace(",", "-").replace("=", "")  # a plain file name
         out = args.out or f"runs/{cfg.model}-{dataset}-{name.lower()}{value:g}.h5"
         traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress,
@@ -54,7 +55,7 @@ def run(args):
         print_table(traj, rows=10)
         print(f"wrote {traj.path}")
     if traj.status == "nonfinite":
-        from ..training import EXIT_NONFINITE, nonfinite_message
+        from ..run import EXIT_NONFINITE, nonfinite_message
         print(f"landscape train: stopped: {nonfinite_message(traj.status_detail)} in {traj.path} "
               f"(status 'nonfinite' recorded)", file=sys.stderr)
         return EXIT_NONFINITE

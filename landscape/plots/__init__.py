@@ -2,6 +2,8 @@
 colour bar for ordered parameters (ELR, LR), the regime colours with their legend, axes that
 read like a paper's."""
 from __future__ import annotations
+import math
+import os
 
 REGIME_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:red", None: "0.6"}
 REGIME_NAMES = {1: "1 convergence", 2: "2 chaotic equilibrium", 3: "3 divergence", None: "undetermined"}
@@ -64,7 +66,6 @@ def no_minor_labels(ax) -> None:
 def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_cols: int | None = None):
     """(figure, axes) with ``panels`` panels, side by side or in rows of ``max_cols``; axes is a
     flat list even for one panel (unused cells of the last row are hidden)."""
-    import math
     import matplotlib
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
@@ -80,7 +81,6 @@ def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_col
 
 def save_figure(fig, path: str) -> None:
     """Write the figure atomically (its format from the extension of ``path``)."""
-    import os
     import matplotlib.pyplot as plt
     from ..files import atomic_write
     suffix = os.path.splitext(path)[1]

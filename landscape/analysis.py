@@ -1,0 +1,98 @@
+"""What every analysis of stored networks does around its own computation: open the input and
+refuse what it cannot analyse, refuse early a file another process writes (the results are
+appended to it), load the run's data on the device in the run's dtype, show progress, stack the
+per-point results into arrays and append them under ``/analyses/<name>`` with their settings.
+
+``over_checkpoints`` is the whole loop for an analysis of a trajectory's checkpoints (``evaluate``,
+``sharpness``); the interpolation and surface analyses, whose points are not checkpoints, use the
+same pieces (``network_trajectory``, ``analysis_data``, ``stack_rows``, ``append_analysis``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import Dataset, dataset_of, resolve_device
+from .errors import LandscapeError
+from .legacy import stored_config
+from .locks import refuse_if_written
+from .progress import Progress
+from .trajectory import Trajectory, append_analysis
+from .points import parse_source, select_epochs
+
+
+def network_trajectory(path: str, write: bool) -> Trajectory:
+    """The trajectory of a trained network at ``path``; with ``write`` (results appended to
+    it) refused now, not after the computation, if another process is writing it."""
+    traj = Trajectory(path)
+    if traj.kind != "train":
+        raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
+    if write:
+        refuse_if_written(path)
+    return traj
+
+
+def analysis_data(config: dict, data_root: str | None, device, dtype: torch.dtype) -> Dataset:
+    """The stored run's data (same subset and label noise) on ``device``, in ``dtype`` (the
+    run's, like its models: a float64 run stays float64)."""
+    data = dataset_of(config, data_root, device)
+    data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
+    return data
+
+
+def evaluation_sets(data: Dataset, which: str) -> dict:
+    """{'train': [(x, y)], 'test': [(x, y)]} of ``data``, or the one of them ``which`` names
+    ('train', 'test' or 'both')."""
+    sets = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
+    return sets if which == "both" else {which: sets[which]}
+
+
+def results_target(source: str, write: bool) -> str | None:
+    """The trajectory the results of an analysis of ``source`` ('traj.h5@EPOCH' or a '.pt'
+    checkpoint) are appended to, refused now if another process writes it; None for a '.pt'
+    file or ``write=False`` (nothing is stored)."""
+    path = parse_source(source)[0]
+    if not write or path.endswith(".pt"):
+        return None
+    refuse_if_written(path)
+    return path
+
+
+def stack_rows(rows: list[dict]) -> dict:
+    """[{name: value}, ...] of the points -> {name: array over the points}."""
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+
+
+def over_checkpoints(path: str, epochs: str, measure: Callable, *, name: str, settings,
+                     units: int = 1, unit: str = "checkpoint", device: str = "cpu",
+                     data_root: str | None = None, progress: bool | None = None,
+                     write: bool = True) -> dict:
+    """Run an analysis over the chosen checkpoints of a network trajectory.
+
+    ``measure(traj, data)`` prepares the analysis once (fixed batches, say) and returns the
+    per-checkpoint function ``f(model, advance) -> {name: value}``, which calls
+    ``advance(n)`` as it does ``n`` of its ``units`` of work (shown as progress). Returns
+    ``{"epoch": [n], name: [n, ...]}``; appended to the file under ``/analyses/<name>`` with
+    ``settings`` (a dict, or a function of the trajectory giving it) unless ``write=False``
+    ('/' in a row's name is stored as '.').
+    """
+    traj = network_trajectory(path, write)
+    chosen = select_epochs(traj, epochs)
+    device = resolve_device(device)
+    data = analysis_data(traj.config, data_root, device, getattr(torch, stored_config(traj.config)["dtype"]))
+    per_checkpoint = measure(traj, data)
+    bar = Progress(len(chosen) * units, name, unit, progress)
+    rows = []
+    try:
+        for epoch in chosen:
+            model = traj.load_model(epoch, device)
+            rows.append(per_checkpoint(model, lambda n=units, e=epoch: bar.update(n, postfix=f"epoch {e}")))
+    finally:
+        bar.close()
+    result = {"epoch": np.array(chosen), **stack_rows(rows)}
+    if write:  # HDF5 names cannot hold '/' inside a group's member: groups/rho -> groups.rho
+        append_analysis(path, name, {k.replace("/", "."): v for k, v in result.items()},
+                        {"settings": settings(traj) if callable(settings) else settings})
+    return result

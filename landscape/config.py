@@ -1,0 +1,175 @@
+"""The settings of one training run (``TrainConfig``), their validation, and what they mean per
+epoch: the learning rate of an epoch, and whether an epoch is evaluated or checkpointed.
+
+Defaults are written once, here; a stored configuration is read through ``from_dict``, which
+fills the options a file predates from ``legacy``.
+
+    >>> cfg = TrainConfig(elr=1e-3, epochs=5)
+    >>> cfg.validate()
+    >>> cfg.swept_rate
+    ('ELR', 0.001)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from . import legacy
+from .data import AUGMENT_PADDINGS
+from .errors import ArgumentError
+
+TRAINING_SPACES = ("sphere", "whole")   # projected SGD at a fixed ELR | plain SGD at a fixed LR
+PRECISIONS = ("float32", "bf16")
+DTYPES = ("float32", "float64")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+SCHEDULES = ("constant", "cosine")
+GROUPINGS = ("filter", "layer")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "convnet"
+    width: int | None = None          # None: the model's default (convnet 32, resnet18 64, mlp 256)
+    depth: int = 3                    # mlp only
+    last_layer_norm: float = 10.0
+    # MNIST-1D with both generator noises doubled, which a small ConvNet cannot memorise in a
+    # few epochs, so that regime 2 spans a decade of ELRs on a CPU
+    dataset: str = "mnist1d:noise=2"
+    data_root: str = "data"
+    download: bool = False
+    train_subset: int | None = None
+    label_noise: float = 0.0
+    label_noise_mode: str = "paper"   # paper: each label w.p. p -> uniform class; exact: round(pN) moved
+    augment: bool | None = None       # None: on for the generated MNIST-1D variants (mnist1d:...)
+    augment_padding: str = "black"    # crops padded with black pixels (official) or zeros
+    elr: float | None = 1e-3
+    rho: float | None = None          # None: the initial total SI norm
+    epochs: int = 100
+    batch_size: int = 128
+    init_seed: int = 0
+    data_seed: int = 0
+    eval_every: int = 1
+    save_every: int = 10
+    device: str = "auto"
+    dtype: str = "float32"            # float64: slower, but rounding no longer seeds chaos
+    groups: str = "filter"            # SI groups logged: every filter (and each layer), or layers
+    checkpoint_metrics: bool = False  # also the official protocol's metrics at every epoch's end
+    init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
+    # Section 6: training outside the sphere
+    space: str = "sphere"             # sphere: projected SGD at a fixed ELR; whole: plain SGD at lr
+    lr: float | None = None           # the learning rate of space='whole'
+    weight_decay: float = 0.0         # whole space only
+    momentum: float = 0.0             # whole space only
+    schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
+    conventional: bool = False        # BN affine on, trainable last layer with bias (whole space)
+    # speed: numerics of the forward/backward only; steps, norms and metrics stay exact
+    precision: str = "float32"        # float32 | bf16 (autocast of forward and backward)
+    channels_last: bool = False       # 2-D convolutions in channels-last memory layout
+    compile: bool = False             # torch.compile of the forward pass and of the update
+    compile_mode: str = "default"     # torch.compile's mode: reduce-overhead replays CUDA graphs
+
+    def validate(self) -> None:
+        """Check every setting (``ArgumentError`` naming the field) and resolve the automatic
+        ones (``augment``), so that the stored configuration says what was done."""
+        for name in ("epochs", "batch_size", "eval_every", "save_every"):
+            _positive(name, getattr(self, name), int)
+        if self.rho is not None:
+            _positive("rho", self.rho)
+        if self.batch_size < 2:
+            raise ArgumentError("batch_size must be at least 2 (train-mode BatchNorm)", "batch_size")
+        if self.augment is None:
+            self.augment = self.dataset.startswith("mnist1d:")
+        for name, allowed in (("augment_padding", AUGMENT_PADDINGS), ("groups", GROUPINGS),
+                              ("dtype", DTYPES), ("precision", PRECISIONS),
+                              ("compile_mode", COMPILE_MODES), ("space", TRAINING_SPACES),
+                              ("schedule", SCHEDULES)):
+            _one_of(name, getattr(self, name), allowed)
+        if self.precision == "bf16" and self.dtype != "float32":
+            raise ArgumentError("precision 'bf16' autocasts a float32 model: set dtype to 'float32'",
+                                "precision", "dtype")
+        if self.compile_mode != "default" and not self.compile:
+            raise ArgumentError(f"compile_mode {self.compile_mode!r} is a mode of compile: set "
+                                f"compile", "compile_mode", "compile")
+        if self.space == "whole":
+            if self.lr is None:
+                raise ArgumentError("space 'whole' trains at a learning rate: give lr", "space", "lr")
+            _positive("lr", self.lr)
+            self.elr = None  # the sphere's parameter: meaningless here
+        else:
+            _positive("elr", self.elr)
+            if self.lr is not None:
+                raise ArgumentError("lr is the learning rate of space 'whole'; on the sphere give "
+                                    "elr (lr = ELR * rho^2)", "lr", "space", "elr")
+            for name in ("weight_decay", "momentum"):
+                if getattr(self, name):
+                    raise ArgumentError(f"{name} needs space 'whole' (on the sphere the projection "
+                                        f"fixes the norm)", name, "space")
+            if self.conventional:
+                raise ArgumentError("conventional trains every weight by SGD: set space 'whole' "
+                                    "and lr", "conventional", "space", "lr")
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ArgumentError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}",
+                                "weight_decay")
+        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+            raise ArgumentError(f"momentum must be in [0, 1), got {self.momentum!r}", "momentum")
+
+    @property
+    def swept_rate(self) -> tuple[str, float]:
+        """The run's learning-rate parameter: ('ELR', elr) on the sphere, ('LR', lr) in the
+        whole space."""
+        return swept_rate(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A stored configuration; options added later take the value that reproduces runs
+        stored before them (``legacy.CONFIG``); unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in legacy.stored_config(d).items() if k in known})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(name: str, value, kind=float) -> None:
+    if not _is_number(value) or value <= 0 or (kind is int and value != int(value)):
+        raise ArgumentError(f"{name} must be a positive {'integer' if kind is int else 'number'}, "
+                            f"got {value!r}", name)
+
+
+def _one_of(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ArgumentError(f"{name} must be one of {', '.join(allowed)}, got {value!r}", name)
+
+
+def swept_rate(config: dict) -> tuple[str, float]:
+    """('ELR', elr) or ('LR', lr) of a configuration, stored or not: the parameter a sweep varies."""
+    if legacy.stored_config(config)["space"] == "whole":
+        return "LR", float(config["lr"])
+    return "ELR", float(config["elr"])
+
+
+def base_lr(cfg: TrainConfig, rho: float) -> float:
+    """The learning rate before any schedule: ELR rho^2 on the sphere (eq. (2)), ``lr`` in the
+    whole space (rho is then the initial norm)."""
+    return cfg.lr if cfg.space == "whole" else cfg.elr * rho ** 2
+
+
+def epoch_lr(cfg: TrainConfig, base: float, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based): constant, or cosine annealing to 0 over the run
+    stepped once per epoch, as ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs)``:
+    base (1 + cos(pi (epoch - 1) / epochs)) / 2."""
+    if cfg.schedule == "cosine":
+        return base * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs)) / 2
+    return base
+
+
+def is_eval_epoch(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether the test set is evaluated after ``epoch`` (every ``eval_every``, and the last)."""
+    return epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+
+
+def is_checkpoint_epoch(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether ``epoch``'s model is kept as a checkpoint (every ``save_every``, and the last)."""
+    return epoch % cfg.save_every == 0 or epoch == cfg.epochs

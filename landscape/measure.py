@@ -1,0 +1,193 @@
+"""What is measured of a network: the per-epoch metrics a run logs, their names and layout in
+the trajectory, the test pass, and the official protocol's checkpoint metrics.
+
+Per-step statistics are summed on the device by ``EpochAccumulator``; the host reads them once
+per epoch, so logging costs no synchronisation inside an epoch. The checkpoint metrics
+(``checkpoint_metrics``) are the paper's figure quantities: the whole training set in stored
+order, train-mode BatchNorm, no update.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset
+from .models import si_groups, with_batch_statistics
+from .sphere import filter_sq_norms, group_sq_norms, si_statistics
+
+# Per-epoch scalar metrics (``/metrics/<name>``) and per-group ones (``/metrics/groups/<name>``).
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
+           "grad_norm", "effective_step_size", "rho", "elr")
+GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")  # also per filter
+NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
+CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
+
+
+def test_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the model in eval mode over (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss, correct = torch.zeros((), device=x.device, dtype=torch.float64), 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            out = model(x[i:i + batch_size])
+            loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").double()
+            correct += (out.argmax(1) == y[i:i + batch_size]).sum()
+    model.train(was_training)
+    return loss.item() / len(y), float(correct) / len(y)
+
+
+class EpochAccumulator:
+    """Sums of per-step statistics on the device (no host synchronisation inside the epoch).
+    With a batch of models every value carries a leading model dimension, and ``index`` picks
+    one model when reading."""
+
+    def __init__(self):
+        self.sums, self.steps, self.seen = None, 0, 0
+        self.loss_sum = self.correct = self.rho_end_sq = self.filter_rho_end_sq = None
+        self.bad_step = self.bad_what = None  # first step with a non-finite value, and which
+
+    @torch.no_grad()
+    def add(self, stats: dict, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        self.sums = stats if self.sums is None else {k: self.sums[k] + v for k, v in stats.items()}
+        loss = loss.detach().double()
+        self.steps += 1
+        self._flag(NONFINITE["loss"] * ~torch.isfinite(loss)
+                   + NONFINITE["gradient"] * ~torch.isfinite(stats["grad_norm"]))
+        loss = loss * n
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.seen += n
+
+    @torch.no_grad()
+    def end_step(self, rho_end_sq: torch.Tensor) -> None:
+        """After the step: the new group norms (the next step's rho_i^2), checked as well."""
+        self.rho_end_sq = rho_end_sq
+        self._flag(NONFINITE["parameters"] * ~torch.isfinite(rho_end_sq.sum(-1)))
+
+    @torch.no_grad()
+    def end_epoch(self, params, filters: bool, batch_dims: int = 0) -> None:
+        """The epoch's last statistics: the filters' norms after its last step."""
+        if filters:
+            self.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
+
+    def _flag(self, what: torch.Tensor) -> None:
+        """Remember the first step at which something went non-finite, on the device (checking
+        on the host every step would synchronise; the epoch's end looks once)."""
+        what = what.long()
+        if self.bad_step is None:
+            self.bad_step, self.bad_what = torch.full_like(what, -1), torch.zeros_like(what)
+        self.bad_step = torch.where((self.bad_step < 0) & (what > 0), self.steps, self.bad_step)
+        self.bad_what = torch.where(self.bad_step == self.steps, self.bad_what | what, self.bad_what)
+
+    def nonfinite(self, index=None) -> dict | None:
+        """None, or the first step of the epoch (1-based) at which the loss, a gradient or the
+        parameters were not finite, with which of them."""
+        if self.bad_step is None:
+            return None
+        step = int(self.bad_step if index is None else self.bad_step[index])
+        if step < 0:
+            return None
+        what = int(self.bad_what if index is None else self.bad_what[index])
+        return {"step": step, "what": [k for k, bit in NONFINITE.items() if what & bit]}
+
+    def metrics(self, lr: float, index=None) -> tuple[dict, dict, dict]:
+        """(scalar metrics, per-layer metrics, per-filter metrics or {}) of the epoch; ``index``
+        picks one model of a batch."""
+        pick = (lambda t: t) if index is None else (lambda t: t[index])
+        mean = {k: (pick(v) / self.steps).cpu().numpy() for k, v in self.sums.items()}
+        metrics = {
+            "train_loss": pick(self.loss_sum).item() / self.seen,
+            "train_accuracy": pick(self.correct).item() / self.seen,
+            "effective_grad_norm": float(mean["effective_grad_norm"]),
+            "grad_norm": float(mean["grad_norm"]),
+            "rho": math.sqrt(mean["rho_sq"]),
+            # ELRs from the epoch-mean squared norms, so eq. (3) holds exactly for the logged values
+            "elr": lr / float(mean["rho_sq"]),
+        }
+        metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
+
+        def per_group(prefix, rho_end_sq):  # layers ('group_') and filters ('filter_') alike
+            return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]), "elr": lr / mean[f"{prefix}rho_sq"],
+                    "effective_grad_norm": mean[f"{prefix}effective_grad_norm"],
+                    "effective_step_size": mean[f"{prefix}effective_step_size"],
+                    "rho_end": np.sqrt(pick(rho_end_sq).double().cpu().numpy())}
+        filters = per_group("filter_", self.filter_rho_end_sq) if "filter_rho_sq" in mean else {}
+        return metrics, per_group("group_", self.rho_end_sq), filters
+
+
+def forward_backward(model, params, x, y, precision: str = "float32"):
+    """(loss, number correct, gradients of ``params``) of one mini-batch, the forward pass
+    (and so the backward) under bf16 autocast with ``precision='bf16'``; the loss is taken in
+    float32 and the gradients come out in the parameters' float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x)
+    out = out.float() if precision == "bf16" else out
+    loss = F.cross_entropy(out, y)
+    grads = torch.autograd.grad(loss, params)
+    return loss, (out.argmax(1) == y).sum(), grads
+
+
+def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
+                  precision: str = "float32"):
+    """Loss, accuracy and the SI statistics of one mini-batch into ``acc``, no step (the
+    checkpoint protocol's measurement); returns the SI gradients."""
+    loss, correct, grads = forward_backward(model, params, x, y, precision)
+    with torch.no_grad():
+        acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss, correct, len(y))
+    return grads
+
+
+def fixed_order_batches(data: Dataset, batch_size: int):
+    """The training set in its stored order, un-augmented, in batches (a trailing batch of one
+    example is dropped: train-mode BatchNorm cannot normalise it)."""
+    for i in range(0, len(data.y_train), batch_size):
+        if len(data.y_train[i:i + batch_size]) > 1:
+            yield data.inputs(data.x_train[i:i + batch_size]), data.y_train[i:i + batch_size]
+
+
+def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
+                       test: tuple | None = None) -> tuple[dict, dict, dict]:
+    """The official code's metrics of a point, no update: over the whole training set in fixed
+    order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
+    statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
+    over batches of the stochastic effective gradient norm rho ||grad L_B|| (and per layer and
+    filter); the test loss and accuracy in eval mode (``test``: already computed). Returns
+    (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
+    m = with_batch_statistics(model)
+    params = [p for _, p in si_groups(m)]
+    acc = EpochAccumulator()
+    for x, y in fixed_order_batches(data, batch_size):
+        measure_batch(m, params, x, y, lr, groups, acc)
+    with torch.no_grad():  # nothing moved: the norms at the end are the norms
+        acc.rho_end_sq = group_sq_norms(params)
+        if groups == "filter":
+            acc.filter_rho_end_sq = filter_sq_norms(params)
+    metrics, per_layer, per_filter = acc.metrics(lr)
+    metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test)
+    return metrics, per_layer, per_filter
+
+
+def epoch_rows(metrics: dict, groups: dict, filters: dict, prefix: str = "") -> dict:
+    """One epoch's rows by their path under /metrics (``prefix``: ``CHECKPOINT_PREFIX`` for the
+    checkpoint metrics)."""
+    rows = {prefix + k: metrics[k] for k in METRICS}
+    rows.update({f"{prefix}groups/{k}": v for k, v in groups.items()})
+    rows.update({f"{prefix}filters/{k}": v for k, v in filters.items()})
+    return rows
+
+
+def row_shapes(groups: str, checkpoint: bool, n_groups: int, n_filters: int) -> dict:
+    """The rows a run logs each epoch, with their shapes (created empty with the file):
+    ``groups`` 'filter' adds the per-filter rows, ``checkpoint`` the checkpoint metrics."""
+    shapes = {}
+    for prefix in ("", CHECKPOINT_PREFIX) if checkpoint else ("",):
+        shapes.update({prefix + k: () for k in METRICS})
+        shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS})
+        if groups == "filter":
+            shapes.update({f"{prefix}filters/{k}": (n_filters,) for k in GROUP_METRICS})
+    return shapes
