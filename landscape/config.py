@@ -86,28 +86,28 @@ class TrainConfig:
                               ("schedule", SCHEDULES)):
             _one_of(name, getattr(self, name), allowed)
         if self.precision == "bf16" and self.dtype != "float32":
-            raise ArgumentError("precision 'bf16' autocasts a float32 model: set dtype to 'float32'",
+            raise ArgumentError("precision bf16 autocasts a float32 model: drop dtype float64",
                                 "precision", "dtype")
         if self.compile_mode != "default" and not self.compile:
-            raise ArgumentError(f"compile_mode {self.compile_mode!r} is a mode of compile: set "
-                                f"compile", "compile_mode", "compile")
+            raise ArgumentError(f"compile_mode {self.compile_mode} is a mode of compile: add compile",
+                                "compile_mode", "compile")
         if self.space == "whole":
             if self.lr is None:
-                raise ArgumentError("space 'whole' trains at a learning rate: give lr", "space", "lr")
+                raise ArgumentError("space whole trains at a learning rate: give lr", "space", "lr")
             _positive("lr", self.lr)
             self.elr = None  # the sphere's parameter: meaningless here
         else:
             _positive("elr", self.elr)
             if self.lr is not None:
-                raise ArgumentError("lr is the learning rate of space 'whole'; on the sphere give "
+                raise ArgumentError("lr is the learning rate of space whole; on the sphere give "
                                     "elr (lr = ELR * rho^2)", "lr", "space", "elr")
             for name in ("weight_decay", "momentum"):
                 if getattr(self, name):
-                    raise ArgumentError(f"{name} needs space 'whole' (on the sphere the projection "
+                    raise ArgumentError(f"{name} needs space whole (on the sphere the projection "
                                         f"fixes the norm)", name, "space")
             if self.conventional:
-                raise ArgumentError("conventional trains every weight by SGD: set space 'whole' "
-                                    "and lr", "conventional", "space", "lr")
+                raise ArgumentError("conventional trains every weight by SGD: add space whole and lr",
+                                    "conventional", "space", "lr")
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise ArgumentError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}",
                                 "weight_decay")
@@ -145,9 +145,9 @@ def _one_of(name: str, value, allowed) -> None:
 
 def swept_rate(config: dict) -> tuple[str, float]:
     """('ELR', elr) or ('LR', lr) of a configuration, stored or not: the parameter a sweep varies."""
-    if legacy.stored_config(config)["space"] == "whole":
-        return "LR", float(config["lr"])
-    return "ELR", float(config["elr"])
+    name, key = ("LR", "lr") if legacy.stored_config(config)["space"] == "whole" else ("ELR", "elr")
+    value = config.get(key)
+    return name, None if value is None else float(value)
 
 
 def base_lr(cfg: TrainConfig, rho: float) -> float:

@@ -152,7 +152,7 @@ def _mnist1d(root: str, name: str = "mnist1d"):
 def _cifar(name: str, root: str, download: bool):
     title, folder, archive = CIFAR_FOLDERS[name]
     if not download and not os.path.isdir(os.path.join(root, folder)):
-        raise ArgumentError(
+        raise LandscapeError(
             f"{title} not found: expected the folder {os.path.join(root, folder)}/ (extracted from "
             f"{archive}); put it under data_root {root} or pass download", "data_root", "download")
     import torchvision
@@ -160,7 +160,7 @@ def _cifar(name: str, root: str, download: bool):
     try:
         train, test = (cls(root, train=t, download=download) for t in (True, False))
     except RuntimeError as e:  # torchvision's integrity check
-        raise ArgumentError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
+        raise LandscapeError(f"{title} under {root} is incomplete or corrupt ({e}); re-extract "
                              f"{archive} there or pass download", "download") from None
     # raw uint8 images, channels first (N, 3, 32, 32); ``normalise_images`` makes inputs of them
     (x, y), (xt, yt) = ((ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets, np.int64)) for ds in (train, test))

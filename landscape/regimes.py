@@ -86,6 +86,34 @@ def ess_spread(ess) -> float:
     return float(e.std() / e.mean()) if len(e) > 1 and e.mean() > 0 else float("nan")
 
 
+def _falling_verdict(loss, acc, final: float, equal, num_classes: int, c: RegimeCriteria,
+                     evidence: dict) -> tuple[int | None, str]:
+    """(regime, reason) of a run whose tail loss falls significantly: convergence, unless the
+    effective step sizes have equalised without a fall lasting over the second half, or the run
+    ends at random guessing. Adds the second half's fall to ``evidence``."""
+    random_loss = math.log(num_classes)
+    # ending at the uniform guess itself (loss ~ ln C, chance accuracy), not above it: a run
+    # still falling from a bad start sits above ln C
+    final_random = (abs(final - random_loss) <= (1 - c.random_loss_fraction) * random_loss and
+                    acc[-max(1, int(round(c.final_fraction * len(acc)))):].mean()
+                    <= 1.0 / num_classes + c.random_accuracy_margin)
+    half = np.log(np.maximum(loss[len(loss) // 2:], 1e-300))
+    sustained = falling_trend(half) if len(half) >= c.sustained_min_points else None
+    evidence["half_fall_factor"] = (float(np.exp(-sustained["slope"] * (len(half) - 1)))
+                                    if sustained else float("nan"))
+    evidence["half_p_falling"] = sustained["p_falling"] if sustained else float("nan")
+    lasting = (sustained is not None and sustained["p_falling"] < c.trend_alpha and
+               evidence["half_fall_factor"] >= c.sustained_fall_factor)
+    if equal and not lasting:
+        reason = "the loss still falls but the effective step sizes have equalised"
+    elif final_random:  # e.g. an exploded run whose annealed LR brings it back to guessing
+        reason = (f"the loss falls but ends at random guessing (final {final:.3g} ~ ln C = "
+                  f"{random_loss:.3g}, accuracy at chance)")
+    else:
+        return 1, ""
+    return None, reason
+
+
 def classify_curve(train_loss, train_accuracy, num_classes: int,
                    criteria: RegimeCriteria | None = None, group_ess=None,
                    ess_level: str = "filter") -> dict:
@@ -128,25 +156,7 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     if random_guess and not falling:
         regime = 3
     elif falling:
-        # ending at the uniform guess itself (loss ~ ln C, chance accuracy), not above it: a run
-        # still falling from a bad start sits above ln C
-        final_random = (abs(final - random_loss) <= (1 - c.random_loss_fraction) * random_loss and
-                        acc[-max(1, int(round(c.final_fraction * len(acc)))):].mean()
-                        <= 1.0 / num_classes + c.random_accuracy_margin)
-        half = np.log(np.maximum(loss[len(loss) // 2:], 1e-300))
-        sustained = falling_trend(half) if len(half) >= c.sustained_min_points else None
-        evidence["half_fall_factor"] = (float(np.exp(-sustained["slope"] * (len(half) - 1)))
-                                        if sustained else float("nan"))
-        evidence["half_p_falling"] = sustained["p_falling"] if sustained else float("nan")
-        lasting = (sustained is not None and sustained["p_falling"] < c.trend_alpha and
-                   evidence["half_fall_factor"] >= c.sustained_fall_factor)
-        if equal and not lasting:
-            reason = "the loss still falls but the effective step sizes have equalised"
-        elif final_random:  # e.g. an exploded run whose annealed LR brings it back to guessing
-            reason = (f"the loss falls but ends at random guessing (final {final:.3g} ~ ln C = "
-                      f"{random_loss:.3g}, accuracy at chance)")
-        else:
-            regime = 1
+        regime, reason = _falling_verdict(loss, acc, final, equal, num_classes, c, evidence)
     elif equal is None:
         reason = "no per-group effective step sizes to tell a converged run from an equilibrium"
     elif low and not equal:

@@ -169,7 +169,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         config_dict["init_source"] = source
     if cfg.space == "sphere" and not cfg.elr * rho ** 2 < torch.finfo(getattr(torch, cfg.dtype)).max:
         raise ArgumentError(f"elr {cfg.elr:g}: the learning rate ELR * rho^2 = {cfg.elr * rho ** 2:.3g} "
-                            f"overflows {cfg.dtype}; use a smaller elr or dtype 'float64'", "elr", "dtype")
+                            f"overflows {cfg.dtype}; use a smaller elr or dtype float64", "elr", "dtype")
     writer = TrajectoryWriter.create(
         out, config=config_dict, model_spec=spec, group_names=names,
         initial_state=training_state(model, buffers, names), overwrite=overwrite,

@@ -124,9 +124,9 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
         base.lr = elrs[0]  # every run's own LR is set below
     base.validate()
     if strategy == "vectorised" and base.channels_last:
-        raise ArgumentError("channels_last: vmap folds the models into the channels, so the "
-                            "vectorised strategy cannot keep the layout; use strategy 'streams' "
-                            "or 'processes' (or 'auto')", "channels_last", "strategy")
+        raise ArgumentError("channels_last: vmap folds the models into the channels, so vectorised "
+                            "sweeps cannot keep the layout; use strategy streams or processes (or "
+                            "auto)", "channels_last", "strategy")
     os.makedirs(out_dir, exist_ok=True)
     if log:
         from .trackers import parse_trackers
@@ -194,8 +194,8 @@ class SweepPlan:
                                  f"differ): pick another output folder or repeat its command to continue it")
 
     def run(self, progress) -> dict:
-        base, rate = self.base, "lr" if self.base.space == "whole" else "elr"
-        files = [run_file(self.out_dir, e, rate) for e in self.elrs]
+        base, field = self.base, "lr" if self.base.space == "whole" else "elr"  # the swept setting
+        files = [run_file(self.out_dir, e, field) for e in self.elrs]
         status = [run_status(f, base.epochs) for f in files]  # (state, epochs done), read once
         todo = [(e, f) for i, (e, f, (st, _)) in enumerate(zip(self.elrs, files, status))
                 if st not in FINISHED and (self.shard is None or i % self.shard[1] == self.shard[0])]
@@ -204,7 +204,7 @@ class SweepPlan:
             self.strategy, probe = self.auto_strategy([e for e, _ in todo])
         index = {"format": "landscape-sweep", "config": self.shared, "strategy": self.strategy,
                  "executor": self.executor,
-                 "runs": [{rate: e, "file": os.path.basename(f), "status": st}
+                 "runs": [{field: e, "file": os.path.basename(f), "status": st}
                           for e, f, (st, _) in zip(self.elrs, files, status)]}
         if probe is not None:
             index["strategy_probe"] = probe
@@ -219,7 +219,7 @@ class SweepPlan:
         placed = {}
         try:
             if todo:
-                placed = self.train([dataclasses.replace(base, **{rate: e}) for e, _ in todo],
+                placed = self.train([dataclasses.replace(base, **{field: e}) for e, _ in todo],
                                     [f for _, f in todo], report)
         finally:
             report.close()
@@ -331,14 +331,14 @@ def probe_strategies(base: TrainConfig, values, strategies=PROBED, batches: int 
     """Time each strategy on these models and this device: a throw-away sweep of 3 epochs of
     ``batches`` batches (the real code path, into a temporary folder), read from the second
     epoch's wall times (warm: cuDNN autotuned, compiled; interpreter start-ups excluded). The
-    in-process strategies record each model's share of an epoch, so their rate is N images
+    in-process strategies record each model's share of an epoch, so their throughput is N images
     over the shares' sum; processes run concurrently, each worker its round-robin share in
     turn, so theirs is the sum over workers of their images over their time. Returns
     ``{"images_per_second": {strategy: aggregate rate}, "chosen": the fastest, "models": N,
     "batches": B}``."""
     available = base.train_subset or len(load_training_data(base).y_train)
     subset = min(batches * base.batch_size, available)
-    rates = {}
+    images_per_second = {}
     for strategy in strategies:
         folder = tempfile.mkdtemp(prefix=".landscape-probe-")
         try:
@@ -349,13 +349,13 @@ def probe_strategies(base: TrainConfig, values, strategies=PROBED, batches: int 
                        for r in index["runs"]]
             if strategy == "processes":
                 n_workers = max(1, min(len(values), workers or os.cpu_count() or 1))
-                rates[strategy] = sum(len(seconds[w::n_workers]) * subset / sum(seconds[w::n_workers])
+                images_per_second[strategy] = sum(len(seconds[w::n_workers]) * subset / sum(seconds[w::n_workers])
                                       for w in range(n_workers))
             else:
-                rates[strategy] = len(values) * subset / sum(seconds)
+                images_per_second[strategy] = len(values) * subset / sum(seconds)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    return {"images_per_second": rates, "chosen": max(rates, key=rates.get), "models": len(values),
+    return {"images_per_second": images_per_second, "chosen": max(images_per_second, key=images_per_second.get), "models": len(values),
             "batches": batches}
 
 

@@ -1,6 +1,7 @@
-"""Mirrors of a trajectory for dashboards: CSV and TensorBoard, written while a run
-trains (``landscape train/sweep --log``) or after the fact (``landscape export --to``). The
-HDF5 trajectory stays the source of truth; a mirror only copies it.
+"""Mirrors of a trajectory for dashboards: CSV, TensorBoard and Weights & Biases (offline or
+online), written while a run trains (``landscape train/sweep --log``) or after the fact
+(``landscape export --to``). The HDF5 trajectory stays the source of truth; a mirror only copies
+it.
 
 Names: ``train_loss`` -> ``train/loss``, ``test_accuracy`` -> ``test/accuracy``, other scalar
 metrics under their own names (``effective_grad_norm``, ``rho``, ``elr``, ...), per-layer values
@@ -78,7 +79,7 @@ class TensorBoardMirror:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ArgumentError("log tensorboard needs TensorBoard: pip install 'landscape[tensorboard]'", "log") from None
+            raise LandscapeError("log tensorboard needs TensorBoard: pip install 'landscape[tensorboard]'", "log") from None
         self.writer = SummaryWriter(log_dir=os.path.join(folder, "tensorboard"), purge_step=start_epoch + 1)
         self.config = config
         self.losses = {}
@@ -122,7 +123,7 @@ class WandbMirror:
         try:
             import wandb
         except ImportError:
-            raise ArgumentError("log wandb needs Weights & Biases: pip install 'landscape[wandb]'", "log") from None
+            raise LandscapeError("log wandb needs Weights & Biases: pip install 'landscape[wandb]'", "log") from None
         os.makedirs(folder, exist_ok=True)
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
                               name=os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs"),

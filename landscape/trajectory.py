@@ -44,7 +44,7 @@ import torch
 
 from .legacy import stored_config
 from .version import __version__
-from .errors import ArgumentError, LandscapeError
+from .errors import LandscapeError
 from .files import atomic_write
 from .locks import WriterLock, commit_marker, writer_of
 
@@ -177,7 +177,7 @@ def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = N
         if lock is None:
             lock = stack.enter_context(WriterLock(path, "creating"))
         if os.path.exists(path) and not overwrite:
-            raise ArgumentError(f"{path} already exists: pass resume to continue it or "
+            raise LandscapeError(f"{path} already exists: pass resume to continue it or "
                                  f"overwrite to replace it", "resume", "overwrite")
 
         def write(tmp):
@@ -395,7 +395,7 @@ class TrajectoryWriter:
         try:
             self._commit(epoch, rows, state, checkpoint, seconds)
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
-            raise ArgumentError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
+            raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
                                  f"the epochs committed before it: fix the cause (disk space?) and "
                                  f"continue with resume", "resume") from None
 

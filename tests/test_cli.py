@@ -33,6 +33,7 @@ def base(tiny):
     (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], ["CIFAR-10 not found", "cifar-10-batches-py", "--download"]),
     (["--init", "missing.h5@3"], ["missing.h5", "no such file"]),
 ])
+@pytest.mark.slow
 def test_bad_train_input(tmp_path, base, cli, extra, words):
     out = str(tmp_path / "t.h5")
     code, _, err = cli(base + ["-o", out] + extra)
@@ -101,6 +102,7 @@ def test_show_export_and_load(tmp_path, base, cli):
     assert_one_line_error(code, err, "already exists")
 
 
+@pytest.mark.slow
 def test_console_script_prints_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "landscape", "train", "--elr", "-1", "-o", str(tmp_path / "x.h5")],
                        capture_output=True, text=True)

@@ -49,9 +49,12 @@ def test_version(capsys):
     from landscape.cli import main
     with pytest.raises(SystemExit) as e:
         main(["--version"])
-    assert e.value.code == 0 and "landscape 0.1.0" in capsys.readouterr().out
+    import landscape
+    assert landscape.__version__ == "0.2.0"  # raised with the trajectory format's version 2
+    assert e.value.code == 0 and f"landscape {landscape.__version__} (torch " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path, tiny, cli):
     t = train(out=str(tmp_path / "a.h5"), progress=False, **tiny)
     (tmp_path / "folder").mkdir()

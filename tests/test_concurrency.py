@@ -65,6 +65,7 @@ def test_a_trajectory_open_in_a_notebook_can_be_read_and_written(tmp_path, tiny,
         assert Trajectory(path).epochs_complete == 3
 
 
+@pytest.mark.slow
 def test_reader_in_another_process_while_training_writes(tmp_path, tiny):
     """`landscape train` in a subprocess, a notebook handle and a polling reader here: the
     writer is never blocked, the reader only ever sees committed epochs."""
@@ -104,6 +105,7 @@ def assert_refused(code, err, pid):
     assert f"pid {pid}" in err and socket.gethostname() in err and "since" in err, err
 
 
+@pytest.mark.slow
 def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_path, tiny, cli):
     path = tmp_path / "live.h5"
     cfg = dict(tiny, epochs=100000, save_every=1000)
@@ -156,6 +158,7 @@ def test_a_writer_in_this_process_is_exclusive(tmp_path, tiny):
     assert train(out=path, resume=True, progress=False, epochs=2).epochs_complete == 2
 
 
+@pytest.mark.slow
 def test_a_second_sweep_on_a_live_folder_is_refused(tmp_path, tiny, cli):
     out = tmp_path / "sw"
     args = [sys.executable, "-m", "landscape", "sweep", "--elrs", "1e-3,2e-3", "-o", str(out), "-q",

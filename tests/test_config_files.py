@@ -1,4 +1,5 @@
 """Config files: TOML in, the resolved settings out, flags overriding the file."""
+import pytest
 import numpy as np
 
 from landscape.trajectory import Trajectory
@@ -26,6 +27,7 @@ def test_print_config_then_config_gives_a_bit_identical_trajectory(tmp_path, tin
     assert Trajectory(str(tmp_path / "c.h5")).config["elr"] == 1e-2
 
 
+@pytest.mark.slow
 def test_a_sweep_takes_a_config_and_its_grid(tmp_path, tiny, cli):
     (tmp_path / "sweep.toml").write_text(
         f'model = "mlp"\nwidth = 16\ndata-root = "{tiny["data_root"]}"\ntrain-subset = 256\n'

@@ -53,3 +53,27 @@ def test_the_command_lines_in_the_docs_parse():
             parser.parse_args(_attach_negative_values(argv))
         except SystemExit as e:
             pytest.fail(f"landscape {line}: does not parse (exit {e.code})")
+
+
+@pytest.mark.parametrize("module", ["landscape.config", "landscape.sweep", "landscape.points", "landscape.errors",
+                                    "landscape.data", "landscape.interpolation"])
+def test_the_docstring_examples_run(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_every_python_name_the_docs_use_exists():
+    """`landscape.module.name` in the README and the docs names a real function or class."""
+    import importlib
+    texts = [(ROOT / "README.md").read_text()] + [p.read_text() for p in (ROOT / "docs").rglob("*.md")]
+    names = {m for t in texts for m in re.findall(r"\blandscape\.([a-z_]+\.[A-Za-z_]\w*)", t)}
+    assert len(names) > 10
+    for name in sorted(names):
+        module, attr = name.split(".")
+        try:
+            target = importlib.import_module(f"landscape.{module}")
+        except ModuleNotFoundError:  # landscape.<function> of the package front
+            target = getattr(importlib.import_module("landscape"), module)
+        assert hasattr(target, attr), f"landscape.{name}"

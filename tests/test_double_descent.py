@@ -40,6 +40,7 @@ def bump(centre, height=0.05, fwhm=24.0):
     return height * np.exp(-0.5 * ((EPOCHS - centre) / (fwhm / 2.355)) ** 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["white", "ar0.4", "ar0.9", "spikes", "excursions"])
 def test_false_positive_rate_on_noise_alone_is_at_most_5_percent(family):
     rng = np.random.default_rng({"white": 1, "ar0.4": 2, "ar0.9": 3, "spikes": 4, "excursions": 5}[family])
@@ -48,6 +49,7 @@ def test_false_positive_rate_on_noise_alone_is_at_most_5_percent(family):
     assert np.mean(found) <= 0.05, f"{family}: {np.mean(found):.1%} of pure-noise curves called a double descent"
 
 
+@pytest.mark.slow
 def test_power_on_a_planted_double_descent_is_at_least_90_percent():
     rng = np.random.default_rng(6)
     hits, close = 0, 0
@@ -146,6 +148,7 @@ def synthetic_run(path, template: Trajectory, *, elr, label_noise, test_error, e
     writer.close()
 
 
+@pytest.mark.slow
 def test_end_to_end_on_a_sweep_written_by_the_package(tmp_path, tiny, cli):
     template = train(out=str(tmp_path / "template.h5"), progress=False, **dict(tiny, label_noise=0.2, epochs=2))
     rng = np.random.default_rng(9)
@@ -173,6 +176,7 @@ def test_end_to_end_on_a_sweep_written_by_the_package(tmp_path, tiny, cli):
     assert "permutation p" in out and (tmp_path / "d.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_real_label_noise_runs_in_regimes_2_and_3_show_no_double_descent(tmp_path, tiny):
     """The earlier detector reported 'peaks' in a real regime-2 and regime-3 label-noise run;
     their test error wanders (chaos, random guessing) without a bump over a learning curve."""

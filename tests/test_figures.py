@@ -42,6 +42,7 @@ def unlabelled_axes(fig) -> list[str]:
     return bad
 
 
+@pytest.mark.slow
 def test_every_plot_command_labels_every_axis(tmp_path, tiny, cli, figures):
     sw = tmp_path / "sw"
     for elr in (1e-3, 1e-2, 0.3):

@@ -1,6 +1,7 @@
 """The GPU benchmark is one command that must work the first time it meets a GPU:
 its CPU smoke run measures every contender the CPU has, and its one-wide-network alternative
 (grouped convolutions) trains each model exactly as the model alone."""
+import pytest
 import importlib.util
 import json
 import os
@@ -39,6 +40,7 @@ def test_grouped_network_gives_each_model_its_own_gradient():
             torch.testing.assert_close(g.view(3, *w.shape)[n], w, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     env = dict(os.environ, LANDSCAPE_COMPILE_BACKEND="aot_eager", OMP_NUM_THREADS=str(torch.get_num_threads()))
@@ -59,6 +61,7 @@ def test_the_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     assert result["figure1_projection"]["hours"] > 0 and "projected Figure 1" in run.stdout
 
 
+@pytest.mark.slow
 def test_the_gpu_checks_pass_on_a_cpu(tmp_path):
     """benchmarks/gpu_check.py, the correctness half of a GPU session, at toy size."""
     out = tmp_path / "check.json"

@@ -26,6 +26,7 @@ def explicit(curv):
     return H.numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn", ["batch", "running"])
 @pytest.mark.parametrize("mode", ["rev", "fwd"])
 def test_hvp_and_operator_match_explicit_hessian(problem, bn, mode):
@@ -39,6 +40,7 @@ def test_hvp_and_operator_match_explicit_hessian(problem, bn, mode):
     np.testing.assert_allclose(op.matvec(V[:, 0]), H @ V[:, 0], rtol=1e-5, atol=1e-5 * np.abs(H).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn", ["batch", "running"])
 def test_lanczos_top_eigenvalues_match_eigvalsh(problem, bn):
     curv = Curvature(*problem, bn=bn)
@@ -46,6 +48,7 @@ def test_lanczos_top_eigenvalues_match_eigvalsh(problem, bn):
     np.testing.assert_allclose(top_eigenvalues(curv, 4), exact[:4], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_hutchinson_unbiased_and_error_shrinks_like_inverse_sqrt(problem):
     curv = Curvature(*problem, bn="batch", probe_batch=64)
     exact = float(np.trace(explicit(curv)))
@@ -61,6 +64,7 @@ def test_hutchinson_unbiased_and_error_shrinks_like_inverse_sqrt(problem):
     assert 2.5 < ratio < 6.5, ratio  # sqrt(256/16) = 4
 
 
+@pytest.mark.slow
 def test_spectral_density_with_full_lanczos_recovers_the_spectrum(problem):
     curv = Curvature(*problem, bn="batch")
     H = explicit(curv)
@@ -81,6 +85,7 @@ def test_spectral_density_with_full_lanczos_recovers_the_spectrum(problem):
         assert math.isclose(np.nansum(weights[run] * nodes[run]), v @ H @ v / (v @ v), rel_tol=1e-8)
 
 
+@pytest.mark.slow
 def test_riemannian_trace_formula_and_euler_identity(problem):
     from landscape.sharpness import checkpoint_sharpness
     model, batches = problem
@@ -135,6 +140,7 @@ def test_gradient_noise_against_direct_computation(problem):
     assert math.isclose(noise["grad_cov_trace"], cov, rel_tol=1e-8)
 
 
+@pytest.mark.slow
 def test_agrees_with_pyhessian_in_running_mode(problem):
     pyhessian = pytest.importorskip("pyhessian")
     model, batches = problem
@@ -166,6 +172,7 @@ def test_agrees_with_pyhessian_in_running_mode(problem):
     assert abs(ours_trace - exact) < 4 * ours_se and abs(ref_trace - exact) < 4 * ref_se
 
 
+@pytest.mark.slow
 def test_per_param_trace_is_the_official_codes_quantity(problem):
     """The official code averages v^T H v over unit-norm Gaussian probes: E = tr(H) / P. Our
     ``trace_per_param`` estimates the same (checked against the explicit Hessian, and against
@@ -198,6 +205,7 @@ def explicit_ggn(curv):
     return G.numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn", ["batch", "running"])
 def test_ggn_matches_the_explicit_matrix(problem, bn):
     curv = Curvature(*problem, bn=bn, matrix="ggn")
@@ -212,6 +220,7 @@ def test_ggn_matches_the_explicit_matrix(problem, bn):
     assert abs(est - np.trace(G)) < 3 * se
 
 
+@pytest.mark.slow
 def test_ggn_agrees_with_curvlinops(problem):
     """curvlinops' GGNLinearOperator on the same batches (train-mode BN through a copy that
     keeps no running statistics, as ours)."""
@@ -229,6 +238,7 @@ def test_ggn_agrees_with_curvlinops(problem):
     np.testing.assert_allclose(top_eigenvalues(curv, 1), eigsh(ref.to_scipy(), k=1, which="LA")[0], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("matrix", ["hessian", "ggn"])
 def test_per_group_traces_are_the_diagonal_blocks_and_sum_to_the_trace(problem, matrix):
     from landscape.hessian import hutchpp_trace
@@ -245,6 +255,7 @@ def test_per_group_traces_are_the_diagonal_blocks_and_sum_to_the_trace(problem, 
             assert np.all(np.abs(per_group - exact) <= 4 * group_se + 1e-9 * np.abs(exact).max()), level
 
 
+@pytest.mark.slow
 def test_hutchpp_is_unbiased_and_beats_hutchinson_on_the_ggn(problem):
     """On a matrix with a decaying spectrum (the GGN) Hutch++ reaches a smaller error than
     Hutchinson with the same number of products; both are unbiased."""

@@ -94,6 +94,7 @@ def test_an_overflowing_elr_ends_one_run_of_a_vectorised_sweep(tmp_path, tiny):
     assert [r["status"] for r in again["runs"]] == ["done", "nonfinite"]
 
 
+@pytest.mark.slow
 def test_processes_sweep_records_nonfinite_runs(tmp_path, tiny):
     index = sweep([1e20], str(tmp_path / "sw"), strategy="processes", progress=False, **dict(tiny, epochs=2))
     assert [r["status"] for r in index["runs"]] == ["nonfinite"]

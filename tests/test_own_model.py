@@ -63,6 +63,7 @@ def explicit_hessian(net, criterion, batches, bn):
     return torch.autograd.functional.hessian(loss, theta).numpy(), loss, theta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("criterion", [F.cross_entropy, mse_one_hot], ids=["cross_entropy", "mse_one_hot"])
 @pytest.mark.parametrize("bn", ["batch", "running"])
 def test_bn_cnn_from_a_dataloader_matches_the_explicit_hessian(data, criterion, bn):

@@ -155,6 +155,7 @@ def test_sweep_checks_report_disorder_and_duplicates():
     assert res["largest_regime1_rate"] == 5e-3 and res["smallest_regime3_rate"] == 1e-2
 
 
+@pytest.mark.slow
 def test_cli(tmp_path, tiny, cli):
     for elr in (1e-3, 0.05):
         train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, elr=elr, epochs=20))
@@ -183,6 +184,7 @@ def test_cli(tmp_path, tiny, cli):
     assert (tmp_path / "d.png").exists()
 
 
+@pytest.mark.slow
 def test_a_real_sweep_shows_the_three_regimes_in_order(tmp_path, tiny):
     """An MLP on 1024 MNIST-1D signals, 40 epochs (seconds on a CPU): ELR 1e-3 converges, 1e-2
     holds a chaotic equilibrium (per-filter ESS spread ~0.08), 0.1 diverges."""

@@ -1,4 +1,5 @@
 """The one-page sweep report: one row per run, valid embedded images, Markdown too."""
+import pytest
 import base64
 import io
 from html.parser import HTMLParser
@@ -21,6 +22,7 @@ class Page(HTMLParser):
             self.rows += 1
 
 
+@pytest.mark.slow
 def test_report_of_a_tiny_sweep(tmp_path, tiny, cli):
     for elr in (1e-3, 1e-2, 0.3):
         train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, elr=elr, label_noise=0.1))

@@ -21,6 +21,7 @@ def regime1(data_root):
                 batch_size=64, epochs=10, elr=3e-4, device="cpu", save_every=10)
 
 
+@pytest.mark.slow
 def test_bf16_tracks_float32_and_keeps_the_sphere_exact(tmp_path, regime1):
     f32 = train(out=str(tmp_path / "f32.h5"), progress=False, **regime1)
     bf16 = train(out=str(tmp_path / "bf16.h5"), progress=False, precision="bf16", **regime1)
@@ -65,6 +66,7 @@ def test_channels_last_changes_nothing_but_the_layout(name):
     assert math.isclose(runs[True][1]["train_loss"], runs[False][1]["train_loss"], rel_tol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, {"space": "whole", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
                                       "schedule": "cosine", "elr": None}])
 def test_compile_equals_eager(tmp_path, regime1, monkeypatch, options):
@@ -98,6 +100,7 @@ def test_bad_speed_options(cli, tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.slow
 def test_inductor_compiles_the_step_as_eager_computes_it(tmp_path, tiny):
     """The default backend, the one a GPU uses (inductor; on a CPU it generates C++, about a
     minute here): the compiled forward and update of a single run, and the compiled vmapped

@@ -45,12 +45,14 @@ def assert_bounded(path, epochs):
     assert size["live_bytes"] == sum(live)
 
 
+@pytest.mark.slow
 def test_size_is_live_data_after_200_epochs(tmp_path, small):
     path = str(tmp_path / "t.h5")
     train(out=path, progress=False, **small)
     assert_bounded(path, 200)
 
 
+@pytest.mark.slow
 def test_size_is_live_data_after_interruptions_and_resumes(tmp_path, small):
     path = str(tmp_path / "t.h5")
 
@@ -65,6 +67,7 @@ def test_size_is_live_data_after_interruptions_and_resumes(tmp_path, small):
     assert_bounded(path, 200)
 
 
+@pytest.mark.slow
 def test_size_is_live_data_in_a_sweep(tmp_path, small):
     out = tmp_path / "sw"
     sweep([1e-3, 1e-2], str(out), strategy="vectorised", progress=False, **small)
@@ -106,6 +109,7 @@ def _as_version_1(path):
                 del f[f"state/{e - 1:06d}"]
 
 
+@pytest.mark.slow
 def test_version_1_files_open_repack_and_resume(tmp_path, small, cli):
     cfg = dict(small, epochs=40)
     ref = train(out=str(tmp_path / "ref.h5"), progress=False, **cfg)
@@ -173,7 +177,7 @@ def test_a_failed_commit_keeps_the_previous_epoch_and_resumes(tmp_path, tiny, mo
 
     monkeypatch.setattr(TrajectoryWriter, "_append", staticmethod(disk_full))
     path = str(tmp_path / "cut.h5")
-    with pytest.raises(LandscapeError, match="writing epoch 3 failed.*--resume"):
+    with pytest.raises(LandscapeError, match="writing epoch 3 failed.*continue with resume"):
         train(out=path, progress=False, **cfg)
     with h5py.File(path, "r") as f:
         assert f["metrics/train_loss"].shape[0] == 3  # the uncommitted row is there...

@@ -45,6 +45,7 @@ def _assert_same(a, b, rtol):
 # changes the last bits, and at chaotic ELRs three epochs amplify that past 1e-5; float64 runs
 # compare every regime, float32 ones the convergent ELRs.
 @pytest.mark.parametrize("strategy", ["vectorised", "streams", "processes"])
+@pytest.mark.slow
 @pytest.mark.parametrize("model,dtype,elrs", [("convnet", "float64", [1e-3, 1e-2, 0.1]),
                                               ("mlp", "float64", [1e-3, 1e-2, 0.1]),
                                               ("convnet", "float32", [1e-3, 2e-3])])
@@ -82,6 +83,7 @@ def _digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["vectorised", "streams"])
 def test_in_process_resume_after_interruption(tmp_path, tiny, monkeypatch, strategy):
     cfg = dict(tiny, epochs=4, save_every=2, dtype="float64")  # 0.1 is chaotic: see above
@@ -109,6 +111,7 @@ def test_in_process_resume_after_interruption(tmp_path, tiny, monkeypatch, strat
         _assert_same(Trajectory(str(cut / f"elr{e:g}.h5")), Trajectory(str(full / f"elr{e:g}.h5")), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_processes_resume_keeps_finished_runs(tmp_path, tiny):
     cfg = dict(tiny, epochs=2, dtype="float64")  # a worker's one thread against this process's two
     out = tmp_path / "sw"

@@ -24,6 +24,7 @@ def _identical(a: Trajectory, b: Trajectory):
         assert torch.equal(a.state_dict()[k], v), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, {"precision": "bf16"}, {"space": "whole", "momentum": 0.9, "weight_decay": 1e-3}])
 def test_streams_are_bit_identical_to_single_runs(tmp_path, tiny, options):
     """float32 and a chaotic ELR (0.1) included: the same computation, not merely close."""
@@ -37,6 +38,7 @@ def test_streams_are_bit_identical_to_single_runs(tmp_path, tiny, options):
         _identical(Trajectory(str(tmp_path / "sw" / f"{key}{v:g}.h5")), ref)
 
 
+@pytest.mark.slow
 def test_streams_take_channels_last_and_compile(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")
     cfg = dict(tiny, epochs=2, compile=True, channels_last=True)
@@ -56,6 +58,7 @@ def test_streams_end_a_nonfinite_run_and_train_the_others_on(tmp_path, tiny):
     _identical(Trajectory(str(tmp_path / "sw" / "lr0.05.h5")), ref)
 
 
+@pytest.mark.slow
 def test_vectorised_bf16_tracks_single_bf16_runs(tmp_path, tiny):
     """Under vmap BatchNorm normalises in float32 (its batching rule takes no mixed dtypes);
     the runs track single bf16 runs as bf16 tracks float32, and the sphere stays exact."""
@@ -76,6 +79,7 @@ def test_vectorised_bf16_tracks_single_bf16_runs(tmp_path, tiny):
         assert np.all(np.abs(got.metrics["train_loss"] / f32.metrics["train_loss"] - 1) < 0.10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, {"space": "whole", "momentum": 0.9, "weight_decay": 1e-3, "schedule": "cosine"}])
 def test_vectorised_compile_equals_eager(tmp_path, tiny, monkeypatch, options):
     """The compiled vmapped step and the compiled batched update give the eager numbers."""
@@ -100,6 +104,7 @@ def test_vectorised_refuses_channels_last(tmp_path, tiny, cli):
     assert code == 2 and "--strategy streams" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_probe_times_the_real_strategies_and_picks_the_fastest(tiny, tmp_path):
     base = TrainConfig(**{k: v for k, v in tiny.items()})
     base.validate()
@@ -134,6 +139,7 @@ def test_probe_arithmetic(monkeypatch, tiny):
     assert probe["chosen"] == "processes"
 
 
+@pytest.mark.slow
 def test_auto_on_a_gpu_probes_once_and_keeps_its_choice(tmp_path, tiny, monkeypatch):
     """The device auto sees is a GPU here (training itself stays on the CPU): the first call
     probes and records its figures; a re-run keeps the recorded strategy without probing."""

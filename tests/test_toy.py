@@ -36,12 +36,14 @@ def test_one_group_below_threshold_converges_linearly():
     assert late.max() < 1 and late.max() - late.min() < 1e-6  # a constant contraction factor: linear
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha,elr", [(1.0, 1.5), (3.0, 0.5), (3.0, 0.8), (3.0, 2.0)])
 def test_one_group_above_threshold_stabilises_at_proposition_1_level(alpha, elr):
     r = toy.simulate([alpha], elr, 2000, seed=2)
     assert abs(tail_mean(r["loss"]) - (alpha - 1 / elr) / 2) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alphas,elr", [([1, 2, 4], 0.2), ([1, 3], 0.3), ([1, 2, 4], 0.17)])
 def test_several_groups_equilibrium(alphas, elr):
     r = toy.simulate(alphas, elr, 6000, seed=0)
@@ -57,6 +59,7 @@ def test_several_groups_below_threshold_converge():
     assert toy.classify(r)["regime"] == "convergence"
 
 
+@pytest.mark.slow
 def test_eq3_and_eq5_at_every_step():
     for elr in (0.1, 0.2, 0.5):
         r = toy.simulate([1, 2, 4], elr, 1500, seed=3)
@@ -67,6 +70,7 @@ def test_eq3_and_eq5_at_every_step():
         np.testing.assert_allclose(predicted, e[1:], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_figure_2_labels_and_files(tmp_path, cli):
     out = tmp_path / "toy.h5"
     code, text, _ = cli(["toy", "--alphas", "1,2,4", "--elrs", "0.1,0.2,0.5", "--steps", "3000",

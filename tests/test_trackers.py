@@ -55,6 +55,7 @@ def test_a_resumed_run_mirrors_each_epoch_once(tmp_path, tiny):
     np.testing.assert_array_equal(csv_columns(str(tmp_path / "t.logs"))["train/loss"], t.metrics["train_loss"])
 
 
+@pytest.mark.slow
 def test_sweep_and_after_the_fact_export(tmp_path, tiny, cli):
     cfg = {k: v for k, v in tiny.items() if k != "elr"}
     sweep([1e-3, 1e-2], str(tmp_path / "sw"), strategy="processes", workers=2, progress=False,
@@ -105,6 +106,7 @@ def wandb_history(folder):
     return rows
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_the_same_numbers(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

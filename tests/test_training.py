@@ -226,6 +226,7 @@ def test_trajectory_file_layout(tmp_path, tiny):
         assert f.attrs["format_version"] == 2
 
 
+@pytest.mark.slow
 def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
     """A real kill (SIGKILL, no clean-up) of `landscape train`, then --resume."""
     import signal

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..config import COMPILE_MODES, DTYPES, GROUPINGS, PRECISIONS, SCHEDULES, TRAINING_SPACES
 from ..errors import LandscapeError
 from ..points import parse_source
 import json
@@ -179,7 +180,13 @@ S = argparse.SUPPRESS  # options not given stay absent, so --resume can tell wha
 
 
 def add_training_options(p, with_elr: bool = True):
-    """The options shared by `train` and `sweep`."""
+    """The options shared by `train` and `sweep` (every field of ``TrainConfig``)."""
+    _model_and_data_options(p)
+    _optimisation_options(p, with_elr)
+    _logging_and_speed_options(p)
+
+
+def _model_and_data_options(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="convnet | resnet18 (the paper's pre-activation SI "
                    "ResNet-18) | resnet18-post (post-activation, every conv SI on its own) | mlp "
@@ -207,6 +214,9 @@ def add_training_options(p, with_elr: bool = True):
                    help="random crop (+ flip for images) each batch (default: on for the generated "
                    "MNIST-1D variants mnist1d:..., the CPU recipe; off for mnist1d and CIFAR, as the "
                    "paper's runs on the sphere)")
+
+
+def _optimisation_options(p, with_elr: bool) -> None:
     g = p.add_argument_group("optimisation")
     if with_elr:
         g.add_argument("--elr", type=_number(float, True), default=S, help="effective learning rate (default 1e-3)")
@@ -214,7 +224,7 @@ def add_training_options(p, with_elr: bool = True):
                    help="sphere radius (default: the initial total norm of the SI weights)")
     g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
     g = p.add_argument_group("outside the sphere (Section 6)")
-    g.add_argument("--space", choices=("sphere", "whole"), default=S,
+    g.add_argument("--space", choices=TRAINING_SPACES, default=S,
                    help="sphere: projected SGD at a fixed ELR (the paper's setting); whole: plain "
                    "SGD in the whole parameter space at --lr (default sphere)")
     if with_elr:
@@ -225,7 +235,7 @@ def add_training_options(p, with_elr: bool = True):
                    "1e-4 ConvNet, 5e-4 ResNet-18)")
     g.add_argument("--momentum", type=_number(float, low=0.0, high=1.0), default=S,
                    help="heavy-ball momentum of --space whole, as torch.optim.SGD (default 0)")
-    g.add_argument("--schedule", choices=("constant", "cosine"), default=S,
+    g.add_argument("--schedule", choices=SCHEDULES, default=S,
                    help="learning-rate schedule over the epochs: constant, or cosine annealing to "
                    "0 stepped per epoch (default constant)")
     g.add_argument("--conventional", action="store_true", default=S,
@@ -235,6 +245,9 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--init-seed", type=_number(int), default=S, help="initialisation seed (default 0)")
     g.add_argument("--data-seed", type=_number(int), default=S,
                    help="batch order / augmentation / label-noise seed (default 0)")
+
+
+def _logging_and_speed_options(p) -> None:
     g = p.add_argument_group("logging")
     g.add_argument("--eval-every", type=_number(int, True), default=S, help="test pass every K epochs (default 1)")
     g.add_argument("--save-every", type=_number(int, True), default=S,
@@ -245,18 +258,18 @@ def add_training_options(p, with_elr: bool = True):
                    "whole training set in fixed order (train-mode BN); costs about one more "
                    "forward-backward pass per epoch")
     g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=S, help="default float32")
-    g.add_argument("--groups", choices=("filter", "layer"), default=S,
+    g.add_argument("--dtype", choices=DTYPES, default=S, help="default float32")
+    g.add_argument("--groups", choices=GROUPINGS, default=S,
                    help="SI groups whose metrics are logged: every filter (output channel, as "
                    "the paper's Fig. 4) and each layer, or layers only (default filter)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     g.add_argument("--log", default=None, metavar="KINDS",
-                   help="mirror every epoch to dashboards: csv, tensorboard (comma-separated) "
+                   help="mirror every epoch to dashboards: csv, tensorboard, wandb (comma-separated) "
                    "(default: none; the HDF5 trajectory stays the source of truth)")
     g.add_argument("--log-dir", default=None, metavar="DIR",
                    help="where the mirrors go: DIR/<run> (default: <run>.logs beside the trajectory)")
     g = p.add_argument_group("speed")
-    g.add_argument("--precision", choices=("float32", "bf16"), default=S,
+    g.add_argument("--precision", choices=PRECISIONS, default=S,
                    help="bf16: forward and backward under bf16 autocast; parameters, the step, "
                    "norms and every logged metric stay float32 (default float32)")
     g.add_argument("--channels-last", action="store_true", default=S,
@@ -264,7 +277,7 @@ def add_training_options(p, with_elr: bool = True):
     g.add_argument("--compile", action="store_true", default=S,
                    help="torch.compile the forward pass and the update (statistics and step; "
                    "a vectorised sweep: its whole vmapped step); pays a compilation first")
-    g.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=S,
+    g.add_argument("--compile-mode", choices=COMPILE_MODES, default=S,
                    help="torch.compile's mode: reduce-overhead replays CUDA graphs (small batches "
                    "on a GPU), max-autotune searches kernels (default default)")
 
