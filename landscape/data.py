@@ -29,7 +29,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ArgumentError(f"device {device}: no CUDA device here; use device cpu", "device")
+        raise ArgumentError(f"device {device}: CUDA is not available on this machine; use device cpu", "device")
     try:
         return torch.device(device)
     except RuntimeError:

@@ -170,6 +170,9 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
 
 
 def find_trajectories(inputs) -> list[str]:
+    """The trajectory files of ``inputs``: a path or a list of paths, folders giving their *.h5."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths = []
     for item in inputs:
         if os.path.isdir(item):

@@ -24,19 +24,11 @@ from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, row_shap
 from .models import build_model, model_spec, si_groups
 from .progress import Progress
 from .sphere import group_sq_norms, project_to_sphere
-from .steppers import Streams
-from .trajectory import OPTIMIZER_PREFIX, Trajectory, TrajectoryWriter, model_state
+from .steppers import Streams, training_state
+from .trajectory import Trajectory, TrajectoryWriter, model_state, momentum_key
 from .points import parse_source
 
 EXIT_NONFINITE = 3  # `landscape train` exit status of a run ended by non-finite values
-
-
-def training_state(model, buffers=None, names=None) -> dict:
-    """The training state: the model's, plus the momentum buffers (resume only) when used."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if buffers is not None:
-        state.update({f"{OPTIMIZER_PREFIX}momentum.{n}": b.detach().clone() for n, b in zip(names, buffers)})
-    return state
 
 
 @dataclass
@@ -56,7 +48,7 @@ class Run:
     last_metrics: dict | None = None
 
     def state(self) -> dict:
-        return training_state(self.model, self.buffers, self.names)
+        return training_state(self.model.state_dict(), self.buffers, self.names)
 
 
 # --- preparing a run -----------------------------------------------------------------------
@@ -153,7 +145,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         if buffers is not None:
             with torch.no_grad():
                 for n, b in zip(names, buffers):
-                    b.copy_(state[f"{OPTIMIZER_PREFIX}momentum.{n}"])
+                    b.copy_(state[momentum_key(n)])
         rho = float(writer.attr("rho"))
         writer.set_attrs({"device_used": str(data.x_train.device)})  # this session's device
         stored_config = json.loads(writer.attr("config"))
@@ -172,7 +164,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
                             f"overflows {cfg.dtype}; use a smaller elr or dtype float64", "elr", "dtype")
     writer = TrajectoryWriter.create(
         out, config=config_dict, model_spec=spec, group_names=names,
-        initial_state=training_state(model, buffers, names), overwrite=overwrite,
+        initial_state=training_state(model.state_dict(), buffers, names), overwrite=overwrite,
         row_shapes=row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params),
                               sum(p.shape[0] for p in params)),
         filter_layout=filter_layout(params) if cfg.groups == "filter" else None,

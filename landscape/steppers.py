@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .data import Dataset, train_batches
 from .measure import EpochAccumulator, forward_backward, test_metrics
 from .sphere import projected_sgd_step, sgd_step, si_statistics
-from .trajectory import OPTIMIZER_PREFIX
+from .trajectory import momentum_key
 
 COMPILE_BACKEND_ENV = "LANDSCAPE_COMPILE_BACKEND"
 
@@ -53,6 +53,15 @@ def step_constants(lr: float, rho: float, params) -> tuple:
     return (torch.full((), lr, dtype=p.dtype, device=p.device),
             torch.full((), lr, dtype=torch.float64, device=p.device),
             torch.full((), rho, dtype=p.dtype, device=p.device))
+
+
+def training_state(state: dict, buffers=None, names=None) -> dict:
+    """A run's training state as stored for resuming: a copy of the model's ``state`` (its
+    state dict), plus the momentum buffers (``buffers`` of the SI parameters ``names``) when used."""
+    out = {k: v.detach().clone() for k, v in state.items()}
+    if buffers is not None:
+        out.update({momentum_key(n): b.detach().clone() for n, b in zip(names, buffers)})
+    return out
 
 
 # --- torch.compile: made once per model (forward) and per mode (update) ---------------------
@@ -255,12 +264,9 @@ class Vectorised:
 
     def state(self, j: int) -> dict:
         run = self.runs[j]
-        state = {k: (self.params[k][j] if k in self.params else self.buffers[k][j]).detach().clone()
-                 for k in run.model.state_dict()}
-        if self.momentum is not None:
-            state.update({f"{OPTIMIZER_PREFIX}momentum.{n}": b[j].detach().clone()
-                          for n, b in zip(self.names, self.momentum)})
-        return state
+        state = {k: self.params[k][j] if k in self.params else self.buffers[k][j] for k in run.model.state_dict()}
+        momentum = [b[j] for b in self.momentum] if self.momentum is not None else None
+        return training_state(state, momentum, self.names)
 
 
 STEPPERS = {"single": Streams, "streams": Streams, "vectorised": Vectorised}

@@ -189,6 +189,11 @@ def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = N
 OPTIMIZER_PREFIX = "optimizer."  # resume-only state (momentum buffers): in the slots, not checkpoints
 
 
+def momentum_key(name: str) -> str:
+    """The key of an SI parameter's momentum buffer in a stored training state."""
+    return f"{OPTIMIZER_PREFIX}momentum.{name}"
+
+
 def model_state(state: dict) -> dict:
     """The model's part of a training state (without the optimizer's buffers)."""
     return {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)}

@@ -60,9 +60,9 @@ def test_user_errors_are_one_line(tmp_path, tiny, cli):
     (tmp_path / "folder").mkdir()
     cases = [
         (["train", "-o", str(tmp_path / "folder"), "--overwrite", "--epochs", "1"], "is a folder"),
-        (["evaluate", t.path, "--device", "cuda:0"], "no CUDA device"),
-        (["sharpness", t.path, "--device", "cuda"], "no CUDA device"),
-        (["interpolate", f"{t.path}@1", f"{t.path}@3", "--device", "cuda"], "no CUDA device"),
+        (["evaluate", t.path, "--device", "cuda:0"], "CUDA is not available on this machine; use --device cpu"),
+        (["sharpness", t.path, "--device", "cuda"], "CUDA is not available on this machine; use --device cpu"),
+        (["interpolate", f"{t.path}@1", f"{t.path}@3", "--device", "cuda"], "CUDA is not available on this machine; use --device cpu"),
         (["evaluate", t.path, "--device", "tpu"], "unknown --device"),
         (["show", f"{t.path}@99"], "has no epoch 99"),
         (["show", str(tmp_path / "folder")], "no trajectories"),
