@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .analysis import analysis_data, evaluation_sets, results_target
+from .analysis import analysis_data, evaluation_sets, results_target, stack_rows
 from .data import Dataset, as_batches, resolve_device
 from .errors import ArgumentError, LandscapeError
 from .models import recompute_batchnorm, si_groups, with_batch_statistics
@@ -174,10 +174,7 @@ def interpolate_models(model_a, model_b, data, alphas=None, *, criterion=None, t
         rows.append(evaluate_point(work, sets, bn, criterion, batch_size, bn_inputs))
         if on_point is not None:
             on_point()
-    result = {"alpha": np.asarray(alphas, dtype=float)}
-    for key in rows[0]:
-        result[key] = np.array([r[key] for r in rows])
-    return result
+    return {"alpha": np.asarray(alphas, dtype=float), **stack_rows(rows)}
 
 
 def barrier_summary(alphas: np.ndarray, values: np.ndarray, tol: float | None = None) -> dict:
