@@ -54,7 +54,9 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"            # float64: slower, but rounding no longer seeds chaos
     groups: str = "filter"            # SI groups logged: every filter (and each layer), or layers
-    checkpoint_metrics: bool = False  # also the official protocol's metrics at every epoch's end
+    # the paper's figure quantities: the official protocol's metrics of the initial point and of
+    # every epoch's end (whole training set in stored order, train-mode BN, no update)
+    checkpoint_metrics: bool = True
     init: str | None = None           # fine-tuning: "traj.h5@EPOCH"
     # Section 6: training outside the sphere
     space: str = "sphere"             # sphere: projected SGD at a fixed ELR; whole: plain SGD at lr

@@ -13,8 +13,10 @@ over an epoch's mini-batches while the weights move, a different (cheaper) quant
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .analysis import over_checkpoints
-from .measure import checkpoint_metrics, epoch_rows
+from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows
 from .trajectory import Trajectory, read_analysis
 
 NAME = "checkpoint_metrics"
@@ -43,16 +45,21 @@ def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
 
 
 def stored_checkpoint_metrics(traj: Trajectory) -> dict | None:
-    """The checkpoint metrics a trajectory holds: every epoch's (trained with
-    --checkpoint-metrics), else those ``landscape evaluate`` appended; None if neither."""
+    """The checkpoint metrics a trajectory holds, as curves over epochs: those logged in
+    training (every epoch's end, and the initial point as epoch 0 when it was measured), else
+    those ``landscape evaluate`` appended; None if neither. {'epoch': [n], name: [n],
+    'groups/<name>': [n, layers], 'filters/<name>': [n, filters]}."""
     if traj.checkpoint_metrics:
+        prefix = CHECKPOINT_PREFIX
         out = {"epoch": traj.metrics["epoch"], **traj.checkpoint_metrics}
         out.update({f"groups/{k}": v for k, v in traj.checkpoint_group_metrics.items()})
         out.update({f"filters/{k}": v for k, v in traj.checkpoint_filter_metrics.items()})
+        start = {k[len(prefix):]: v for k, v in traj.initial_rows.items() if k.startswith(prefix)}
+        if start and set(start) >= set(out) - {"epoch"}:
+            start["epoch"] = 0
+            out = {k: np.concatenate([np.asarray(start[k])[None], v]) for k, v in out.items()}
         return out
     if NAME in traj.analyses:
         arrays, _ = read_analysis(traj.path, NAME)
         return {k.replace(".", "/"): v for k, v in arrays.items()}
     return None
-
-

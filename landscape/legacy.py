@@ -12,6 +12,7 @@ CONFIG = {
     "augment_padding": "zero",     # crops padded with zeros (later default: black pixels)
     "groups": "layer",             # per-layer SI groups only (later default: every filter too)
     "compile_mode": "default",
+    "checkpoint_metrics": False,   # epoch means only (later default: checkpoint metrics too)
     "space": "sphere",             # before Section 6's whole-space training
     "dtype": "float32",
     "label_noise": 0.0,

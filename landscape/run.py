@@ -162,8 +162,12 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     if cfg.space == "sphere" and not cfg.elr * rho ** 2 < torch.finfo(getattr(torch, cfg.dtype)).max:
         raise ArgumentError(f"elr {cfg.elr:g}: the learning rate ELR * rho^2 = {cfg.elr * rho ** 2:.3g} "
                             f"overflows {cfg.dtype}; use a smaller elr or dtype float64", "elr", "dtype")
+    initial_rows = None
+    if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
+        initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),
+                                                      cfg.groups), prefix=CHECKPOINT_PREFIX)
     writer = TrajectoryWriter.create(
-        out, config=config_dict, model_spec=spec, group_names=names,
+        out, config=config_dict, model_spec=spec, group_names=names, initial_rows=initial_rows,
         initial_state=training_state(model.state_dict(), buffers, names), overwrite=overwrite,
         row_shapes=row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params),
                               sum(p.shape[0] for p in params)),

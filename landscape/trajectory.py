@@ -328,16 +328,20 @@ class TrajectoryWriter:
     def create(path: str, *, config: dict, model_spec: dict, group_names: list[str],
                initial_state: dict, data_arrays: dict, kind: str = "train",
                overwrite: bool = False, attrs: dict | None = None, row_shapes: dict | None = None,
-               filter_layout=None) -> "TrajectoryWriter":
+               filter_layout=None, initial_rows: dict | None = None) -> "TrajectoryWriter":
         """A new trajectory at epoch 0 (``overwrite`` replaces an existing file, atomically);
         the metrics of ``row_shapes`` (path under /metrics -> shape of one epoch's row) exist
         from the start, empty, so a run that ends before its first epoch still reads like every
-        other. ``filter_layout`` = (layer index, channel) of every filter group."""
+        other. ``filter_layout`` = (layer index, channel) of every filter group;
+        ``initial_rows`` (path -> value, as an epoch's rows) the metrics of the initial point,
+        stored under /initial (epoch 0 has no row under /metrics)."""
         def build(f):
             write_header(f, config=config, model_spec=model_spec, group_names=group_names, kind=kind)
             f.attrs.update(attrs or {})
             for name, shape in {"epoch": (), **(row_shapes or {})}.items():
                 TrajectoryWriter._rows(f, f"metrics/{name}", tuple(shape))
+            for name, value in (initial_rows or {}).items():
+                f.create_dataset(f"initial/{name}", data=np.asarray(value, dtype=np.float64))
             if filter_layout is not None:
                 layer, channel = filter_layout
                 f.create_dataset("filters/layer", data=np.asarray(layer, np.int64))
@@ -461,6 +465,7 @@ class Trajectory:
                     "filter_layout": {n: ds[()] for n, ds in f.get("filters", {}).items()},
                     "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
                     "data": {n: ds[()] for n, ds in f.get("data", {}).items()},
+                    "initial": _datasets(f.get("initial")),
                     "analyses": _analysis_names(f)}
 
         r = read_h5(path, read)
@@ -481,10 +486,12 @@ class Trajectory:
         self.metrics = under("")                         # per epoch: means over its mini-batches
         self.group_metrics = under("groups/")            # [epoch, layer]
         self.filter_metrics = under("filters/")          # [epoch, filter] (--groups filter)
-        # at each epoch's end, no update, the official protocol (--checkpoint-metrics)
+        # at each epoch's end, no update, the official protocol (checkpoint_metrics)
         self.checkpoint_metrics = under("checkpoint/")
         self.checkpoint_group_metrics = under("checkpoint/groups/")
         self.checkpoint_filter_metrics = under("checkpoint/filters/")
+        # the same of the initial point (epoch 0, before any step): {path under /metrics: value}
+        self.initial_rows = r["initial"]
         # each filter group's layer (index into group_names) and channel
         self.filter_layer = r["filter_layout"].get("layer")
         self.filter_channel = r["filter_layout"].get("channel")
@@ -574,6 +581,14 @@ def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
         if f"analyses/{name}" in f:
             del f[f"analyses/{name}"]
         f.move(tmp, f"analyses/{name}")
+
+
+def _datasets(group) -> dict:
+    """{path: value} of every dataset below an HDF5 group (empty for None)."""
+    out = {}
+    if group is not None:
+        group.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
 
 
 def _analysis_names(f) -> list[str]:

@@ -114,7 +114,7 @@ def test_regimes_and_double_descent_say_which_metrics_they_use(tmp_path, tiny, c
     code, out, err = cli(["regimes", str(sw), "--metrics", "epoch"])
     assert code == 0 and "metrics: epoch means" in out
     # a run without checkpoint metrics: auto falls back to epoch means for all; 'checkpoint' skips it
-    train(out=str(sw / "elr0.005.h5"), progress=False, **dict(cfg, elr=5e-3))
+    train(out=str(sw / "elr0.005.h5"), progress=False, **dict(cfg, elr=5e-3, checkpoint_metrics=False))
     code, out, err = cli(["regimes", str(sw)])
     assert code == 0 and "metrics: epoch means" in out and "skipped" not in out
     code, out, err = cli(["regimes", str(sw), "--metrics", "checkpoint"])
@@ -129,4 +129,69 @@ def test_regimes_and_double_descent_say_which_metrics_they_use(tmp_path, tiny, c
     assert code == 0 and "metrics: checkpoint metrics" in out, err
     d = json.load(open(tmp_path / "d.json"))
     assert d["rows"][0]["metrics"] == "checkpoint"
-    np.testing.assert_allclose(d["rows"][0]["test_error"], 1 - noisy.checkpoint_metrics["test_accuracy"])
+    curves = stored_checkpoint_metrics(noisy)  # from the initial point on, as the paper's figures
+    assert d["rows"][0]["test_error_epochs"][0] == 0
+    np.testing.assert_allclose(d["rows"][0]["test_error"], 1 - curves["test_accuracy"])
+
+
+def test_the_initial_point_is_measured_by_default(tmp_path, tiny):
+    """Checkpoint metrics are on by default, epoch 0 included: its row equals a hand-written
+    loop over the initial model, and stored_checkpoint_metrics gives curves from epoch 0."""
+    cfg = dict(tiny, train_subset=250, epochs=2, dtype="float64")
+    traj = train(out=str(tmp_path / "t.h5"), progress=False, **cfg)
+    assert traj.config["checkpoint_metrics"] is True
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=250)
+    data.x_train, data.x_test = data.x_train.double(), data.x_test.double()
+    ref = reference(traj.load_model(0), data, cfg["batch_size"])
+    for key, value in ref.items():
+        np.testing.assert_allclose(traj.initial_rows[f"checkpoint/{key}"], value, rtol=1e-6, err_msg=key)
+    curves = stored_checkpoint_metrics(traj)
+    assert list(curves["epoch"]) == [0, 1, 2]
+    np.testing.assert_allclose(curves["train_loss"][0], ref["train_loss"], rtol=1e-9)
+    np.testing.assert_array_equal(curves["train_loss"][1:], traj.checkpoint_metrics["train_loss"])
+    assert curves["filters/effective_grad_norm"].shape[0] == 3
+
+
+def test_measuring_changes_nothing_of_the_training(tmp_path, tiny, cli):
+    """The same run with and without checkpoint metrics: bit-identical weights at every epoch and
+    the same epoch means (the measurement draws no random number and moves nothing)."""
+    cfg = dict(tiny, epochs=3, save_every=1, augment=True, label_noise=0.1)
+    on = train(out=str(tmp_path / "on.h5"), progress=False, **cfg)
+    code, _, err = cli(["train", "--model", "convnet", "--width", "4", "--dataset", "mnist1d", "--data-root",
+                        tiny["data_root"], "--train-subset", "256", "--batch-size", "64", "--epochs", "3",
+                        "--elr", "0.01", "--device", "cpu", "--save-every", "1", "--augment",
+                        "--label-noise", "0.1", "--no-checkpoint-metrics", "-q", "-o", str(tmp_path / "off.h5")])
+    assert code == 0, err
+    off = Trajectory(str(tmp_path / "off.h5"))
+    assert off.config["checkpoint_metrics"] is False and not off.checkpoint_metrics and not off.initial_rows
+    assert on.checkpoint_metrics and on.initial_rows
+    for e in range(4):
+        for k, v in on.state_dict(e).items():
+            assert torch.equal(v, off.state_dict(e)[k]), (e, k)
+    for k, v in on.metrics.items():
+        np.testing.assert_array_equal(v, off.metrics[k], err_msg=k)
+
+
+def test_resume_fine_tuning_and_sweeps_give_the_same_checkpoint_rows(tmp_path, tiny):
+    from landscape.sweep import sweep
+    cfg = dict(tiny, epochs=4, save_every=2, dtype="float64")
+    single = {e: train(out=str(tmp_path / f"single{e:g}.h5"), progress=False, **dict(cfg, elr=e))
+              for e in (1e-3, 1e-2)}
+
+    def same(a, b, rtol=0.0):
+        ca, cb = stored_checkpoint_metrics(a), stored_checkpoint_metrics(b)
+        assert set(ca) == set(cb) and list(ca["epoch"]) == [0, 1, 2, 3, 4]
+        for k in ca:
+            np.testing.assert_allclose(ca[k], cb[k], rtol=rtol, atol=0, err_msg=k)
+    # vectorised sums in another order (float64 rounding apart; a chaotic ELR would amplify it)
+    for strategy, rtol in (("streams", 0.0), ("processes", 0.0), ("vectorised", 1e-8)):
+        sweep([1e-3, 1e-2], str(tmp_path / strategy), strategy=strategy, progress=False, **cfg)
+        for e, t in single.items():
+            same(Trajectory(str(tmp_path / strategy / f"elr{e:g}.h5")), t, rtol)
+    cut = train(out=str(tmp_path / "cut.h5"), progress=False, **dict(cfg, elr=1e-2, epochs=2))
+    same(train(out=cut.path, resume=True, epochs=4, progress=False), single[1e-2])
+    # fine-tuning: the start point is the source checkpoint, measured on this run's data
+    ft = train(out=str(tmp_path / "ft.h5"), progress=False, **dict(cfg, elr=1e-3, epochs=1,
+                                                                  init=f"{single[1e-2].path}@4"))
+    np.testing.assert_allclose(ft.initial_rows["checkpoint/train_loss"],
+                               single[1e-2].checkpoint_metrics["train_loss"][-1], rtol=1e-7)

@@ -252,11 +252,14 @@ def _logging_and_speed_options(p) -> None:
     g.add_argument("--eval-every", type=_number(int, True), default=S, help="test pass every K epochs (default 1)")
     g.add_argument("--save-every", type=_number(int, True), default=S,
                    help="checkpoint every K epochs; the first and last are always kept (default 10)")
-    g.add_argument("--checkpoint-metrics", action="store_true", default=S,
-                   help="also log, at every epoch's end and with no update, the official code's "
-                   "metrics: loss, accuracy and mean stochastic effective gradient norm over the "
-                   "whole training set in fixed order (train-mode BN); costs about one more "
-                   "forward-backward pass per epoch")
+    g.add_argument("--checkpoint-metrics", action=argparse.BooleanOptionalAction, default=S,
+                   help="log the paper's figure quantities, the official code's metrics of the "
+                   "initial point (epoch 0) and of every epoch's end, with no update: loss, "
+                   "accuracy and mean stochastic effective gradient norm (total, per layer, per "
+                   "filter) over the whole training set in stored order with train-mode BN, and "
+                   "the test metrics; costs about one more forward-backward pass over the training "
+                   "set per epoch; --no-checkpoint-metrics logs the training epoch means only "
+                   "(default: on)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda[:N] (default auto)")
     g.add_argument("--dtype", choices=DTYPES, default=S, help="default float32")
     g.add_argument("--groups", choices=GROUPINGS, default=S,
