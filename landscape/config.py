@@ -64,7 +64,8 @@ class TrainConfig:
     weight_decay: float = 0.0         # whole space only
     momentum: float = 0.0             # whole space only
     schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
-    conventional: bool = False        # BN affine on, trainable last layer with bias (whole space)
+    conventional: bool = False        # BN affine on, trainable last layer (whole space)
+    conventional_head_bias: bool | None = None  # a bias in its last layer (None: official choice)
     # speed: numerics of the forward/backward only; steps, norms and metrics stay exact
     precision: str = "float32"        # float32 | bf16 (autocast of forward and backward)
     channels_last: bool = False       # 2-D convolutions in channels-last memory layout
@@ -110,6 +111,10 @@ class TrainConfig:
             if self.conventional:
                 raise ArgumentError("conventional trains every weight by SGD: add space whole and lr",
                                     "conventional", "space", "lr")
+        if self.conventional_head_bias is not None and not self.conventional:
+            raise ArgumentError("conventional_head_bias is for the trainable last layer of a "
+                                "conventional network: add conventional (SI networks keep their "
+                                "frozen head)", "conventional_head_bias", "conventional")
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise ArgumentError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}",
                                 "weight_decay")

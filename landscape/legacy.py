@@ -26,6 +26,7 @@ CONFIG = {
 MODEL_SPEC = {
     "head_bias": False,            # the ConvNet's last layer had no bias
     "conventional": False,
+    "conventional_head_bias": True,  # a conventional network's head always had a bias
 }
 
 

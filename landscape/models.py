@@ -164,22 +164,25 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
-def make_conventional(model: nn.Module) -> nn.Module:
+def make_conventional(model: nn.Module, head_bias: bool = True) -> nn.Module:
     """The conventional version of an SI network (Section 6, Fig. 7 middle and right): every
     BatchNorm gets its learnable scale and shift, and the last layer is a standard trainable
-    ``nn.Linear`` with a bias (PyTorch's default initialisation). Nothing is scale-invariant
-    any more; training moves every weight."""
+    ``nn.Linear`` (PyTorch's default initialisation), with a bias or without (the official
+    ``ResNet18SIAf``). Nothing is scale-invariant any more; training moves every weight."""
     for bn in batchnorm_layers(model):
         bn.affine = True
         bn.weight = nn.Parameter(torch.ones(bn.num_features))
         bn.bias = nn.Parameter(torch.zeros(bn.num_features))
-    model.head = nn.Linear(model.head.in_features, model.head.out_features, bias=True)
+    model.head = nn.Linear(model.head.in_features, model.head.out_features, bias=head_bias)
     return model
 
 
 def model_spec(name: str, input_shape, num_classes: int, width: int | None = None,
-               depth: int = 3, last_layer_norm: float = 10.0, conventional: bool = False) -> dict:
-    """The JSON-able description a trajectory stores to rebuild the model."""
+               depth: int = 3, last_layer_norm: float = 10.0, conventional: bool = False,
+               conventional_head_bias: bool | None = None) -> dict:
+    """The JSON-able description a trajectory stores to rebuild the model. A ``conventional``
+    network's trainable last layer has a bias unless ``conventional_head_bias`` is False; None
+    takes the official code's choice (``ResNet18SIAf``: none; ``convnet_si_af``: a bias)."""
     if name not in MODELS:
         raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     input_shape = [int(s) for s in input_shape]
@@ -197,6 +200,8 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
         spec["variant"] = "preact"
     if conventional:
         spec["conventional"] = True
+        spec["conventional_head_bias"] = (not name.startswith("resnet18") if conventional_head_bias is None
+                                          else bool(conventional_head_bias))
     return spec
 
 
@@ -226,7 +231,7 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
         else:
             raise LandscapeError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
         if spec["conventional"]:
-            make_conventional(model)
+            make_conventional(model, spec["conventional_head_bias"])
     return model
 
 

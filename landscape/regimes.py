@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from .legacy import stored_model_spec
 from .errors import ArgumentError, LandscapeError
 from .trajectory import Trajectory
 from .config import swept_rate
@@ -228,6 +229,14 @@ SOURCE_TEXT = {"epoch": "epoch means over the mini-batches of training (landscap
                              "fixed order, no update; landscape evaluate, or checkpoint_metrics in training)"}
 
 
+def gradient_axis(t: Trajectory) -> str:
+    """The sharpness proxy the paper draws for a run: the mean stochastic effective gradient
+    norm rho * mean ||g_B|| of the SI parameters (Sections 4, 5), or, for a conventional network
+    that has no SI groups, the mean norm of the regular stochastic gradients of all its trained
+    parameters (Section 6, Fig. 7)."""
+    return "grad_norm" if stored_model_spec(t.model_spec)["conventional"] else "effective_grad_norm"
+
+
 def curves(t: Trajectory, source: str) -> dict | None:
     """A run's curves ('epoch', 'train_loss', 'train_accuracy', 'test_accuracy',
     'effective_grad_norm', ...) from ``source``: 'epoch' (training's epoch means) or
@@ -341,8 +350,9 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
         rate_name, rate = swept_rate(t.config)
         rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
-                     **res, "metrics": source,
+                     **res, "metrics": source, "gradient_axis": gradient_axis(t),
                      "mean_effective_grad_norm": _tail_mean(m["effective_grad_norm"], c.tail),
+                     "mean_grad_norm": _tail_mean(m["grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
                      "_trajectory": t, "_curves": m})

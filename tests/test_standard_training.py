@@ -160,3 +160,35 @@ def test_sharpness_of_a_conventional_model_says_its_units_are_raw(tmp_path, smal
     code, out, err = cli(["sharpness", t.path, "--probes", "4", "--eigs", "1", "--batches", "1", "-q"])
     assert code == 0, err
     assert "not scale-invariant" in out
+
+
+def test_the_conventional_head_is_the_official_one(tmp_path):
+    """ResNet18SIAf's last layer has no bias, convnet_si_af's has one; either can be asked for;
+    a conventional model stored before the option was read with its bias."""
+    from landscape.legacy import stored_model_spec
+    from landscape.models import model_spec
+    for name, bias in (("resnet18", False), ("resnet18-post", False), ("convnet", True)):
+        spec = model_spec(name, (1, 40), 10, width=4, conventional=True)
+        assert (build_model(spec).head.bias is not None) == bias, name
+        flipped = model_spec(name, (1, 40), 10, width=4, conventional=True, conventional_head_bias=not bias)
+        assert (build_model(flipped).head.bias is not None) == (not bias), name
+    old = {k: v for k, v in model_spec("resnet18", (1, 40), 10, width=4, conventional=True).items()
+           if k != "conventional_head_bias"}
+    assert stored_model_spec(old)["conventional_head_bias"] is True and build_model(old).head.bias is not None
+    with pytest.raises(ValueError, match="^conventional_head_bias is for the trainable last layer"):
+        TrainConfig(conventional_head_bias=False).validate()
+
+
+def test_conventional_runs_are_judged_on_the_regular_gradient_norm(tmp_path, small):
+    """Section 6's axis: for a network without SI groups the evidence and the figure use the mean
+    stochastic gradient norm of all trained parameters, not rho times it."""
+    from landscape.regimes import regimes
+    conv = train(out=str(tmp_path / "c" / "lr0.1.h5"), progress=False, conventional=True, space="whole",
+                 lr=0.1, **dict(small, epochs=5))
+    train(out=str(tmp_path / "s" / "lr0.1.h5"), progress=False, space="whole", lr=0.1, **dict(small, epochs=5))
+    row_c = regimes(str(tmp_path / "c"), metrics="epoch")["rows"][0]
+    row_s = regimes(str(tmp_path / "s"), metrics="epoch")["rows"][0]
+    assert row_c["gradient_axis"] == "grad_norm" and row_s["gradient_axis"] == "effective_grad_norm"
+    tail = conv.metrics["grad_norm"][-1:]  # the tail mean over the last 20 % of 5 epochs
+    assert row_c["mean_grad_norm"] == pytest.approx(float(np.mean(tail)))
+    assert row_c["mean_grad_norm"] != pytest.approx(row_c["mean_effective_grad_norm"])

@@ -241,6 +241,9 @@ def _optimisation_options(p, with_elr: bool) -> None:
     g.add_argument("--conventional", action="store_true", default=S,
                    help="conventional network: BatchNorm scale and shift learnable, a trainable "
                    "last layer with bias; trains every weight (needs --space whole)")
+    g.add_argument("--conventional-head-bias", action=argparse.BooleanOptionalAction, default=S,
+                   help="--conventional: a bias in the trainable last layer (default: the official "
+                   "code's choice: ResNet-18 without (ResNet18SIAf), the ConvNet with (convnet_si_af))")
     g.add_argument("--batch-size", type=_number(int, True), default=S, help="default 128")
     g.add_argument("--init-seed", type=_number(int), default=S, help="initialisation seed (default 0)")
     g.add_argument("--data-seed", type=_number(int), default=S,

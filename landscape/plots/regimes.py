@@ -16,20 +16,25 @@ def plot_regimes(result: dict, path: str) -> None:
     name = result.get("rate_name", "ELR")
     colors, mappable = ordered_colors(elrs)
     styles = {1: "-", 2: "--", 3: ":", None: "-."}
+    axis = {r["gradient_axis"] for r in rows} if rows else {"effective_grad_norm"}
+    # one axis per figure: conventional runs beside SI ones would mix two quantities
+    axis = axis.pop() if len(axis) == 1 else "effective_grad_norm"
+    axis_label = ("mean stochastic effective gradient norm" if axis == "effective_grad_norm"
+                  else "mean stochastic gradient norm (all trained parameters)")
     fig, axes = new_figure(4, 4.7, 4.0, max_cols=2)
     for r, color in zip(rows, colors):
         m = r["_curves"]
         axes[0].plot(m["epoch"], m["train_loss"], color=color, ls=styles[r["regime"]], lw=1.1)
-        axes[1].plot(m["train_loss"], m["effective_grad_norm"], color=color, lw=0.6, alpha=0.7)
-        axes[1].scatter([r["tail_train_loss"]], [r["mean_effective_grad_norm"]], s=28, zorder=3,
+        axes[1].plot(m["train_loss"], m[axis], color=color, lw=0.6, alpha=0.7)
+        axes[1].scatter([r["tail_train_loss"]], [r[f"mean_{axis}"]], s=28, zorder=3,
                         color=REGIME_COLORS[r["regime"]], edgecolor="k", lw=0.5)
     for regime in (1, 2, 3, None):
         axes[0].plot([], [], color="k", ls=styles[regime], label=f"regime {regime or '?'}")
     axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log",
                 title=f"train loss ({result['metrics']} metrics); line style: regime")
     axes[0].legend(fontsize=7)
-    axes[1].set(xlabel="train loss", ylabel="mean stochastic effective gradient norm", xscale="log",
-                yscale="log", title="effective gradient norm vs train loss\n(dots: tail means, regime colour)")
+    axes[1].set(xlabel="train loss", ylabel=axis_label, xscale="log", yscale="log",
+                title="gradient norm vs train loss\n(dots: tail means, regime colour)")
     regime_legend(axes[1], loc="lower left")
     colorbar(fig, mappable, axes[:2], "ELR (effective learning rate)" if name == "ELR" else f"{name} (learning rate)")
     ax = axes[2]

@@ -1,0 +1,64 @@
+"""The cost of the paper's checkpoint metrics (the official protocol at epoch 0 and every epoch's
+end), three ways to the same numbers, interleaved in one process:
+
+    epoch means only      `landscape train --no-checkpoint-metrics` (the floor: no checkpoint metrics)
+    in training           `landscape train` (the default: measured at each epoch's end)
+    post-hoc (official)   `landscape train --no-checkpoint-metrics --save-every 1`, then a separate
+                          pass that reloads every epoch's checkpoint and measures it
+                          (`landscape evaluate --checkpoints all`), as the official get_info.py does
+
+Prints each way's whole time per epoch and the two routes' extra cost over the floor; checks that
+both routes give the same numbers (float64 runs, to 1e-9).
+
+    python benchmarks/checkpoint_metrics_cost.py [--epochs 5] [--rounds 3] [--width 32]
+"""
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from landscape import train
+from landscape.evaluation import evaluate_checkpoints, stored_checkpoint_metrics
+from timing import interleaved, training_args
+
+
+def main():
+    args = training_args(__doc__)
+    folder = tempfile.mkdtemp(prefix="ckpt-cost-")
+    base = dict(model=args.model, width=args.width, epochs=args.epochs, device=args.device,
+                data_root=args.data_root, progress=False, dtype="float64", elr=2e-3)
+
+    def out():
+        return os.path.join(folder, f"r{time.perf_counter_ns()}.h5")
+
+    def floor():
+        train(out=out(), checkpoint_metrics=False, **base)
+
+    def in_training():
+        return train(out=out(), **base)
+
+    def post_hoc():
+        t = train(out=out(), checkpoint_metrics=False, save_every=1, **base)
+        return evaluate_checkpoints(t.path, "all", device=args.device, progress=False)
+
+    a, b = stored_checkpoint_metrics(in_training()), post_hoc()
+    assert list(a["epoch"]) == list(b["epoch"]) == list(range(args.epochs + 1))
+    for key in ("train_loss", "train_accuracy", "effective_grad_norm", "test_loss", "test_accuracy",
+                "filters/effective_grad_norm"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-9, err_msg=key)
+    times = interleaved({"epoch means only": floor, "in training": in_training, "post-hoc": post_hoc},
+                        args.rounds)
+    print(f"model {args.model} width {args.width}, MNIST-1D, {args.epochs} epochs, float64, "
+          f"{args.rounds} interleaved rounds (median); both routes give the same numbers (1e-9)")
+    per_epoch = {k: 1000 * v / args.epochs for k, v in times.items()}
+    for name, ms in per_epoch.items():
+        print(f"{name:18s}: {ms:8.1f} ms/epoch")
+    floor_ms = per_epoch["epoch means only"]
+    extra_in, extra_post = per_epoch["in training"] - floor_ms, per_epoch["post-hoc"] - floor_ms
+    print(f"extra cost of the checkpoint metrics: in training {extra_in:.1f} ms/epoch, post-hoc "
+          f"{extra_post:.1f} ms/epoch (ratio post-hoc / in training {extra_post / extra_in:.2f})")
+
+
+if __name__ == "__main__":
+    main()
