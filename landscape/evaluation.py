@@ -31,9 +31,11 @@ def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
     /analyses/checkpoint_metrics unless ``write=False``."""
     def measure(traj, data):
         batch_size, lr = traj.config["batch_size"], float(traj.attrs["lr"])
+        start = traj.state_dict(0)
+        initial = [start[n] for n in traj.group_names]
 
         def per_checkpoint(model, advance):
-            row = epoch_rows(*checkpoint_metrics(model, data, batch_size, lr, "filter"))
+            row = epoch_rows(*checkpoint_metrics(model, data, batch_size, lr, "filter", initial=initial))
             advance()
             return row
         return per_checkpoint

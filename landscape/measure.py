@@ -23,6 +23,8 @@ METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effect
            "grad_norm", "effective_step_size", "rho", "elr")
 GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")  # also per filter
 NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
+# checkpoint rows only: where the point is relative to the run's start (scalar and per layer)
+DISTANCE_METRICS = ("cos_to_init", "distance_to_init")
 CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
 
 
@@ -150,14 +152,33 @@ def fixed_order_batches(data: Dataset, batch_size: int):
             yield data.inputs(data.x_train[i:i + batch_size]), data.y_train[i:i + batch_size]
 
 
+def distance_to_start(params, initial) -> tuple[dict, dict]:
+    """Where the SI parameters ``params`` are relative to the run's initial ones ``initial``
+    (tensors of the same shapes): cosine and Euclidean distance of the whole SI vector, and per
+    layer (SI weight tensor); in float64. Returns (scalars, per-layer arrays)."""
+    with torch.no_grad():
+        a = [p.detach().double().reshape(-1) for p in params]
+        b = [p.detach().double().reshape(-1).to(a[0].device) for p in initial]
+        dots = torch.stack([(x * y).sum() for x, y in zip(a, b)])
+        sq_a = torch.stack([x.square().sum() for x in a])
+        sq_b = torch.stack([y.square().sum() for y in b])
+        dist_sq = torch.stack([(x - y).square().sum() for x, y in zip(a, b)])
+        layer_cos = (dots / (sq_a * sq_b).sqrt()).cpu().numpy()
+        total_cos = float(dots.sum() / (sq_a.sum() * sq_b.sum()).sqrt())
+    return ({"cos_to_init": total_cos, "distance_to_init": float(dist_sq.sum().sqrt())},
+            {"cos_to_init": layer_cos, "distance_to_init": dist_sq.sqrt().cpu().numpy()})
+
+
 def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
-                       test: tuple | None = None) -> tuple[dict, dict, dict]:
+                       test: tuple | None = None, initial=None) -> tuple[dict, dict, dict]:
     """The official code's metrics of a point, no update: over the whole training set in fixed
     order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
     statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
     over batches of the stochastic effective gradient norm rho ||grad L_B|| (and per layer and
-    filter); the test loss and accuracy in eval mode (``test``: already computed). Returns
-    (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
+    filter); the test loss and accuracy in eval mode (``test``: already computed); with
+    ``initial`` (the run's initial SI tensors) the cosine and distance to them
+    (``distance_to_start``). Returns (metrics, per-layer, per-filter) with the names of the
+    per-epoch metrics."""
     m = with_batch_statistics(model)
     params = [p for _, p in si_groups(m)]
     acc = EpochAccumulator()
@@ -169,13 +190,17 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
             acc.filter_rho_end_sq = filter_sq_norms(params)
     metrics, per_layer, per_filter = acc.metrics(lr)
     metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test)
+    if initial is not None:
+        scalars, layers = distance_to_start(params, initial)
+        metrics.update(scalars)
+        per_layer.update(layers)
     return metrics, per_layer, per_filter
 
 
 def epoch_rows(metrics: dict, groups: dict, filters: dict, prefix: str = "") -> dict:
     """One epoch's rows by their path under /metrics (``prefix``: ``CHECKPOINT_PREFIX`` for the
     checkpoint metrics)."""
-    rows = {prefix + k: metrics[k] for k in METRICS}
+    rows = {prefix + k: metrics[k] for k in METRICS + DISTANCE_METRICS if k in metrics}
     rows.update({f"{prefix}groups/{k}": v for k, v in groups.items()})
     rows.update({f"{prefix}filters/{k}": v for k, v in filters.items()})
     return rows
@@ -186,8 +211,9 @@ def row_shapes(groups: str, checkpoint: bool, n_groups: int, n_filters: int) -> 
     ``groups`` 'filter' adds the per-filter rows, ``checkpoint`` the checkpoint metrics."""
     shapes = {}
     for prefix in ("", CHECKPOINT_PREFIX) if checkpoint else ("",):
-        shapes.update({prefix + k: () for k in METRICS})
-        shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS})
+        distances = DISTANCE_METRICS if prefix else ()
+        shapes.update({prefix + k: () for k in METRICS + distances})
+        shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS + distances})
         if groups == "filter":
             shapes.update({f"{prefix}filters/{k}": (n_filters,) for k in GROUP_METRICS})
     return shapes

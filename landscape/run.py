@@ -44,6 +44,7 @@ class Run:
     start: int
     writer: TrajectoryWriter
     buffers: list | None = None  # momentum buffers of space='whole', momentum > 0
+    initial: list | None = None  # the SI tensors at epoch 0 (distances to the start)
     mirrors: list = dataclasses.field(default_factory=list)  # dashboards: copies of the rows
     last_metrics: dict | None = None
 
@@ -147,12 +148,16 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
                 for n, b in zip(names, buffers):
                     b.copy_(state[momentum_key(n)])
         rho = float(writer.attr("rho"))
+        initial = None
+        if f"{CHECKPOINT_PREFIX}cos_to_init" in writer.row_names():  # a file from before the rows: none
+            start_state = writer.initial_state()
+            initial = [start_state[n].to(device=p.device, dtype=p.dtype) for n, p in zip(names, params)]
         writer.set_attrs({"device_used": str(data.x_train.device)})  # this session's device
         stored_config = json.loads(writer.attr("config"))
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
             writer.set_attrs({"config": json.dumps(stored_config, sort_keys=True)})
-        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers)
+        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, initial)
     if cfg.rho is not None:
         project_to_sphere(params, cfg.rho)
     rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
@@ -165,7 +170,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     initial_rows = None
     if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
         initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),
-                                                      cfg.groups), prefix=CHECKPOINT_PREFIX)
+                                                      cfg.groups, initial=params), prefix=CHECKPOINT_PREFIX)
     writer = TrajectoryWriter.create(
         out, config=config_dict, model_spec=spec, group_names=names, initial_rows=initial_rows,
         initial_state=training_state(model.state_dict(), buffers, names), overwrite=overwrite,
@@ -175,7 +180,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         data_arrays={"subset_indices": data.subset_indices, "noisy_indices": data.noisy_indices,
                      "original_labels": data.original_labels},
         attrs={"rho": rho, "lr": base_lr(cfg, rho), "device_used": str(data.x_train.device)})
-    return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers)
+    return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers,
+               [p.detach().clone() for p in params])
 
 
 def open_run_mirrors(run: Run, log, log_dir: str | None) -> None:
@@ -205,7 +211,8 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
         test = None if math.isnan(metrics["test_loss"]) else (metrics["test_loss"], metrics["test_accuracy"])
         run.model.load_state_dict(model_state(state))
         rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, lr or run.lr,
-                                                   run.cfg.groups, test), prefix=CHECKPOINT_PREFIX))
+                                                   run.cfg.groups, test, run.initial),
+                               prefix=CHECKPOINT_PREFIX))
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
     for mirror in run.mirrors:  # after the commit: a dashboard never shows an uncommitted epoch

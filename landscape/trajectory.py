@@ -373,6 +373,18 @@ class TrajectoryWriter:
             value = f.attrs[name]
         return value.decode() if isinstance(value, bytes) else value
 
+    def row_names(self) -> set[str]:
+        """The per-epoch rows the file holds (paths under /metrics)."""
+        names = set()
+        with self._open() as f:
+            f["metrics"].visititems(lambda n, o: names.add(n) if isinstance(o, h5py.Dataset) else None)
+        return names
+
+    def initial_state(self) -> dict:
+        """The model state at epoch 0 (the run's start)."""
+        with self._open() as f:
+            return _read_state(f[f"checkpoints/{_key(0)}"])
+
     def latest_state(self) -> tuple[int, dict]:
         with self._open() as f:
             return _committed_state(f, self.path)

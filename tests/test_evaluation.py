@@ -195,3 +195,27 @@ def test_resume_fine_tuning_and_sweeps_give_the_same_checkpoint_rows(tmp_path, t
                                                                   init=f"{single[1e-2].path}@4"))
     np.testing.assert_allclose(ft.initial_rows["checkpoint/train_loss"],
                                single[1e-2].checkpoint_metrics["train_loss"][-1], rtol=1e-7)
+
+
+def test_distance_to_the_start_equals_a_hand_computation(run):
+    """cos_to_init and distance_to_init of every checkpoint row (and of evaluate) against the
+    stored epoch-0 and epoch-e SI tensors; on the sphere |theta - theta0| = rho sqrt(2 - 2 cos)."""
+    traj, cfg = run
+    start = traj.state_dict(0)
+    res = evaluate_checkpoints(traj.path, "all", write=False)
+    cm, groups = traj.checkpoint_metrics, traj.checkpoint_group_metrics
+    for i, e in enumerate(res["epoch"]):
+        now = traj.state_dict(int(e))
+        a = torch.cat([now[n].double().reshape(-1) for n in traj.group_names])
+        b = torch.cat([start[n].double().reshape(-1) for n in traj.group_names])
+        cos, dist = float(a @ b / (a.norm() * b.norm())), float((a - b).norm())
+        layer_dist = [float((now[n].double() - start[n].double()).norm()) for n in traj.group_names]
+        np.testing.assert_allclose([res["cos_to_init"][i], res["distance_to_init"][i]], [cos, dist], rtol=1e-12)
+        np.testing.assert_allclose(res["groups/distance_to_init"][i], layer_dist, rtol=1e-12)
+        rho = float(b.norm())
+        assert dist == pytest.approx(rho * np.sqrt(max(0.0, 2 - 2 * cos)), rel=1e-6, abs=1e-6 * rho)
+        if e > 0:  # the training rows: the same numbers at each epoch's end
+            np.testing.assert_allclose([cm["cos_to_init"][e - 1], cm["distance_to_init"][e - 1]], [cos, dist], rtol=1e-12)
+            np.testing.assert_allclose(groups["distance_to_init"][e - 1], layer_dist, rtol=1e-12)
+    assert traj.initial_rows["checkpoint/cos_to_init"] == 1.0 and traj.initial_rows["checkpoint/distance_to_init"] == 0.0
+    assert res["distance_to_init"][-1] > 0
