@@ -9,14 +9,16 @@ same pieces (``network_trajectory``, ``analysis_data``, ``stack_rows``, ``append
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .data import Dataset, dataset_of, resolve_device
-from .errors import LandscapeError
+from .errors import ArgumentError, LandscapeError
 from .legacy import stored_config
+from .measure import label_noise_subsets
 from .locks import refuse_if_written
 from .progress import Progress
 from .trajectory import Trajectory, append_analysis
@@ -40,6 +42,24 @@ def analysis_data(config: dict, data_root: str | None, device, dtype: torch.dtyp
     data = dataset_of(config, data_root, device)
     data.x_train, data.x_test = data.x_train.to(dtype), data.x_test.to(dtype)
     return data
+
+
+TRAINING_SUBSETS = ("all", "noisy", "clean")
+
+
+def training_subset(data: Dataset, which: str) -> Dataset:
+    """The run's data with its training set cut to the examples whose label the noise redrew
+    ('noisy'), the others ('clean'), or all of them ('all'), in stored order."""
+    if which not in TRAINING_SUBSETS:
+        raise ArgumentError(f"subset must be one of {', '.join(TRAINING_SUBSETS)}, got {which!r}", "subset")
+    if which == "all":
+        return data
+    subsets = label_noise_subsets(data)
+    if subsets is None:
+        raise ArgumentError(f"subset {which}: the run has no label noise, so no noisy/clean split",
+                            "subset")
+    index = torch.as_tensor(subsets[which], dtype=torch.long, device=data.y_train.device)
+    return dataclasses.replace(data, x_train=data.x_train[index], y_train=data.y_train[index])
 
 
 def evaluation_sets(data: Dataset, which: str) -> dict:

@@ -25,6 +25,10 @@ GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rh
 NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
 # checkpoint rows only: where the point is relative to the run's start (scalar and per layer)
 DISTANCE_METRICS = ("cos_to_init", "distance_to_init")
+# checkpoint rows of a run with label noise: the official metrics on each training subset
+SUBSETS = ("noisy", "clean")
+SUBSET_METRICS = tuple(f"{name}_{subset}" for subset in SUBSETS
+                       for name in ("train_loss", "train_accuracy", "effective_grad_norm"))
 CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
 
 
@@ -144,12 +148,25 @@ def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumul
     return grads
 
 
-def fixed_order_batches(data: Dataset, batch_size: int):
-    """The training set in its stored order, un-augmented, in batches (a trailing batch of one
-    example is dropped: train-mode BatchNorm cannot normalise it)."""
-    for i in range(0, len(data.y_train), batch_size):
-        if len(data.y_train[i:i + batch_size]) > 1:
-            yield data.inputs(data.x_train[i:i + batch_size]), data.y_train[i:i + batch_size]
+def fixed_order_batches(data: Dataset, batch_size: int, indices=None):
+    """The training set (or its examples ``indices``) in stored order, un-augmented, in batches
+    (a trailing batch of one example is dropped: train-mode BatchNorm cannot normalise it)."""
+    x, y = data.x_train, data.y_train
+    if indices is not None:
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=y.device)
+        x, y = x[index], y[index]
+    for i in range(0, len(y), batch_size):
+        if len(y[i:i + batch_size]) > 1:
+            yield data.inputs(x[i:i + batch_size]), y[i:i + batch_size]
+
+
+def label_noise_subsets(data: Dataset) -> dict | None:
+    """{'noisy': indices whose label the noise redrew, 'clean': the others}, in stored order;
+    None without label noise (or when every label was redrawn)."""
+    noisy = np.sort(np.asarray(data.noisy_indices, dtype=np.int64))
+    if len(noisy) == 0 or len(noisy) == len(data.y_train):
+        return None
+    return {"noisy": noisy, "clean": np.setdiff1d(np.arange(len(data.y_train)), noisy)}
 
 
 def distance_to_start(params, initial) -> tuple[dict, dict]:
@@ -177,18 +194,36 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     over batches of the stochastic effective gradient norm rho ||grad L_B|| (and per layer and
     filter); the test loss and accuracy in eval mode (``test``: already computed); with
     ``initial`` (the run's initial SI tensors) the cosine and distance to them
-    (``distance_to_start``). Returns (metrics, per-layer, per-filter) with the names of the
-    per-epoch metrics."""
+    (``distance_to_start``). With label noise (the official ``--eval_on_train_subsets``) the
+    noisy and the clean examples are also measured apart, each in its own batches in stored
+    order (``train_loss_noisy``, ``train_accuracy_noisy``, ``effective_grad_norm_noisy``, the
+    same ``_clean``), and the train loss and accuracy are their size-weighted means, as the
+    official code reports them; the effective gradient norm stays the whole set's. Returns
+    (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
     m = with_batch_statistics(model)
     params = [p for _, p in si_groups(m)]
     acc = EpochAccumulator()
     for x, y in fixed_order_batches(data, batch_size):
         measure_batch(m, params, x, y, lr, groups, acc)
+    subsets = {}
+    for name, indices in (label_noise_subsets(data) or {}).items():
+        part = EpochAccumulator()
+        for x, y in fixed_order_batches(data, batch_size, indices):
+            measure_batch(m, params, x, y, lr, "layer", part)
+        part.rho_end_sq = group_sq_norms(params).detach()
+        subsets[name] = (part.metrics(lr)[0], part.seen)
     with torch.no_grad():  # nothing moved: the norms at the end are the norms
         acc.rho_end_sq = group_sq_norms(params)
         if groups == "filter":
             acc.filter_rho_end_sq = filter_sq_norms(params)
     metrics, per_layer, per_filter = acc.metrics(lr)
+    if subsets:  # the official total under label noise: the subsets' size-weighted means
+        seen = sum(n for _, n in subsets.values())
+        for key in ("train_loss", "train_accuracy"):
+            metrics[key] = sum(part[key] * n for part, n in subsets.values()) / seen
+        for name, (part, _) in subsets.items():
+            metrics.update({f"{key}_{name}": part[key]
+                            for key in ("train_loss", "train_accuracy", "effective_grad_norm")})
     metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test)
     if initial is not None:
         scalars, layers = distance_to_start(params, initial)
@@ -200,19 +235,22 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
 def epoch_rows(metrics: dict, groups: dict, filters: dict, prefix: str = "") -> dict:
     """One epoch's rows by their path under /metrics (``prefix``: ``CHECKPOINT_PREFIX`` for the
     checkpoint metrics)."""
-    rows = {prefix + k: metrics[k] for k in METRICS + DISTANCE_METRICS if k in metrics}
+    rows = {prefix + k: metrics[k] for k in METRICS + DISTANCE_METRICS + SUBSET_METRICS if k in metrics}
     rows.update({f"{prefix}groups/{k}": v for k, v in groups.items()})
     rows.update({f"{prefix}filters/{k}": v for k, v in filters.items()})
     return rows
 
 
-def row_shapes(groups: str, checkpoint: bool, n_groups: int, n_filters: int) -> dict:
+def row_shapes(groups: str, checkpoint: bool, n_groups: int, n_filters: int,
+               label_noise: bool = False) -> dict:
     """The rows a run logs each epoch, with their shapes (created empty with the file):
-    ``groups`` 'filter' adds the per-filter rows, ``checkpoint`` the checkpoint metrics."""
+    ``groups`` 'filter' adds the per-filter rows, ``checkpoint`` the checkpoint metrics (with
+    ``label_noise``, their subsets' too)."""
     shapes = {}
     for prefix in ("", CHECKPOINT_PREFIX) if checkpoint else ("",):
         distances = DISTANCE_METRICS if prefix else ()
-        shapes.update({prefix + k: () for k in METRICS + distances})
+        subsets = SUBSET_METRICS if prefix and label_noise else ()
+        shapes.update({prefix + k: () for k in METRICS + distances + subsets})
         shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS + distances})
         if groups == "filter":
             shapes.update({f"{prefix}filters/{k}": (n_filters,) for k in GROUP_METRICS})

@@ -20,7 +20,7 @@ import torch
 from .config import TrainConfig, base_lr, epoch_lr, is_checkpoint_epoch, is_eval_epoch
 from .data import Dataset, load_dataset, resolve_device
 from .errors import ArgumentError, LandscapeError
-from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, row_shapes
+from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, label_noise_subsets, row_shapes
 from .models import build_model, model_spec, si_groups
 from .progress import Progress
 from .sphere import group_sq_norms, project_to_sphere
@@ -45,6 +45,7 @@ class Run:
     writer: TrajectoryWriter
     buffers: list | None = None  # momentum buffers of space='whole', momentum > 0
     initial: list | None = None  # the SI tensors at epoch 0 (distances to the start)
+    row_names: set = dataclasses.field(default_factory=set)  # the rows its file holds
     mirrors: list = dataclasses.field(default_factory=list)  # dashboards: copies of the rows
     last_metrics: dict | None = None
 
@@ -148,16 +149,15 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
                 for n, b in zip(names, buffers):
                     b.copy_(state[momentum_key(n)])
         rho = float(writer.attr("rho"))
-        initial = None
-        if f"{CHECKPOINT_PREFIX}cos_to_init" in writer.row_names():  # a file from before the rows: none
-            start_state = writer.initial_state()
-            initial = [start_state[n].to(device=p.device, dtype=p.dtype) for n, p in zip(names, params)]
+        start_state = writer.initial_state()
+        initial = [start_state[n].to(device=p.device, dtype=p.dtype) for n, p in zip(names, params)]
         writer.set_attrs({"device_used": str(data.x_train.device)})  # this session's device
         stored_config = json.loads(writer.attr("config"))
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
             writer.set_attrs({"config": json.dumps(stored_config, sort_keys=True)})
-        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, initial)
+        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, initial,
+                   writer.row_names())
     if cfg.rho is not None:
         project_to_sphere(params, cfg.rho)
     rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
@@ -171,17 +171,18 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
         initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),
                                                       cfg.groups, initial=params), prefix=CHECKPOINT_PREFIX)
+    shapes = row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params), sum(p.shape[0] for p in params),
+                        label_noise_subsets(data) is not None)
     writer = TrajectoryWriter.create(
         out, config=config_dict, model_spec=spec, group_names=names, initial_rows=initial_rows,
         initial_state=training_state(model.state_dict(), buffers, names), overwrite=overwrite,
-        row_shapes=row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params),
-                              sum(p.shape[0] for p in params)),
+        row_shapes=shapes,
         filter_layout=filter_layout(params) if cfg.groups == "filter" else None,
         data_arrays={"subset_indices": data.subset_indices, "noisy_indices": data.noisy_indices,
                      "original_labels": data.original_labels},
         attrs={"rho": rho, "lr": base_lr(cfg, rho), "device_used": str(data.x_train.device)})
     return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers,
-               [p.detach().clone() for p in params])
+               [p.detach().clone() for p in params], {"epoch", *shapes})
 
 
 def open_run_mirrors(run: Run, log, log_dir: str | None) -> None:
@@ -213,6 +214,8 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
         rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, lr or run.lr,
                                                    run.cfg.groups, test, run.initial),
                                prefix=CHECKPOINT_PREFIX))
+    # a file written before a row existed keeps its layout: every row has one value per epoch
+    rows = {k: v for k, v in rows.items() if k in run.row_names}
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
     for mirror in run.mirrors:  # after the commit: a dashboard never shows an uncommitted epoch

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .analysis import over_checkpoints
+from .analysis import TRAINING_SUBSETS, over_checkpoints, training_subset
 from .data import train_batches
 from .errors import ArgumentError
 from .hessian import (CURVATURE_BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
@@ -109,7 +109,8 @@ class SharpnessSettings:
     ``probes`` Hutchinson probes (Hutch++: products), the ``eigs`` largest eigenvalues, on
     ``batches`` fixed mini-batches ('all': the whole training set) with BatchNorm ``bn``,
     seeded by ``seed``; ``double``: in float64; ``matrix`` 'hessian' or 'ggn'; ``per_group``:
-    every SI group's block trace; ``density``: the SLQ eigenvalue density."""
+    every SI group's block trace; ``density``: the SLQ eigenvalue density; ``subset``: 'all'
+    the training examples, or (a run with label noise) only the 'noisy' or the 'clean' ones."""
     probes: int = 100
     eigs: int = 5
     batches: str = "4"
@@ -124,12 +125,16 @@ class SharpnessSettings:
     matrix: str = "hessian"
     estimator: str = "hutchinson"
     per_group: bool = False
+    subset: str = "all"        # with label noise: the noisy or the clean training examples only
 
     def validate(self) -> None:
         if not isinstance(self.probes, int) or isinstance(self.probes, bool) or self.probes < 1:
             raise ArgumentError(f"probes must be a positive integer, got {self.probes!r}", "probes")
         if self.bn not in CURVATURE_BN_MODES:
             raise ArgumentError(f"bn must be one of {', '.join(CURVATURE_BN_MODES)}, got {self.bn!r}", "bn")
+        if self.subset not in TRAINING_SUBSETS:
+            raise ArgumentError(f"subset must be one of {', '.join(TRAINING_SUBSETS)}, got {self.subset!r}",
+                                "subset")
         if self.estimator not in ESTIMATORS:
             raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}",
                                 "estimator")
@@ -141,7 +146,7 @@ class SharpnessSettings:
                 "dtype": "float64" if self.double else "float32", "hvp": self.hvp_mode,
                 "density": self.density, "density_steps": self.density_steps,
                 "density_runs": self.density_runs, "matrix": self.matrix, "estimator": self.estimator,
-                "per_group": self.per_group}
+                "per_group": self.per_group, "subset": self.subset}
 
 
 def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | None = None, *,
@@ -156,6 +161,7 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
 
     def measure(traj, data):
         bs = traj.config["batch_size"]
+        data = training_subset(data, s.subset)
         hess_batches = fixed_batches(data, bs, s.batches, s.seed)
         noise_batches = list(train_batches(data, bs, epoch=0, data_seed=s.seed + 1))
 

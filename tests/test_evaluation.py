@@ -219,3 +219,46 @@ def test_distance_to_the_start_equals_a_hand_computation(run):
             np.testing.assert_allclose(groups["distance_to_init"][e - 1], layer_dist, rtol=1e-12)
     assert traj.initial_rows["checkpoint/cos_to_init"] == 1.0 and traj.initial_rows["checkpoint/distance_to_init"] == 0.0
     assert res["distance_to_init"][-1] > 0
+
+
+def test_label_noise_subsets_equal_a_hand_loop(tmp_path, tiny):
+    """With label noise the checkpoint rows hold the official per-subset metrics: each subset in
+    its own batches in stored order; the total loss and accuracy their size-weighted means."""
+    cfg = dict(tiny, train_subset=250, epochs=1, dtype="float64", label_noise=0.3)
+    traj = train(out=str(tmp_path / "n.h5"), progress=False, **cfg)
+    data = load_dataset("mnist1d", tiny["data_root"], train_subset=250, label_noise=0.3)
+    data.x_train, data.x_test = data.x_train.double(), data.x_test.double()
+    noisy = np.sort(traj.data["noisy_indices"])
+    clean = np.setdiff1d(np.arange(250), noisy)
+    assert len(noisy) + len(clean) == 250 and 0 < len(noisy) < 250
+    for epoch, row in ((0, {k[len("checkpoint/"):]: v for k, v in traj.initial_rows.items()}),
+                       (1, {k: v[0] for k, v in traj.checkpoint_metrics.items()})):
+        model = traj.load_model(epoch)
+        parts = {}
+        for name, idx in (("noisy", noisy), ("clean", clean)):
+            sub = load_dataset("mnist1d", tiny["data_root"], train_subset=250, label_noise=0.3)
+            sub.x_train, sub.y_train, sub.x_test = data.x_train[idx], data.y_train[idx], data.x_test
+            parts[name] = reference(model, sub, cfg["batch_size"])
+            for key in ("train_loss", "train_accuracy", "effective_grad_norm"):
+                np.testing.assert_allclose(row[f"{key}_{name}"], parts[name][key], rtol=1e-6, err_msg=(epoch, key, name))
+        for key in ("train_loss", "train_accuracy"):
+            total = (parts["noisy"][key] * len(noisy) + parts["clean"][key] * len(clean)) / 250
+            np.testing.assert_allclose(row[key], total, rtol=1e-6, err_msg=(epoch, key))
+        np.testing.assert_allclose(row["effective_grad_norm"], reference(model, data, cfg["batch_size"])["effective_grad_norm"],
+                                   rtol=1e-6)
+    res = evaluate_checkpoints(traj.path, "all", write=False)
+    np.testing.assert_allclose(res["train_loss_noisy"][-1], traj.checkpoint_metrics["train_loss_noisy"][-1], rtol=1e-9)
+
+
+def test_a_file_from_before_a_new_row_resumes_with_its_own_layout(tmp_path, tiny):
+    """Resuming a trajectory written before a checkpoint row existed keeps one value per epoch
+    in every row it has (and writes none of the rows it lacks)."""
+    import h5py
+    path = str(tmp_path / "old.h5")
+    train(out=path, progress=False, **dict(tiny, epochs=2))
+    with h5py.File(path, "a") as f:  # as written before the distance rows existed
+        for name in ("cos_to_init", "distance_to_init", "groups/cos_to_init", "groups/distance_to_init"):
+            del f[f"metrics/checkpoint/{name}"]
+    t = train(out=path, resume=True, epochs=4, progress=False)
+    assert t.epochs_complete == 4 and len(t.checkpoint_metrics["train_loss"]) == 4
+    assert "cos_to_init" not in t.checkpoint_metrics

@@ -103,3 +103,25 @@ def test_ggn_hutchpp_and_per_group_columns(traj, cli, tmp_path):
     rho_i = t.filter_metrics["rho_end"][-1]  # the filters' norms at the last epoch's end
     np.testing.assert_allclose(res["filter_trace_effective"][0], res["filter_trace"][0] * rho_i ** 2, rtol=1e-5)
     assert np.all(res["eigenvalues"] > 0)  # the GGN is positive semi-definite
+
+
+def test_the_noisy_and_clean_subsets(tmp_path, data_root):
+    """sharpness --subset takes the curvature on exactly the relabelled (or the other) examples."""
+    from landscape.data import load_dataset, train_batches
+    from landscape.sharpness import checkpoint_sharpness, fixed_batches
+    cfg = dict(model="convnet", width=4, dataset="mnist1d", data_root=data_root, train_subset=256,
+               batch_size=64, epochs=1, elr=1e-2, device="cpu", label_noise=0.3, checkpoint_metrics=False)
+    t = train(out=str(tmp_path / "n.h5"), progress=False, **cfg)
+    res = sharpness_mod.sharpness(t.path, "last", probes=3, eigs=0, batches="all", subset="noisy", write=False)
+    data = load_dataset("mnist1d", data_root, train_subset=256, label_noise=0.3)
+    noisy = np.sort(t.data["noisy_indices"])
+    data.x_train, data.y_train = data.x_train[noisy], data.y_train[noisy]
+    ref = checkpoint_sharpness(t.load_model(1), fixed_batches(data, 64, "all", 0),
+                               list(train_batches(data, 64, epoch=0, data_seed=1)), probes=3, eigs=0)
+    assert res["loss"][0] == pytest.approx(ref["loss"], rel=1e-6)
+    assert res["trace"][0] == pytest.approx(ref["trace"], rel=1e-6) and res["settings"]["subset"] == "noisy"
+    clean = sharpness_mod.sharpness(t.path, "last", probes=3, eigs=0, batches="all", subset="clean", write=False)
+    assert clean["loss"][0] < res["loss"][0]  # the relabelled examples are the harder ones
+    clean_run = train(out=str(tmp_path / "c.h5"), progress=False, **dict(cfg, label_noise=0.0))
+    with pytest.raises(ValueError, match="no label noise"):
+        sharpness_mod.sharpness(clean_run.path, "last", probes=2, eigs=0, subset="noisy", write=False)

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 
 from ..hessian import CURVATURE_BN_MODES, ESTIMATORS, MATRICES
+from ..analysis import TRAINING_SUBSETS
 from ..sharpness import SharpnessSettings, sharpness
 from ..plots.sharpness import plot_sharpness
 from .common import log_results, write_outputs
@@ -61,6 +62,10 @@ def add_parser(sub):
     p.add_argument("--per-group", action="store_true",
                    help="also the trace of every SI group's diagonal block, per layer and per filter "
                    "(raw and effective: x rho_i^2)")
+    p.add_argument("--subset", choices=TRAINING_SUBSETS, default="all",
+                   help="training examples the curvature is taken on: all, or for a run with label "
+                   "noise only the noisy (relabelled) or the clean ones, as the official code's "
+                   "per-subset traces")
     p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
     p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
     p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
