@@ -19,7 +19,9 @@ from . import legacy
 from .data import AUGMENT_PADDINGS
 from .errors import ArgumentError
 
-TRAINING_SPACES = ("sphere", "whole")   # projected SGD at a fixed ELR | plain SGD at a fixed LR
+# projected SGD at a fixed ELR on the sphere | every filter on its own sphere of one common
+# radius (the official --fix_all_elr) | plain SGD at a fixed LR in the whole space
+TRAINING_SPACES = ("sphere", "filter-spheres", "whole")
 PRECISIONS = ("float32", "bf16")
 DTYPES = ("float32", "float64")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")

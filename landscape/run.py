@@ -23,7 +23,7 @@ from .errors import ArgumentError, LandscapeError
 from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, label_noise_subsets, row_shapes
 from .models import build_model, model_spec, si_groups
 from .progress import Progress
-from .sphere import group_sq_norms, project_to_sphere
+from .sphere import filter_radius, group_sq_norms, project_filters, project_to_sphere
 from .steppers import Streams, training_state
 from .trajectory import Trajectory, TrajectoryWriter, model_state, momentum_key
 from .points import parse_source
@@ -161,10 +161,12 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     if cfg.rho is not None:
         project_to_sphere(params, cfg.rho)
     rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
+    if cfg.space == "filter-spheres":  # every filter at the RMS of the filter norms: the total stays rho
+        project_filters(params, filter_radius(params, rho))
     config_dict = dataclasses.asdict(cfg)
     if source:
         config_dict["init_source"] = source
-    if cfg.space == "sphere" and not cfg.elr * rho ** 2 < torch.finfo(getattr(torch, cfg.dtype)).max:
+    if cfg.space != "whole" and not cfg.elr * rho ** 2 < torch.finfo(getattr(torch, cfg.dtype)).max:
         raise ArgumentError(f"elr {cfg.elr:g}: the learning rate ELR * rho^2 = {cfg.elr * rho ** 2:.3g} "
                             f"overflows {cfg.dtype}; use a smaller elr or dtype float64", "elr", "dtype")
     initial_rows = None

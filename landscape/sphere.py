@@ -69,6 +69,38 @@ def projected_sgd_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Ten
 
 
 @torch.no_grad()
+def project_filters(params, radius, batch_dims: int = 0) -> torch.Tensor:
+    """Rescale every filter (a slice along the first non-batch dimension) of every group to norm
+    ``radius`` (a float, or a tensor of the batch shape); returns the group squared norms."""
+    for p in params:
+        norms = p.flatten(batch_dims + 1).norm(dim=-1)  # (*batch, filters)
+        r = radius.reshape(radius.shape + (1,)) if torch.is_tensor(radius) and batch_dims else radius
+        p.mul_((r / norms).reshape(norms.shape + (1,) * (p.dim() - batch_dims - 1)))
+    return group_sq_norms(params, batch_dims)
+
+
+def filter_radius(params, rho, batch_dims: int = 0):
+    """The common filter norm of ``filter-spheres``: every filter at rho / sqrt(number of
+    filters), so that the total norm is rho."""
+    n = sum(p.shape[batch_dims] for p in params)
+    return rho / n ** 0.5
+
+
+@torch.no_grad()
+def filter_spheres_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Tensor:
+    """The official ``--fix_all_elr`` step in place: theta <- theta - lr * grad, then every filter
+    rescaled to the common norm rho / sqrt(n_filters) (``filter_radius``), so the total norm stays
+    rho and every filter has the same ELR, lr / radius^2 = n_filters * lr / rho^2. Returns the
+    group squared norms after the step."""
+    if batch_dims == 0 and not torch.is_tensor(lr):
+        torch._foreach_add_(params, list(grads), alpha=-lr)
+    else:
+        for p, g in zip(params, grads):
+            p.sub_(_bcast(lr, p, batch_dims) * g)
+    return project_filters(params, filter_radius(params, rho, batch_dims), batch_dims)
+
+
+@torch.no_grad()
 def sgd_step(params, grads, lr, buffers=None, momentum: float = 0.0, weight_decay: float = 0.0,
              batch_dims: int = 0) -> torch.Tensor:
     """Plain SGD in the whole parameter space (Section 6), in place and exactly as

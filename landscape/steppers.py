@@ -26,22 +26,25 @@ import torch.nn.functional as F
 
 from .data import Dataset, train_batches
 from .measure import EpochAccumulator, forward_backward, test_metrics
-from .sphere import projected_sgd_step, sgd_step, si_statistics
+from .sphere import filter_spheres_step, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import momentum_key
 
 COMPILE_BACKEND_ENV = "LANDSCAPE_COMPILE_BACKEND"
 
 
-def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, whole: bool, buffers,
+def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, space: str, buffers,
                         momentum: float, weight_decay: float, batch_dims: int = 0):
     """The SI statistics of a step (before it, as ``measure.measure_batch`` takes them) and the
-    step itself in place, ``projected_sgd_step`` or ``sgd_step``; eager or compiled alike
+    step itself in place for the training ``space``: ``projected_sgd_step`` (sphere),
+    ``filter_spheres_step`` (filter-spheres) or ``sgd_step`` (whole); eager or compiled alike
     (``batch_dims=1``: stacked models, ``lr``, ``lr_stats`` and ``rho`` one per model).
     Returns (statistics, group squared norms after the step)."""
     with torch.no_grad():
         stats = si_statistics(params, grads, lr_stats, batch_dims, filters=filters)
-        if whole:
+        if space == "whole":
             return stats, sgd_step(params, grads, lr, buffers, momentum, weight_decay, batch_dims)
+        if space == "filter-spheres":
+            return stats, filter_spheres_step(params, grads, lr, rho, batch_dims)
         return stats, projected_sgd_step(params, grads, lr, rho, batch_dims)
 
 
@@ -128,7 +131,7 @@ def train_step(forward, params, x, y, lr: float, rho: float, cfg, acc: EpochAccu
     else:
         update, constants = statistics_and_step, (lr, lr, rho)
     stats, rho_end_sq = update(params, list(grads), *constants, cfg.groups == "filter",
-                               cfg.space == "whole", buffers, cfg.momentum, cfg.weight_decay)
+                               cfg.space, buffers, cfg.momentum, cfg.weight_decay)
     acc.add(stats, loss, correct, len(y))
     acc.end_step(rho_end_sq)
 
@@ -239,7 +242,7 @@ class Vectorised:
         for x, y in epoch_batches(self.data, cfg, epoch):
             grads, (loss, correct) = self.step(self.trainable, self.frozen, self.buffers, x, y)
             stats, rho_end_sq = self.update(self.si_list, [grads[k] for k in names], lr_step, lr,
-                                            self.rho, cfg.groups == "filter", cfg.space == "whole",
+                                            self.rho, cfg.groups == "filter", cfg.space,
                                             self.momentum, cfg.momentum, cfg.weight_decay, 1)
             acc.add(stats, loss, correct, len(y))
             acc.end_step(rho_end_sq)

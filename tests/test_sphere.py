@@ -1,6 +1,8 @@
 """Projected SGD on the sphere: eq. (2), norm conservation, eq. (3), batched models."""
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from landscape.sphere import effective_statistics, group_sq_norms, projected_sgd_step
@@ -66,3 +68,44 @@ def test_batched_models_equal_separate_steps():
         projected_sgd_step(p, g, lrs[k].item(), rhos[k].item())
         for i in range(3):
             torch.testing.assert_close(stacked_p[i][k], p[i], rtol=1e-14, atol=1e-15)
+
+
+def test_filter_spheres_step_is_the_official_update():
+    """One step = the official --fix_all_elr update written out: an SGD step, then every filter
+    rescaled to the common norm (the RMS of the filter norms); batched models step alike."""
+    from landscape.sphere import filter_radius, filter_spheres_step, project_filters
+    torch.manual_seed(0)
+    params = [torch.randn(4, 3, 5, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)]
+    grads = [torch.randn_like(p) for p in params]
+    rho = math.sqrt(sum(float(p.square().sum()) for p in params))
+    r = math.sqrt(sum(float(p.square().sum()) for p in params) / 10)  # 4 + 6 filters
+    assert filter_radius(params, rho) == pytest.approx(r)
+    project_filters(params, r)
+    want = []
+    for p, g in zip(params, grads):
+        q = p - 0.1 * g
+        want.append(q * (r / q.flatten(1).norm(dim=1)).reshape(-1, *([1] * (q.dim() - 1))))
+    before = [p.clone() for p in params]
+    filter_spheres_step(params, grads, 0.1, rho)
+    for p, w in zip(params, want):
+        torch.testing.assert_close(p, w, rtol=1e-12, atol=1e-12)
+    stacked = [torch.stack([b, b]) for b in before]
+    filter_spheres_step(stacked, [torch.stack([g, g]) for g in grads], torch.tensor([0.1, 0.1], dtype=torch.float64),
+                        torch.tensor([rho, rho], dtype=torch.float64), batch_dims=1)
+    for s, w in zip(stacked, want):
+        torch.testing.assert_close(s[1], w, rtol=1e-12, atol=1e-12)
+
+
+def test_filter_spheres_training_holds_every_filter_at_the_common_norm(tmp_path, data_root):
+    """After 64 steps every filter's norm is the common one to 1e-6, the total norm is the
+    initial one, and every filter's logged ELR is n_filters * ELR (eq. (3) per filter)."""
+    from landscape import train
+    t = train(out=str(tmp_path / "f.h5"), progress=False, model="convnet", width=4, dataset="mnist1d",
+              data_root=data_root, train_subset=256, batch_size=16, epochs=4, elr=1e-2, device="cpu",
+              space="filter-spheres", dtype="float64", checkpoint_metrics=False)
+    state = t.state_dict(4)
+    norms = torch.cat([state[n].flatten(1).norm(dim=1) for n in t.group_names])
+    rho = float(t.attrs["rho"])
+    np.testing.assert_allclose(norms.numpy(), rho / math.sqrt(len(norms)), rtol=1e-6)
+    np.testing.assert_allclose(t.filter_metrics["elr"], len(norms) * 1e-2, rtol=1e-9)
+    assert t.metrics["rho"][-1] == pytest.approx(rho, rel=1e-9)

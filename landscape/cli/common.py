@@ -225,7 +225,9 @@ def _optimisation_options(p, with_elr: bool) -> None:
     g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
     g = p.add_argument_group("outside the sphere (Section 6)")
     g.add_argument("--space", choices=TRAINING_SPACES, default=S,
-                   help="sphere: projected SGD at a fixed ELR (the paper's setting); whole: plain "
+                   help="sphere: projected SGD at a fixed ELR (the paper's setting); filter-spheres: "
+                   "every filter on its own sphere of one common radius, all at the same ELR (the "
+                   "official --fix_all_elr; lr = ELR * rho^2 with rho the total SI norm); whole: plain "
                    "SGD in the whole parameter space at --lr (default sphere)")
     if with_elr:
         g.add_argument("--lr", type=_number(float, True), default=S,
