@@ -27,6 +27,7 @@ DTYPES = ("float32", "float64")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 SCHEDULES = ("constant", "cosine")
 GROUPINGS = ("filter", "layer")
+LOSS_NAMES = ("ce", "mse")  # measure.LOSSES
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0         # whole space only
     momentum: float = 0.0             # whole space only
     schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
+    loss: str = "ce"                  # ce: cross-entropy | mse: the official squared loss
     conventional: bool = False        # BN affine on, trainable last layer (whole space)
     conventional_head_bias: bool | None = None  # a bias in its last layer (None: official choice)
     # speed: numerics of the forward/backward only; steps, norms and metrics stay exact
@@ -88,7 +90,7 @@ class TrainConfig:
         for name, allowed in (("augment_padding", AUGMENT_PADDINGS), ("groups", GROUPINGS),
                               ("dtype", DTYPES), ("precision", PRECISIONS),
                               ("compile_mode", COMPILE_MODES), ("space", TRAINING_SPACES),
-                              ("schedule", SCHEDULES)):
+                              ("schedule", SCHEDULES), ("loss", LOSS_NAMES)):
             _one_of(name, getattr(self, name), allowed)
         if self.precision == "bf16" and self.dtype != "float32":
             raise ArgumentError("precision bf16 autocasts a float32 model: drop dtype float64",

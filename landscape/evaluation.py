@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import over_checkpoints
+from .legacy import stored_config
 from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows
 from .trajectory import Trajectory, read_analysis
 
@@ -31,11 +32,13 @@ def evaluate_checkpoints(path: str, epochs: str = "all", device: str = "cpu",
     /analyses/checkpoint_metrics unless ``write=False``."""
     def measure(traj, data):
         batch_size, lr = traj.config["batch_size"], float(traj.attrs["lr"])
+        loss = stored_config(traj.config)["loss"]
         start = traj.state_dict(0)
         initial = [start[n] for n in traj.group_names]
 
         def per_checkpoint(model, advance):
-            row = epoch_rows(*checkpoint_metrics(model, data, batch_size, lr, "filter", initial=initial))
+            row = epoch_rows(*checkpoint_metrics(model, data, batch_size, lr, "filter", initial=initial,
+                                                 loss=loss))
             advance()
             return row
         return per_checkpoint

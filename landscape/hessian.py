@@ -450,14 +450,14 @@ def spectral_density(curv, steps: int = 80, runs: int = 1, seed: int = 0,
     return pad(nodes), pad(weights), grid, density
 
 
-def gradient_noise(model, batches, params=None, dtype=None) -> dict:
+def gradient_noise(model, batches, params=None, dtype=None, criterion=None) -> dict:
     """Mean stochastic gradient norm over the given mini-batches (no update) and the trace of the
     mini-batch gradient covariance, mean_B |g_B - g_mean|^2 (BN in batch mode: per-example
     gradients are not defined when BatchNorm couples the examples of a batch)."""
     batches = list(batches)
     if not batches:
         raise LandscapeError("no mini-batch to measure gradient noise on")
-    curv = Curvature(model, batches, bn="batch", dtype=dtype, params=params)
+    curv = Curvature(model, batches, criterion=criterion, bn="batch", dtype=dtype, params=params)
     g_sum, sq_sum, norm_sum = None, 0.0, 0.0
     for x, y in curv.batches:
         flat = grad(curv.batch_loss)(curv.theta, x, y).double()

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from .analysis import analysis_data, evaluation_sets, results_target, stack_rows
 from .data import Dataset, as_batches, resolve_device
 from .errors import ArgumentError, LandscapeError
+from .legacy import stored_config
+from .measure import LOSSES
 from .models import recompute_batchnorm, si_groups, with_batch_statistics
 from .progress import Progress
 from .trajectory import Trajectory, append_analysis
@@ -226,6 +228,7 @@ def interpolate_pair(model_a, model_b, meta_a: dict, dataset, alphas, **options)
     metadata), with the angle between their SI parameters and the barrier summary."""
     si = meta_a["si_group_names"]
     res = interpolate_models(model_a, model_b, dataset, alphas, si_names=si,
+                             criterion=LOSSES[stored_config(meta_a["config"])["loss"]],
                              batch_size=meta_a["config"].get("batch_size", 128), **options)
     res["angle_degrees"] = angle_between(
         torch.cat([dict(model_a.named_parameters())[k].reshape(-1) for k in si]),

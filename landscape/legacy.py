@@ -20,6 +20,7 @@ CONFIG = {
     "init_seed": 0,
     "data_root": "data",
     "train_subset": None,
+    "loss": "ce",                  # before the squared loss
 }
 
 # a model description (``models.model_spec``) stored before each field existed

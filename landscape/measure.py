@@ -32,19 +32,31 @@ SUBSET_METRICS = tuple(f"{name}_{subset}" for subset in SUBSETS
 CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
 
 
+def squared_loss(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The official code's squared loss: ||logits - one_hot(y)||^2 / C per example, averaged
+    (or summed) over the batch."""
+    per_example = (out.square().sum(1) - 2 * out.gather(1, y.view(-1, 1)).reshape(-1) + 1) / out.shape[1]
+    return per_example.sum() if reduction == "sum" else per_example.mean()
+
+
+# the training loss: cross-entropy, or the official squared loss (--use_squared_loss)
+LOSSES = {"ce": F.cross_entropy, "mse": squared_loss}
+
+
 def test_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the model in eval mode over (x, y)."""
+                 batch_size: int = 1000, loss: str = "ce") -> tuple[float, float]:
+    """Mean loss (``LOSSES[loss]``) and accuracy of the model in eval mode over (x, y)."""
+    criterion = LOSSES[loss]
     was_training = model.training
     model.eval()
-    loss, correct = torch.zeros((), device=x.device, dtype=torch.float64), 0
+    total, correct = torch.zeros((), device=x.device, dtype=torch.float64), 0
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
             out = model(x[i:i + batch_size])
-            loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").double()
+            total += criterion(out, y[i:i + batch_size], reduction="sum").double()
             correct += (out.argmax(1) == y[i:i + batch_size]).sum()
     model.train(was_training)
-    return loss.item() / len(y), float(correct) / len(y)
+    return total.item() / len(y), float(correct) / len(y)
 
 
 class EpochAccumulator:
@@ -126,23 +138,23 @@ class EpochAccumulator:
         return metrics, per_group("group_", self.rho_end_sq), filters
 
 
-def forward_backward(model, params, x, y, precision: str = "float32"):
-    """(loss, number correct, gradients of ``params``) of one mini-batch, the forward pass
-    (and so the backward) under bf16 autocast with ``precision='bf16'``; the loss is taken in
-    float32 and the gradients come out in the parameters' float32."""
+def forward_backward(model, params, x, y, precision: str = "float32", loss: str = "ce"):
+    """(loss, number correct, gradients of ``params``) of one mini-batch (``LOSSES[loss]``), the
+    forward pass (and so the backward) under bf16 autocast with ``precision='bf16'``; the loss
+    is taken in float32 and the gradients come out in the parameters' float32."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = model(x)
     out = out.float() if precision == "bf16" else out
-    loss = F.cross_entropy(out, y)
-    grads = torch.autograd.grad(loss, params)
-    return loss, (out.argmax(1) == y).sum(), grads
+    value = LOSSES[loss](out, y)
+    grads = torch.autograd.grad(value, params)
+    return value, (out.argmax(1) == y).sum(), grads
 
 
 def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
-                  precision: str = "float32"):
+                  precision: str = "float32", loss: str = "ce"):
     """Loss, accuracy and the SI statistics of one mini-batch into ``acc``, no step (the
     checkpoint protocol's measurement); returns the SI gradients."""
-    loss, correct, grads = forward_backward(model, params, x, y, precision)
+    loss, correct, grads = forward_backward(model, params, x, y, precision, loss)
     with torch.no_grad():
         acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss, correct, len(y))
     return grads
@@ -187,7 +199,7 @@ def distance_to_start(params, initial) -> tuple[dict, dict]:
 
 
 def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
-                       test: tuple | None = None, initial=None) -> tuple[dict, dict, dict]:
+                       test: tuple | None = None, initial=None, loss: str = "ce") -> tuple[dict, dict, dict]:
     """The official code's metrics of a point, no update: over the whole training set in fixed
     order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
     statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
@@ -204,12 +216,12 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     params = [p for _, p in si_groups(m)]
     acc = EpochAccumulator()
     for x, y in fixed_order_batches(data, batch_size):
-        measure_batch(m, params, x, y, lr, groups, acc)
+        measure_batch(m, params, x, y, lr, groups, acc, loss=loss)
     subsets = {}
     for name, indices in (label_noise_subsets(data) or {}).items():
         part = EpochAccumulator()
         for x, y in fixed_order_batches(data, batch_size, indices):
-            measure_batch(m, params, x, y, lr, "layer", part)
+            measure_batch(m, params, x, y, lr, "layer", part, loss=loss)
         part.rho_end_sq = group_sq_norms(params).detach()
         subsets[name] = (part.metrics(lr)[0], part.seen)
     with torch.no_grad():  # nothing moved: the norms at the end are the norms
@@ -224,7 +236,8 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
         for name, (part, _) in subsets.items():
             metrics.update({f"{key}_{name}": part[key]
                             for key in ("train_loss", "train_accuracy", "effective_grad_norm")})
-    metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test)
+    metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test,
+                                                                          loss=loss)
     if initial is not None:
         scalars, layers = distance_to_start(params, initial)
         metrics.update(scalars)

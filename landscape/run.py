@@ -172,7 +172,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     initial_rows = None
     if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
         initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),
-                                                      cfg.groups, initial=params), prefix=CHECKPOINT_PREFIX)
+                                                      cfg.groups, initial=params, loss=cfg.loss),
+                                  prefix=CHECKPOINT_PREFIX)
     shapes = row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params), sum(p.shape[0] for p in params),
                         label_noise_subsets(data) is not None)
     writer = TrajectoryWriter.create(
@@ -214,7 +215,7 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
         test = None if math.isnan(metrics["test_loss"]) else (metrics["test_loss"], metrics["test_accuracy"])
         run.model.load_state_dict(model_state(state))
         rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, lr or run.lr,
-                                                   run.cfg.groups, test, run.initial),
+                                                   run.cfg.groups, test, run.initial, run.cfg.loss),
                                prefix=CHECKPOINT_PREFIX))
     # a file written before a row existed keeps its layout: every row has one value per epoch
     rows = {k: v for k, v in rows.items() if k in run.row_names}

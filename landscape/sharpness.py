@@ -28,6 +28,8 @@ from .data import train_batches
 from .errors import ArgumentError
 from .hessian import (CURVATURE_BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
                       hutchpp_trace, spectral_density, top_eigenvalues)
+from .legacy import stored_config
+from .measure import LOSSES
 from .trajectory import Trajectory
 
 
@@ -45,7 +47,7 @@ def fixed_batches(data, batch_size: int, count, seed: int):
     return batches[:count]
 
 
-def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, eigs: int = 5,
+def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probes: int = 100, eigs: int = 5,
                          bn: str = "batch", density: bool = False, seed: int = 0,
                          dtype=None, probe_batch: int = 8, hvp_mode: str = "rev",
                          density_steps: int = 80, density_runs: int = 1, on_probes=None,
@@ -56,8 +58,8 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
     ``per_group``: the trace of every SI group's diagonal block, per layer and per filter."""
     if estimator not in ESTIMATORS:
         raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}", "estimator")
-    curv = Curvature(model, batches, bn=bn, dtype=dtype, probe_batch=probe_batch, hvp_mode=hvp_mode,
-                     matrix=matrix)
+    curv = Curvature(model, batches, criterion=criterion, bn=bn, dtype=dtype, probe_batch=probe_batch,
+                     hvp_mode=hvp_mode, matrix=matrix)
     rho, n = curv.rho, curv.dim
     layers, filters = curv.group_slices("layer"), curv.group_slices("filter")
     groups = layers + filters if per_group else None
@@ -93,7 +95,7 @@ def checkpoint_sharpness(model, batches, noise_batches, *, probes: int = 100, ei
         vals = top_eigenvalues(curv, eigs, seed)
         out["eigenvalues"] = vals
         out["eigenvalues_effective"] = vals * rho ** 2
-    noise = gradient_noise(model, noise_batches, dtype=dtype)
+    noise = gradient_noise(model, noise_batches, dtype=dtype, criterion=criterion)
     out.update({k: noise[k] for k in ("mean_grad_norm", "mean_effective_grad_norm",
                                       "grad_cov_trace", "grad_cov_trace_effective")})
     if density:
@@ -165,9 +167,11 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
         hess_batches = fixed_batches(data, bs, s.batches, s.seed)
         noise_batches = list(train_batches(data, bs, epoch=0, data_seed=s.seed + 1))
 
+        criterion = LOSSES[stored_config(traj.config)["loss"]]
+
         def per_checkpoint(model, advance):
             return checkpoint_sharpness(
-                model, hess_batches, noise_batches, probes=s.probes, eigs=s.eigs, bn=s.bn,
+                model, hess_batches, noise_batches, criterion=criterion, probes=s.probes, eigs=s.eigs, bn=s.bn,
                 density=s.density, seed=s.seed, dtype=torch.float64 if s.double else None,
                 probe_batch=s.probe_batch, hvp_mode=s.hvp_mode, density_steps=s.density_steps,
                 density_runs=s.density_runs, on_probes=advance, matrix=s.matrix,

@@ -22,10 +22,9 @@ import os
 import types
 
 import torch
-import torch.nn.functional as F
 
 from .data import Dataset, train_batches
-from .measure import EpochAccumulator, forward_backward, test_metrics
+from .measure import LOSSES, EpochAccumulator, forward_backward, test_metrics
 from .sphere import filter_spheres_step, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import momentum_key
 
@@ -125,7 +124,7 @@ def train_step(forward, params, x, y, lr: float, rho: float, cfg, acc: EpochAccu
     SGD on the sphere (or SGD in the whole space), all on the device. With ``cfg.compile`` the
     update is compiled (``constants``: the epoch's ``step_constants``), so its few dozen small
     kernels fuse into a few."""
-    loss, correct, grads = forward_backward(forward, params, x, y, cfg.precision)
+    loss, correct, grads = forward_backward(forward, params, x, y, cfg.precision, cfg.loss)
     if cfg.compile:
         update, constants = compiled_update(cfg.compile_mode), constants or step_constants(lr, rho, params)
     else:
@@ -183,7 +182,8 @@ class Streams:
 
     def test(self, live: list) -> dict:
         """{run index: (test loss, test accuracy)} in eval mode."""
-        return {j: test_metrics(self.runs[j].model, self.data.x_test, self.data.y_test) for j in live}
+        return {j: test_metrics(self.runs[j].model, self.data.x_test, self.data.y_test, loss=self.cfg.loss)
+                for j in live}
 
     def state(self, j: int) -> dict:
         return self.runs[j].state()
@@ -212,17 +212,18 @@ class Vectorised:
         bf16 = cfg.precision == "bf16"
         if bf16:
             float_batchnorm(template)
+        criterion = LOSSES[cfg.loss]
 
         def loss_fn(tp, fp, b, x, y):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out = functional_call(template, ({**tp, **fp}, b), (x,))
             out = out.float() if bf16 else out  # the loss in float32, as a single run takes it
-            loss = F.cross_entropy(out, y)
+            loss = criterion(out, y)
             return loss, (loss, (out.argmax(1) == y).sum())
 
         def test_pass(p, b, x, y):
             out = functional_call(template, (p, b), (x,))
-            return F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum()
+            return criterion(out, y, reduction="sum").double(), (out.argmax(1) == y).sum()
 
         self.step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, None, None))
         self.update = statistics_and_step

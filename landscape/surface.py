@@ -28,11 +28,12 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .analysis import analysis_data, evaluation_sets, results_target
 from .data import resolve_device
 from .errors import ArgumentError, LandscapeError
+from .legacy import stored_config
+from .measure import LOSSES
 from .interpolation import DATA, PATH_BN_MODES, check_compatible, evaluate_point
 from .progress import Progress
 from .trajectory import Trajectory, append_analysis, model_state
@@ -350,7 +351,8 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
     dataset = analysis_data(meta["config"], data_root, device, next(model.parameters()).dtype)
     bar = Progress(len(xs) * len(ys), "surface", "point", progress)
     try:
-        result = evaluate_surface(model, sl, xs, ys, evaluation_sets(dataset, data), bn, F.cross_entropy,
+        result = evaluate_surface(model, sl, xs, ys, evaluation_sets(dataset, data), bn,
+                                  LOSSES[stored_config(meta["config"])["loss"]],
                                   meta["config"].get("batch_size", 128), dataset.x_train, bar.update,
                                   points_at_once=points_at_once)
     finally:

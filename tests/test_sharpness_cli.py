@@ -125,3 +125,21 @@ def test_the_noisy_and_clean_subsets(tmp_path, data_root):
     clean_run = train(out=str(tmp_path / "c.h5"), progress=False, **dict(cfg, label_noise=0.0))
     with pytest.raises(ValueError, match="no label noise"):
         sharpness_mod.sharpness(clean_run.path, "last", probes=2, eigs=0, subset="noisy", write=False)
+
+
+def test_curvature_of_a_squared_loss_run_is_taken_on_its_loss(tmp_path, data_root):
+    import torch
+    import torch.nn.functional as F
+    from landscape.data import load_dataset
+    from landscape.models import with_batch_statistics
+    from landscape.sharpness import fixed_batches
+    t = train(out=str(tmp_path / "m.h5"), progress=False, model="convnet", width=4, dataset="mnist1d",
+              data_root=data_root, train_subset=256, batch_size=64, epochs=1, elr=1e-2, device="cpu",
+              loss="mse", checkpoint_metrics=False)
+    res = sharpness_mod.sharpness(t.path, "last", probes=2, eigs=0, batches=2, write=False)
+    data = load_dataset("mnist1d", data_root, train_subset=256)
+    net = with_batch_statistics(t.load_model(1))
+    with torch.no_grad():
+        losses = [float(((net(x) - F.one_hot(y, 10).float()) ** 2).sum(1).mean() / 10)
+                  for x, y in fixed_batches(data, 64, 2, 0)]
+    assert res["loss"][0] == pytest.approx(sum(losses) / 2, rel=1e-5)

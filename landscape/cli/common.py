@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..config import COMPILE_MODES, DTYPES, GROUPINGS, PRECISIONS, SCHEDULES, TRAINING_SPACES
+from ..config import COMPILE_MODES, DTYPES, GROUPINGS, LOSS_NAMES, PRECISIONS, SCHEDULES, TRAINING_SPACES
 from ..errors import LandscapeError
 from ..points import parse_source
 import json
@@ -240,6 +240,9 @@ def _optimisation_options(p, with_elr: bool) -> None:
     g.add_argument("--schedule", choices=SCHEDULES, default=S,
                    help="learning-rate schedule over the epochs: constant, or cosine annealing to "
                    "0 stepped per epoch (default constant)")
+    g.add_argument("--loss", choices=LOSS_NAMES, default=S,
+                   help="ce: cross-entropy; mse: the official squared loss ||logits - one_hot(y)||^2 / C "
+                   "(--use_squared_loss), averaged over the batch (default ce)")
     g.add_argument("--conventional", action="store_true", default=S,
                    help="conventional network: BatchNorm scale and shift learnable, a trainable "
                    "last layer with bias; trains every weight (needs --space whole)")
