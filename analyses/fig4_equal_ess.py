@@ -23,18 +23,33 @@ from landscape.regimes import ess_spread
 
 
 
-def tail_groups(t, tail):
+def group_rows(t, curves=None):
+    """(per-filter rows if logged else per-layer ones, per-layer rows, scalar rows, level) of a
+    run: from ``curves``, the checkpoint metrics the regimes were judged on, when given (the
+    paper's protocol), else from training's epoch means."""
+    if curves is not None:
+        def under(prefix):
+            return {k[len(prefix):]: v for k, v in curves.items() if k.startswith(prefix)}
+        filters, layers = under("filters/"), under("groups/")
+        scalars = curves
+    else:
+        filters, layers, scalars = t.filter_metrics, t.group_metrics, t.metrics
+    level = "filter" if filters else "layer"
+    return (filters or layers), layers, scalars, level
+
+
+def tail_groups(t, tail, curves=None):
     """Per SI group (filters if logged, else layers): tail means of ELR_i (through the mean
-    rho_i^2, as logged), effective grad norm and ESS; the layer of each group; the total ESS."""
-    k = max(1, int(round(tail * t.epochs_complete)))
-    filters = bool(t.filter_metrics)
-    m = t.filter_metrics if filters else t.group_metrics
-    layer = t.filter_layer if filters else np.arange(len(t.group_names))
+    rho_i^2, as logged), effective grad norm and ESS; the layer of each group; the total ESS;
+    from the checkpoint metrics ``curves`` when given, else the epoch means."""
+    m, _, scalars, level = group_rows(t, curves)
+    k = max(1, int(round(tail * len(scalars["train_loss"]))))
+    layer = t.filter_layer if level == "filter" else np.arange(len(t.group_names))
     elr_i = t.attrs["lr"] / (m["rho"][-k:] ** 2).mean(0)
-    return {"level": "filter" if filters else "layer", "layer": layer,
+    return {"level": level, "layer": layer,
             "elr_i": elr_i, "egn_i": m["effective_grad_norm"][-k:].mean(0),
             "ess_i": m["effective_step_size"][-k:].mean(0),
-            "ess_total": float(t.metrics["effective_step_size"][-k:].mean())}
+            "ess_total": float(scalars["effective_step_size"][-k:].mean())}
 
 
 def scatter(ax, entry, title):
@@ -58,13 +73,16 @@ def scatter(ax, entry, title):
 
 
 def spreads(rows, tail):
+    """Each run's groups and ESS spreads, read from the metrics its regime was judged on."""
     table = []
     for r in rows:
-        g = tail_groups(r["_trajectory"], tail)
-        table.append({"elr": r["elr"], "regime": r["regime"], "groups": g,
+        curves = r["_curves"] if r["metrics"] == "checkpoint" else None
+        g = tail_groups(r["_trajectory"], tail, curves)
+        _, layers, scalars, _ = group_rows(r["_trajectory"], curves)
+        k = max(1, int(round(tail * len(scalars["train_loss"]))))
+        table.append({"elr": r["elr"], "regime": r["regime"], "groups": g, "metrics": r["metrics"],
                       "ess_spread": ess_spread(g["ess_i"]),
-                      "layer_ess_spread": ess_spread(r["_trajectory"].group_metrics["effective_step_size"]
-                                                 [-max(1, int(round(tail * r["epochs"]))):].mean(0))})
+                      "layer_ess_spread": ess_spread(layers["effective_step_size"][-k:].mean(0))})
     return table
 
 
