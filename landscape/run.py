@@ -221,8 +221,10 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
     rows = {k: v for k, v in rows.items() if k in run.row_names}
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
+    shown = {**metrics, **{k: v for k, v in rows.items()  # and the checkpoint scalars (the paper's)
+                           if k.startswith(CHECKPOINT_PREFIX) and "/" not in k[len(CHECKPOINT_PREFIX):]}}
     for mirror in run.mirrors:  # after the commit: a dashboard never shows an uncommitted epoch
-        mirror.log_epoch(epoch, metrics, groups, run.names)
+        mirror.log_epoch(epoch, shown, groups, run.names)
     run.last_metrics = metrics
 
 

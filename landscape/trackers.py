@@ -14,12 +14,17 @@ import os
 
 import numpy as np
 
+from .measure import CHECKPOINT_PREFIX
 from .errors import ArgumentError, LandscapeError
 
 TRACKERS = ("csv", "tensorboard", "wandb")
 
 
 def scalar_name(metric: str) -> str:
+    """A metric's dashboard tag: train_loss -> train/loss; a checkpoint metric (the paper's
+    protocol) under checkpoint/: checkpoint/train/loss."""
+    if metric.startswith(CHECKPOINT_PREFIX):
+        return CHECKPOINT_PREFIX + scalar_name(metric[len(CHECKPOINT_PREFIX):])
     for split in ("train", "test"):
         if metric.startswith(split + "_"):
             return f"{split}/{metric[len(split) + 1:]}"
@@ -159,9 +164,11 @@ def mirror_trajectory(path: str, kinds, log_dir: str | None = None) -> str:
     mirrors = open_mirrors(kinds, path, t.config, log_dir)
     m, g = t.metrics, t.group_metrics
     scalars = [k for k in m if k != "epoch" and np.asarray(m[k]).ndim == 1]
+    checkpoint = t.checkpoint_metrics
     last = {}
     for i, epoch in enumerate(m["epoch"]):
         metrics = {k: float(m[k][i]) for k in scalars}
+        metrics.update({CHECKPOINT_PREFIX + k: float(v[i]) for k, v in checkpoint.items()})
         groups = {k: np.asarray(v[i]) for k, v in g.items()}
         for mirror in mirrors:
             mirror.log_epoch(int(epoch), metrics, groups, t.group_names)

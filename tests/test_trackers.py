@@ -35,6 +35,10 @@ def check(t: Trajectory, folder: str):
         np.testing.assert_array_equal(table[tag], m[key])                    # the CSV, every digit
     name = t.group_names[0]
     np.testing.assert_allclose(scalars[f"groups/{name}/elr"], t.group_metrics["elr"][:, 0], rtol=1e-6)
+    # the checkpoint metrics (the paper's protocol, on by default) beside them
+    for key, tag in (("train_loss", "checkpoint/train/loss"), ("effective_grad_norm", "checkpoint/effective_grad_norm")):
+        np.testing.assert_allclose(scalars[tag], t.checkpoint_metrics[key], rtol=1e-6)
+        np.testing.assert_array_equal(table[tag], t.checkpoint_metrics[key])
 
 
 def test_training_mirrors_equal_the_trajectory(tmp_path, tiny):
