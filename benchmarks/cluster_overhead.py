@@ -21,7 +21,7 @@ def main():
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
     cfg = dict(model="mlp", width=64, depth=2, train_subset=1024, epochs=args.epochs, device="cpu",
-               save_every=args.epochs, data_root=args.data_root)
+               save_every=args.epochs, data_root=args.data_root, checkpoint_metrics=False)
     contenders = {
         "local processes (2 workers)": dict(strategy="processes", workers=2),
         "ray (local instance, 2 CPUs)": dict(executor="ray", executor_options={"num_cpus": 2}),

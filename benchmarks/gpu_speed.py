@@ -358,7 +358,7 @@ def worker(args):
     use_random_cifar(args.sweep_images, torch.device(args.device))
     run_layer.train(out=args.worker, model="convnet", width=args.width, epochs=2, device=args.device,
                    elr=args.elr, save_every=1, eval_every=10 ** 6, augment=True, progress=False,
-                   dataset="cifar10")
+                   dataset="cifar10", checkpoint_metrics=False)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -419,7 +419,8 @@ def main():
     folder = tempfile.mkdtemp(prefix="gpu-speed-")
     data = use_random_cifar(args.images, device)
     base = dict(model="convnet", width=args.width, device=args.device, save_every=1, eval_every=10 ** 6,
-                batch_size=128, augment=True, progress=False, dataset="cifar10")
+                batch_size=128, augment=True, progress=False, dataset="cifar10",
+                checkpoint_metrics=False)  # training speed: the checkpoint metrics' pass is timed by checkpoint_metrics_cost.py
     epoch = result["epoch_seconds"]
     cuda = device.type == "cuda"
     single = {

@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore")
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--probes", type=int, default=32)
-    p.add_argument("--batches", type=int, default=4, help="as `landscape sharpness --batches` (default 4)")
+    p.add_argument("--batches", type=int, default=4, help="mini-batches of a seeded shuffle, as `landscape sharpness --batches B` (default 4)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data-root", default="data")
     args = p.parse_args()

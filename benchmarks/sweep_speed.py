@@ -45,7 +45,8 @@ def main():
         run_layer.load_dataset = random_cifar  # timing only: workers of `processes` can't see this
     elrs = [float(f"{m}e-{k}") for k in (5, 4, 3, 2) for m in (1, 2, 5)]
     cfg = dict(model="convnet", width=args.width, epochs=args.epochs, device=args.device,
-               data_root=args.data_root, save_every=args.epochs, train_subset=args.train_subset)
+               data_root=args.data_root, save_every=args.epochs, train_subset=args.train_subset,
+               checkpoint_metrics=False)  # training speed: the checkpoint metrics' pass is timed by checkpoint_metrics_cost.py
     folder = tempfile.mkdtemp()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     try:

@@ -29,15 +29,16 @@ from .errors import ArgumentError
 from .hessian import (CURVATURE_BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
                       hutchpp_trace, spectral_density, top_eigenvalues)
 from .legacy import stored_config
-from .measure import LOSSES
+from .measure import LOSSES, fixed_order_batches
 from .trajectory import Trajectory
 
 
 def fixed_batches(data, batch_size: int, count, seed: int):
-    """B mini-batches of the training set in a seeded order (un-augmented); 'all' = every one."""
-    batches = list(train_batches(data, batch_size, epoch=0, data_seed=seed))
+    """The curvature's data: 'all', the whole training set in stored order (the official code's
+    protocol), or ``count`` mini-batches of a seeded shuffle (a random subset); un-augmented."""
     if str(count) == "all":
-        return batches
+        return list(fixed_order_batches(data, batch_size))
+    batches = list(train_batches(data, batch_size, epoch=0, data_seed=seed))
     try:
         count = int(count)
     except ValueError:
@@ -115,7 +116,7 @@ class SharpnessSettings:
     the training examples, or (a run with label noise) only the 'noisy' or the 'clean' ones."""
     probes: int = 100
     eigs: int = 5
-    batches: str = "4"
+    batches: str = "all"
     bn: str = "batch"
     density: bool = False
     seed: int = 0
@@ -143,7 +144,10 @@ class SharpnessSettings:
 
     def stored(self, epochs: str, batch_size: int) -> dict:
         """The settings as stored beside the results."""
+        data = ("the whole training set in stored order" if str(self.batches) == "all"
+                else f"{self.batches} mini-batches of a shuffle seeded {self.seed}")
         return {"epochs": epochs, "probes": self.probes, "eigs": self.eigs, "batches": str(self.batches),
+                "data": data + (f" ({self.subset} examples)" if self.subset != "all" else ""),
                 "batch_size": batch_size, "bn": self.bn, "seed": self.seed,
                 "dtype": "float64" if self.double else "float32", "hvp": self.hvp_mode,
                 "density": self.density, "density_steps": self.density_steps,
@@ -165,7 +169,8 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
         bs = traj.config["batch_size"]
         data = training_subset(data, s.subset)
         hess_batches = fixed_batches(data, bs, s.batches, s.seed)
-        noise_batches = list(train_batches(data, bs, epoch=0, data_seed=s.seed + 1))
+        # the gradient norms over the whole set in stored order: the official gnorm_m
+        noise_batches = list(fixed_order_batches(data, bs))
 
         criterion = LOSSES[stored_config(traj.config)["loss"]]
 

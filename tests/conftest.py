@@ -20,7 +20,7 @@ def tiny(data_root):
     """A tiny, fast training configuration (4 steps per epoch)."""
     return dict(model="convnet", width=4, dataset="mnist1d", data_root=data_root,
                 train_subset=256, batch_size=64, epochs=3, elr=1e-2, device="cpu",
-                save_every=1)
+                save_every=1, checkpoint_metrics=False)  # the default-on measurement: tests that ask for it
 
 
 @pytest.fixture
@@ -37,3 +37,15 @@ def cli(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture
+def as_flags():
+    """A configuration dict as `landscape train` flags (booleans as --name / --no-name)."""
+    def flags(cfg: dict) -> list:
+        out = []
+        for k, v in cfg.items():
+            name = k.replace("_", "-")
+            out += [f"--{name}" if v else f"--no-{name}"] if isinstance(v, bool) else [f"--{name}", str(v)]
+        return out
+    return flags

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analyses"))
 def test_fig4_reads_the_checkpoint_filter_rows(tmp_path, tiny):
     import fig4_equal_ess as fig4
     for elr in (1e-3, 1e-2):
-        train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, epochs=10, elr=elr))
+        train(out=str(tmp_path / "sw" / f"elr{elr:g}.h5"), progress=False, **dict(tiny, epochs=10, elr=elr, checkpoint_metrics=True))
     res = regimes(str(tmp_path / "sw"))
     assert res["metrics"] == "checkpoint"
     table = fig4.spreads(res["rows"], 0.2)

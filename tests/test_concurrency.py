@@ -18,11 +18,8 @@ from landscape.locks import WriterLock, lock_path, writer_of
 from landscape.trajectory import TrajectoryWriter
 
 
-def _train_args(cfg, out):
-    args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(out)]
-    for k, v in cfg.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
+def _train_args(cfg, out, as_flags):
+    return [sys.executable, "-m", "landscape", "train", "-q", "-o", str(out)] + as_flags(cfg)
 
 
 def _env():
@@ -66,12 +63,12 @@ def test_a_trajectory_open_in_a_notebook_can_be_read_and_written(tmp_path, tiny,
 
 
 @pytest.mark.slow
-def test_reader_in_another_process_while_training_writes(tmp_path, tiny):
+def test_reader_in_another_process_while_training_writes(tmp_path, tiny, as_flags):
     """`landscape train` in a subprocess, a notebook handle and a polling reader here: the
     writer is never blocked, the reader only ever sees committed epochs."""
     path = tmp_path / "live.h5"
     cfg = dict(tiny, epochs=40, save_every=7)
-    proc = subprocess.Popen(_train_args(cfg, path), env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_train_args(cfg, path, as_flags), env=_env(), stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: _epochs(path) >= 1, "the first epoch")
         notebook = h5py.File(path, "r")  # held for the whole run
@@ -106,10 +103,10 @@ def assert_refused(code, err, pid):
 
 
 @pytest.mark.slow
-def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_path, tiny, cli):
+def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_path, tiny, cli, as_flags):
     path = tmp_path / "live.h5"
     cfg = dict(tiny, epochs=100000, save_every=1000)
-    proc = subprocess.Popen(_train_args(cfg, path), env=_env())
+    proc = subprocess.Popen(_train_args(cfg, path, as_flags), env=_env())
     try:
         _wait_for(lambda: _epochs(path) >= 2, "two epochs")
         code, _, err = cli(["train", "--resume", str(path), "-q"])

@@ -137,7 +137,8 @@ def test_regimes_and_double_descent_say_which_metrics_they_use(tmp_path, tiny, c
 def test_the_initial_point_is_measured_by_default(tmp_path, tiny):
     """Checkpoint metrics are on by default, epoch 0 included: its row equals a hand-written
     loop over the initial model, and stored_checkpoint_metrics gives curves from epoch 0."""
-    cfg = dict(tiny, train_subset=250, epochs=2, dtype="float64")
+    cfg = {k: v for k, v in dict(tiny, train_subset=250, epochs=2, dtype="float64").items()
+           if k != "checkpoint_metrics"}  # the default
     traj = train(out=str(tmp_path / "t.h5"), progress=False, **cfg)
     assert traj.config["checkpoint_metrics"] is True
     data = load_dataset("mnist1d", tiny["data_root"], train_subset=250)
@@ -155,7 +156,7 @@ def test_the_initial_point_is_measured_by_default(tmp_path, tiny):
 def test_measuring_changes_nothing_of_the_training(tmp_path, tiny, cli):
     """The same run with and without checkpoint metrics: bit-identical weights at every epoch and
     the same epoch means (the measurement draws no random number and moves nothing)."""
-    cfg = dict(tiny, epochs=3, save_every=1, augment=True, label_noise=0.1)
+    cfg = dict(tiny, epochs=3, save_every=1, augment=True, label_noise=0.1, checkpoint_metrics=True)
     on = train(out=str(tmp_path / "on.h5"), progress=False, **cfg)
     code, _, err = cli(["train", "--model", "convnet", "--width", "4", "--dataset", "mnist1d", "--data-root",
                         tiny["data_root"], "--train-subset", "256", "--batch-size", "64", "--epochs", "3",
@@ -174,7 +175,7 @@ def test_measuring_changes_nothing_of_the_training(tmp_path, tiny, cli):
 
 def test_resume_fine_tuning_and_sweeps_give_the_same_checkpoint_rows(tmp_path, tiny):
     from landscape.sweep import sweep
-    cfg = dict(tiny, epochs=4, save_every=2, dtype="float64")
+    cfg = dict(tiny, epochs=4, save_every=2, dtype="float64", checkpoint_metrics=True)
     single = {e: train(out=str(tmp_path / f"single{e:g}.h5"), progress=False, **dict(cfg, elr=e))
               for e in (1e-3, 1e-2)}
 
@@ -224,7 +225,7 @@ def test_distance_to_the_start_equals_a_hand_computation(run):
 def test_label_noise_subsets_equal_a_hand_loop(tmp_path, tiny):
     """With label noise the checkpoint rows hold the official per-subset metrics: each subset in
     its own batches in stored order; the total loss and accuracy their size-weighted means."""
-    cfg = dict(tiny, train_subset=250, epochs=1, dtype="float64", label_noise=0.3)
+    cfg = dict(tiny, train_subset=250, epochs=1, dtype="float64", label_noise=0.3, checkpoint_metrics=True)
     traj = train(out=str(tmp_path / "n.h5"), progress=False, **cfg)
     data = load_dataset("mnist1d", tiny["data_root"], train_subset=250, label_noise=0.3)
     data.x_train, data.x_test = data.x_train.double(), data.x_test.double()
@@ -255,7 +256,7 @@ def test_a_file_from_before_a_new_row_resumes_with_its_own_layout(tmp_path, tiny
     in every row it has (and writes none of the rows it lacks)."""
     import h5py
     path = str(tmp_path / "old.h5")
-    train(out=path, progress=False, **dict(tiny, epochs=2))
+    train(out=path, progress=False, **dict(tiny, epochs=2, checkpoint_metrics=True))
     with h5py.File(path, "a") as f:  # as written before the distance rows existed
         for name in ("cos_to_init", "distance_to_init", "groups/cos_to_init", "groups/distance_to_init"):
             del f[f"metrics/checkpoint/{name}"]

@@ -38,17 +38,13 @@ def poisoned(monkeypatch):
     monkeypatch.setattr(steppers, "train_batches", batches)
 
 
-def _args(tiny, out, **extra):
-    cfg = dict(tiny, epochs=6, save_every=2, **extra)
-    args = ["train", "-o", str(out)]
-    for k, v in cfg.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
+def _args(tiny, out, as_flags, **extra):
+    return ["train", "-o", str(out)] + as_flags(dict(tiny, epochs=6, save_every=2, **extra))
 
 
-def test_a_nonfinite_run_ends_with_its_status_and_keeps_its_epochs(tmp_path, tiny, poisoned, monkeypatch, cli):
+def test_a_nonfinite_run_ends_with_its_status_and_keeps_its_epochs(tmp_path, tiny, poisoned, monkeypatch, cli, as_flags):
     path = tmp_path / "sw" / "elr0.01.h5"
-    code, out, err = cli(_args(tiny, path))
+    code, out, err = cli(_args(tiny, path, as_flags))
     assert code == EXIT_NONFINITE == 3, err
     assert "stopped: non-finite loss" in err and "epoch 3, step 2" in err and str(path) in err
     t = Trajectory(str(path))
@@ -100,8 +96,8 @@ def test_processes_sweep_records_nonfinite_runs(tmp_path, tiny):
     assert [r["status"] for r in index["runs"]] == ["nonfinite"]
 
 
-def test_a_learning_rate_beyond_the_dtype_is_a_one_line_error(tmp_path, tiny, cli):
-    code, _, err = cli(_args(tiny, tmp_path / "t.h5", elr=1e40) + ["-q"])
+def test_a_learning_rate_beyond_the_dtype_is_a_one_line_error(tmp_path, tiny, cli, as_flags):
+    code, _, err = cli(_args(tiny, tmp_path / "t.h5", as_flags, elr=1e40) + ["-q"])
     assert_one_line_error(code, err, "overflows float32", "--dtype float64")
     assert not (tmp_path / "t.h5").exists()
 

@@ -143,3 +143,16 @@ def test_curvature_of_a_squared_loss_run_is_taken_on_its_loss(tmp_path, data_roo
         losses = [float(((net(x) - F.one_hot(y, 10).float()) ** 2).sum(1).mean() / 10)
                   for x, y in fixed_batches(data, 64, 2, 0)]
     assert res["loss"][0] == pytest.approx(sum(losses) / 2, rel=1e-5)
+
+
+def test_the_default_data_is_the_whole_set_in_stored_order(tmp_path, data_root):
+    """By default the curvature is taken on the official data: the whole training set in stored
+    order with train-mode BN, so its loss and mean effective gradient norm are the checkpoint
+    metrics of the same epoch (two code paths: torch.func here, autograd there)."""
+    t = train(out=str(tmp_path / "t.h5"), progress=False, model="convnet", width=4, dataset="mnist1d",
+              data_root=data_root, train_subset=250, batch_size=64, epochs=2, elr=1e-2, device="cpu",
+              dtype="float64")
+    res = sharpness_mod.sharpness(t.path, "last", probes=2, eigs=0, write=False)
+    assert res["settings"]["batches"] == "all" and "stored order" in res["settings"]["data"]
+    assert res["loss"][0] == pytest.approx(t.checkpoint_metrics["train_loss"][-1], rel=1e-9)
+    assert res["mean_effective_grad_norm"][0] == pytest.approx(t.checkpoint_metrics["effective_grad_norm"][-1], rel=1e-9)

@@ -227,16 +227,14 @@ def test_trajectory_file_layout(tmp_path, tiny):
 
 
 @pytest.mark.slow
-def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny):
+def test_sigkilled_process_resumes_to_the_same_result(tmp_path, tiny, as_flags):
     """A real kill (SIGKILL, no clean-up) of `landscape train`, then --resume."""
     import signal
     import subprocess
     import sys
     import time
     cfg = dict(tiny, epochs=40, save_every=5)
-    args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(tmp_path / "killed.h5")]
-    for k, v in cfg.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
+    args = [sys.executable, "-m", "landscape", "train", "-q", "-o", str(tmp_path / "killed.h5")] + as_flags(cfg)
     # the same number of threads as this process (conftest), so the same float32 kernels
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.Popen(args, env=env)
@@ -346,7 +344,7 @@ def test_squared_loss_training_equals_a_hand_written_loop(tmp_path, tiny):
     out, y = torch.randn(5, 10, dtype=torch.float64), torch.randint(0, 10, (5,))
     want = ((out - F.one_hot(y, 10).double()) ** 2).sum(1).mean() / 10
     assert float(squared_loss(out, y)) == pytest.approx(float(want), rel=1e-12)
-    cfg = dict(tiny, epochs=2, dtype="float64", loss="mse")
+    cfg = dict(tiny, epochs=2, dtype="float64", loss="mse", checkpoint_metrics=True)
     t = train(out=str(tmp_path / "m.h5"), progress=False, **cfg)
     data = load_dataset("mnist1d", tiny["data_root"], train_subset=tiny["train_subset"])
     data.x_train, data.x_test = data.x_train.double(), data.x_test.double()

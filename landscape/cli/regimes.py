@@ -10,11 +10,6 @@ from .common import RawHelpFormatter, _number, add_outputs
 
 def print_regimes(result: dict) -> None:
     print(f"metrics: {SOURCE_TEXT[result['metrics']]}")
-    axes = {r.get("gradient_axis") for r in result["rows"]}
-    print("mean_gn: tail mean of the " + " / ".join(
-        {"effective_grad_norm": "stochastic effective gradient norm (SI parameters)",
-         "grad_norm": "stochastic gradient norm (conventional networks: all trained parameters)"}[a]
-        for a in sorted(axes) if a))
     name = result["rate_name"]
     if result["mixed_spaces"]:
         print("warning: the runs mix the sphere (ELR) and the whole space (LR); their rates do not compare")
@@ -29,6 +24,11 @@ def print_regimes(result: dict) -> None:
               f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
               f"{r['mean_' + r['gradient_axis']]:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
               + (f"  ({r['reason']})" if r.get("reason") else ""))
+    axes = sorted({r.get("gradient_axis") for r in result["rows"]} - {None})
+    print("mean_gn: tail mean of the " + " / ".join(
+        {"effective_grad_norm": "stochastic effective gradient norm (SI parameters)",
+         "grad_norm": "stochastic gradient norm (conventional networks: all trained parameters)"}[a]
+        for a in axes))
     print(f"largest regime-1 {name}: {result['largest_regime1_rate']}; smallest regime-3 {name}: "
           f"{result['smallest_regime3_rate']} (between determined runs)")
     if not result["ordered"]:

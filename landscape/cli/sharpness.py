@@ -51,7 +51,9 @@ def add_parser(sub):
     add_checkpoints(p, "last")
     p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
     p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
-    p.add_argument("--batches", default="4", help="B fixed mini-batches, or 'all' (the whole train set)")
+    p.add_argument("--batches", default="all",
+                   help="the curvature's data: all, the whole training set in stored order (the "
+                   "official protocol), or B mini-batches of a seeded shuffle (a random subset)")
     p.add_argument("--bn", choices=CURVATURE_BN_MODES, default="batch",
                    help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
     p.add_argument("--matrix", choices=MATRICES, default="hessian",
