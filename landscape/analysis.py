@@ -18,7 +18,7 @@ import torch
 from .data import Dataset, dataset_of, resolve_device
 from .errors import ArgumentError, LandscapeError
 from .legacy import stored_config
-from .measure import label_noise_subsets
+from .measure import SUBSETS, label_noise_subsets
 from .locks import refuse_if_written
 from .progress import Progress
 from .trajectory import Trajectory, append_analysis
@@ -44,14 +44,19 @@ def analysis_data(config: dict, data_root: str | None, device, dtype: torch.dtyp
     return data
 
 
-TRAINING_SUBSETS = ("all", "noisy", "clean")
+TRAINING_SUBSETS = ("all", *SUBSETS)
+
+
+def check_subset(which: str) -> None:
+    """``ArgumentError`` unless ``which`` names a training subset (``TRAINING_SUBSETS``)."""
+    if which not in TRAINING_SUBSETS:
+        raise ArgumentError(f"subset must be one of {', '.join(TRAINING_SUBSETS)}, got {which!r}", "subset")
 
 
 def training_subset(data: Dataset, which: str) -> Dataset:
     """The run's data with its training set cut to the examples whose label the noise redrew
     ('noisy'), the others ('clean'), or all of them ('all'), in stored order."""
-    if which not in TRAINING_SUBSETS:
-        raise ArgumentError(f"subset must be one of {', '.join(TRAINING_SUBSETS)}, got {which!r}", "subset")
+    check_subset(which)
     if which == "all":
         return data
     subsets = label_noise_subsets(data)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from . import legacy
 from .data import AUGMENT_PADDINGS
 from .errors import ArgumentError
+from .measure import LOSSES
 
 # projected SGD at a fixed ELR on the sphere | every filter on its own sphere of one common
 # radius (the official --fix_all_elr) | plain SGD at a fixed LR in the whole space
@@ -27,7 +28,7 @@ DTYPES = ("float32", "float64")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 SCHEDULES = ("constant", "cosine")
 GROUPINGS = ("filter", "layer")
-LOSS_NAMES = ("ce", "mse")  # measure.LOSSES
+LOSS_NAMES = tuple(LOSSES)
 
 
 @dataclass

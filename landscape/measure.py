@@ -27,8 +27,8 @@ NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non
 DISTANCE_METRICS = ("cos_to_init", "distance_to_init")
 # checkpoint rows of a run with label noise: the official metrics on each training subset
 SUBSETS = ("noisy", "clean")
-SUBSET_METRICS = tuple(f"{name}_{subset}" for subset in SUBSETS
-                       for name in ("train_loss", "train_accuracy", "effective_grad_norm"))
+SUBSET_QUANTITIES = ("train_loss", "train_accuracy", "effective_grad_norm")
+SUBSET_METRICS = tuple(f"{name}_{subset}" for subset in SUBSETS for name in SUBSET_QUANTITIES)
 CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
 
 
@@ -217,25 +217,24 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     acc = EpochAccumulator()
     for x, y in fixed_order_batches(data, batch_size):
         measure_batch(m, params, x, y, lr, groups, acc, loss=loss)
+    with torch.no_grad():  # nothing moved: the norms at the end are the norms
+        acc.rho_end_sq = group_sq_norms(params)
+        if groups == "filter":
+            acc.filter_rho_end_sq = filter_sq_norms(params)
     subsets = {}
     for name, indices in (label_noise_subsets(data) or {}).items():
         part = EpochAccumulator()
         for x, y in fixed_order_batches(data, batch_size, indices):
             measure_batch(m, params, x, y, lr, "layer", part, loss=loss)
-        part.rho_end_sq = group_sq_norms(params).detach()
+        part.rho_end_sq = acc.rho_end_sq
         subsets[name] = (part.metrics(lr)[0], part.seen)
-    with torch.no_grad():  # nothing moved: the norms at the end are the norms
-        acc.rho_end_sq = group_sq_norms(params)
-        if groups == "filter":
-            acc.filter_rho_end_sq = filter_sq_norms(params)
     metrics, per_layer, per_filter = acc.metrics(lr)
     if subsets:  # the official total under label noise: the subsets' size-weighted means
         seen = sum(n for _, n in subsets.values())
         for key in ("train_loss", "train_accuracy"):
             metrics[key] = sum(part[key] * n for part, n in subsets.values()) / seen
         for name, (part, _) in subsets.items():
-            metrics.update({f"{key}_{name}": part[key]
-                            for key in ("train_loss", "train_accuracy", "effective_grad_norm")})
+            metrics.update({f"{key}_{name}": part[key] for key in SUBSET_QUANTITIES})
     metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test,
                                                                           loss=loss)
     if initial is not None:

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .analysis import TRAINING_SUBSETS, over_checkpoints, training_subset
+from .analysis import check_subset, over_checkpoints, training_subset
 from .data import train_batches
 from .errors import ArgumentError
 from .hessian import (CURVATURE_BN_MODES, ESTIMATORS, Curvature, gradient_noise, hutchinson_trace,
                       hutchpp_trace, spectral_density, top_eigenvalues)
 from .legacy import stored_config
 from .measure import LOSSES, fixed_order_batches
-from .trajectory import Trajectory
 
 
 def fixed_batches(data, batch_size: int, count, seed: int):
@@ -135,9 +134,7 @@ class SharpnessSettings:
             raise ArgumentError(f"probes must be a positive integer, got {self.probes!r}", "probes")
         if self.bn not in CURVATURE_BN_MODES:
             raise ArgumentError(f"bn must be one of {', '.join(CURVATURE_BN_MODES)}, got {self.bn!r}", "bn")
-        if self.subset not in TRAINING_SUBSETS:
-            raise ArgumentError(f"subset must be one of {', '.join(TRAINING_SUBSETS)}, got {self.subset!r}",
-                                "subset")
+        check_subset(self.subset)
         if self.estimator not in ESTIMATORS:
             raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}",
                                 "estimator")
@@ -164,14 +161,16 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
     settings = dataclasses.replace(settings or SharpnessSettings(), **options)
     settings.validate()
     s = settings
+    stored = {}  # the settings as stored, once the run's batch size is read
 
     def measure(traj, data):
         bs = traj.config["batch_size"]
+        stored.update(s.stored(epochs, bs))
         data = training_subset(data, s.subset)
         hess_batches = fixed_batches(data, bs, s.batches, s.seed)
-        # the gradient norms over the whole set in stored order: the official gnorm_m
-        noise_batches = list(fixed_order_batches(data, bs))
-
+        # the gradient norms over the whole set in stored order: the official gnorm_m (the
+        # curvature's own batches when they are that set)
+        noise_batches = hess_batches if str(s.batches) == "all" else list(fixed_order_batches(data, bs))
         criterion = LOSSES[stored_config(traj.config)["loss"]]
 
         def per_checkpoint(model, advance):
@@ -183,10 +182,8 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
                 estimator=s.estimator, per_group=s.per_group)
         return per_checkpoint
 
-    def stored(traj):
-        return s.stored(epochs, traj.config["batch_size"])
-    result = over_checkpoints(path, epochs, measure, name="sharpness", settings=stored,
+    result = over_checkpoints(path, epochs, measure, name="sharpness", settings=lambda traj: stored,
                               units=s.probes, unit="probe", device=device, data_root=data_root,
                               progress=progress, write=write)
-    result["settings"] = stored(Trajectory(path))
+    result["settings"] = stored
     return result
