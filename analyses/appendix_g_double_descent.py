@@ -54,7 +54,7 @@ def main(*patterns, metrics="auto"):
     claims.append(claim("the peak is more noticeable with more label noise",
                         None if not dd_confirmed else len(grows) >= max(1, len(by_elr) / 2),
                         "; ".join(f"ELR {e:g}: " + ", ".join(f"{n:.0%}: {h:.3f}" for n, h in sorted(v.items())) for e, v in by_elr.items())))
-    save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs") and not k.startswith("_")} for r in rows],
+    save("appendix_g_double_descent", {"runs": [{k: v for k, v in r.items() if k not in ("test_error", "epochs", "effective_grad_norm", "test_error_epochs") and not k.startswith(("_", "train_error_"))} for r in rows],
                                        "skipped": skipped, "metrics": rows[0]["metrics"] if rows else None,
                                        "alignment": result["alignment"], "claims": claims})
 

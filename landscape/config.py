@@ -133,6 +133,17 @@ class TrainConfig:
         return swept_rate(dataclasses.asdict(self))
 
     @classmethod
+    def from_settings(cls, d: dict) -> "TrainConfig":
+        """A new run's settings (a user's dict): what it leaves out takes today's default;
+        an unknown name is an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ArgumentError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                                f"(the TrainConfig fields: {', '.join(sorted(known))})", unknown[0])
+        return cls(**d)
+
+    @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """A stored configuration; options added later take the value that reproduces runs
         stored before them (``legacy.CONFIG``); unknown keys are ignored."""

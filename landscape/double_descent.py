@@ -49,6 +49,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from .errors import LandscapeError
+from .measure import SUBSETS
 
 
 @dataclass
@@ -323,7 +324,8 @@ def qualification(rows: list[dict], regime_rows: list[dict]) -> None:
 def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | None = None,
                    metrics: str = "auto", progress: bool | None = None) -> dict:
     """The test on every usable label-noise run (curves of ``metrics``: 'epoch', 'checkpoint' or
-    'auto'), each row with its regime and whether it qualifies, plus the alignment of the
+    'auto'), each row with its regime, the train error on the noisy and on the clean examples
+    (``train_error_noisy``/``_clean`` over ``epochs``, when the curves have them) and whether it qualifies, plus the alignment of the
     test-error and sharpness (effective gradient norm) peaks across runs. Runs it cannot use are
     appended to ``skipped`` (with why) when a list is given."""
     from .regimes import pick_source, regimes, usable_runs
@@ -352,6 +354,9 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
                      "test_error_epochs": epochs, "test_error": err, "epochs": m["epoch"],
                      "effective_grad_norm": m["effective_grad_norm"]})
         r = rows[-1]
+        for subset in SUBSETS:  # the noisy and the clean examples apart (checkpoint metrics)
+            if f"train_accuracy_{subset}" in m:
+                r[f"train_error_{subset}"] = 1 - np.asarray(m[f"train_accuracy_{subset}"], float)
         r["epochs_between_peaks"] = (abs(r["peak_epoch"] - r["egn_peak_epoch"])
                                      if r["double_descent"] and r["egn_peak_epoch"] is not None else None)
         bar.update()

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from .errors import ArgumentError, LandscapeError
@@ -48,6 +48,10 @@ from .models import batchnorm_layers, with_batch_statistics
 
 CURVATURE_BN_MODES = ("batch", "running")  # BatchNorm in curvature: batch statistics or running buffers
 HVP_MODES = ("rev", "fwd")
+# probes per vmap call by default: vmap over probes makes an HVP 1.5x cheaper on the ConvNet
+# (129k parameters), 1.6x dearer on a torchvision ResNet-18 (11M; benchmarks/RESULTS.md), so
+# large models take their probes one at a time
+VMAP_PROBES, VMAP_MAX_PARAMETERS = 8, 2_000_000
 MATRICES = ("hessian", "ggn")
 ESTIMATORS = ("hutchinson", "hutchpp")
 
@@ -75,6 +79,8 @@ class Curvature:
     ``bn``: 'batch' or 'running' (module docstring); required when the model has BatchNorm.
     ``params``: names of the parameters to differentiate (default: the trainable ones; for the
     package's SI networks the SI groups, the frozen last layer excluded).
+    ``probe_batch``: products per ``vmap`` call in ``mvp_batch`` (default: ``VMAP_PROBES`` up to
+    ``VMAP_MAX_PARAMETERS`` parameters, else 1, where vmap costs more than it saves).
     ``matrix``: the curvature matrix M that ``mvp``, ``operator`` and the estimators use:
     'hessian' (H) or 'ggn', the generalised Gauss-Newton G = sum_B w_B J_B^T H_out J_B with J_B
     the Jacobian of batch B's outputs and H_out the Hessian of the criterion in the outputs
@@ -90,7 +96,7 @@ class Curvature:
     """
 
     def __init__(self, model, data=None, *, criterion=None, bn: str | None = None, dtype=None,
-                 params=None, probe_batch: int = 8, hvp_mode: str = "rev", matrix: str = "hessian"):
+                 params=None, probe_batch: int | None = None, hvp_mode: str = "rev", matrix: str = "hessian"):
         if hvp_mode not in HVP_MODES:
             raise ArgumentError(f"hvp_mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}", "hvp_mode")
         if matrix not in MATRICES:
@@ -101,7 +107,7 @@ class Curvature:
         m, bn = _prepare(model, bn)
         if dtype is not None:
             m = m.to(dtype)
-        self.model, self.bn, self.probe_batch = m, bn, max(1, int(probe_batch))
+        self.model, self.bn = m, bn
         names = params or [n for n, p in m.named_parameters() if p.requires_grad]
         named = dict(m.named_parameters())
         unknown = [n for n in names if n not in named]
@@ -113,6 +119,8 @@ class Curvature:
         self.fixed = {n: p.detach() for n, p in named.items() if n not in self.names}
         self.fixed.update({n: b for n, b in m.named_buffers() if b is not None})
         self.theta = torch.cat([named[n].detach().reshape(-1) for n in self.names])
+        self.probe_batch = max(1, int(probe_batch)) if probe_batch is not None else \
+            VMAP_PROBES if self.dim <= VMAP_MAX_PARAMETERS else 1
         dt = self.theta.dtype
         if data is None:
             raise LandscapeError("give data: (x, y) tensors, a DataLoader or a list of (x, y) batches")
@@ -163,8 +171,13 @@ class Curvature:
         return self._vjp()(v)[0].detach()
 
     def hvp_batch(self, vs: torch.Tensor) -> torch.Tensor:
-        """H V for the rows of V, ``probe_batch`` rows per vmap call."""
-        return torch.cat([vmap(self.hvp)(chunk) for chunk in vs.split(self.probe_batch)])
+        """H V for the rows of V, ``probe_batch`` rows per vmap call (one at a time: no vmap)."""
+        return self._batched(self.hvp, vs)
+
+    def _batched(self, product, vs: torch.Tensor) -> torch.Tensor:
+        if self.probe_batch == 1:
+            return torch.stack([product(v) for v in vs])
+        return torch.cat([vmap(product)(chunk) for chunk in vs.split(self.probe_batch)])
 
     def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, {**self.fixed, **self.unflatten(flat)}, (x,))
@@ -208,7 +221,7 @@ class Curvature:
         """M V for the rows of V, ``probe_batch`` rows per vmap call."""
         if self.matrix == "hessian":
             return self.hvp_batch(vs)
-        return torch.cat([vmap(self.ggnvp)(chunk) for chunk in vs.split(self.probe_batch)])
+        return self._batched(self.ggnvp, vs)
 
     def group_slices(self, level: str = "layer") -> list[slice]:
         """The coordinates of every SI group in the flat vector: each tensor ('layer') or each
@@ -387,15 +400,57 @@ def hutchpp_trace(curv, matvecs: int, seed: int = 0, on_probes=None, groups=None
     return out
 
 
-def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6) -> np.ndarray:
+def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products: int | None = None,
+                    info: dict | None = None) -> np.ndarray:
     """The k largest (algebraic) eigenvalues of a :class:`Curvature` or square LinearOperator,
-    in decreasing order, by Lanczos (``scipy.sparse.linalg.eigsh``)."""
+    in decreasing order, by Lanczos with full reorthogonalisation, one product per step, stopped
+    as soon as each of the top k Ritz pairs (theta_i, y_i) has residual ||M y_i - theta_i y_i||
+    = beta_j |s_ji| <= tol |theta_i|; since M is symmetric an eigenvalue then lies within
+    tol |theta_i| of theta_i. (ARPACK's ``eigsh`` spends at least ncv = 20 products per restart
+    whatever the accuracy asked; PyHessian's power iteration stops when the estimate changes by
+    less than 1e-3 relatively, which bounds nothing.) ``max_products``: at most this many
+    (default max(300, 20 k), at most the dimension); ``info``, a dict, receives
+    ``products``, ``residuals`` and ``converged``.
+
+    >>> from scipy.sparse.linalg import aslinearoperator
+    >>> top_eigenvalues(aslinearoperator(np.diag(np.arange(1.0, 101.0))), 2).round(6)
+    array([100.,  99.])
+    """
     ops = _Products(curv)
     if not 1 <= k < ops.dim:
         raise ArgumentError(f"k must be between 1 and {ops.dim - 1}, got {k}", "k", "eigs")
-    v0 = np.random.default_rng(seed).standard_normal(ops.dim)
-    vals = eigsh(ops.operator(), k=k, which="LA", v0=v0, tol=tol, return_eigenvectors=False)
-    return np.sort(vals)[::-1]
+    if not tol > 0:
+        raise ArgumentError(f"tol must be positive, got {tol}", "tol")
+    limit = min(ops.dim, max_products or max(300, 20 * k))
+
+    def matvec(q: np.ndarray) -> np.ndarray:
+        v = torch.from_numpy(q).to(device=ops.device, dtype=ops.dtype)[None]
+        return ops.batch(v)[0].double().cpu().numpy()
+    q = np.random.default_rng(seed).standard_normal(ops.dim)
+    Q = [q / np.linalg.norm(q)]
+    alpha, beta = [], []
+    theta, residuals, converged = None, None, False
+    for j in range(limit):
+        w = matvec(Q[-1])
+        alpha.append(float(w @ Q[-1]))
+        basis = np.array(Q)
+        for _ in range(2):  # full reorthogonalisation: twice is enough
+            w = w - basis.T @ (basis @ w)
+        b = float(np.linalg.norm(w))
+        if len(alpha) >= k:
+            T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+            vals, S = np.linalg.eigh(T)
+            order = np.argsort(vals)[::-1][:k]
+            theta, residuals = vals[order], b * np.abs(S[-1, order])
+            converged = bool(np.all(residuals <= tol * np.maximum(np.abs(theta), 1e-300)))
+            if converged or b < 1e-12 * max(1.0, float(np.abs(vals).max())):
+                converged = True  # the Krylov space is invariant: its Ritz values are eigenvalues
+                break
+        beta.append(b)
+        Q.append(w / b)
+    if info is not None:
+        info.update(products=len(alpha), residuals=residuals, converged=converged)
+    return np.asarray(theta, float)
 
 
 def lanczos(matvec, dim: int, steps: int, v0: np.ndarray):
@@ -522,8 +577,9 @@ def scale_invariant_parameters(model, data, criterion=None, params=None) -> dict
 
 
 def hessian_eigenvalues(model, criterion=None, data=None, k: int = 1, *, matrix: str = "hessian",
-                        bn: str | None = None, seed: int = 0, params=None) -> np.ndarray:
+                        bn: str | None = None, seed: int = 0, params=None, tol: float = 1e-6) -> np.ndarray:
     """The ``k`` largest eigenvalues of the Hessian (or GGN) of ``model``'s loss on ``data``,
-    decreasing (PyHessian's ``eigenvalues(top_n=k)``)."""
+    decreasing (PyHessian's ``eigenvalues(top_n=k)``), each within ``tol`` (relative) of an
+    eigenvalue (``top_eigenvalues``)."""
     curv = Curvature(model, data, criterion=criterion, bn=bn, matrix=matrix, params=params)
-    return top_eigenvalues(curv, k, seed)
+    return top_eigenvalues(curv, k, seed, tol)

@@ -23,6 +23,9 @@ METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effect
            "grad_norm", "effective_step_size", "rho", "elr")
 GROUP_METRICS = ("rho", "elr", "effective_grad_norm", "effective_step_size", "rho_end")  # also per filter
 NONFINITE = {"loss": 1, "gradient": 2, "parameters": 4}  # bits of what went non-finite
+# training rows only: sum over the epoch's steps of log cos(angle the step turned the SI vector),
+# the factor by which a random walk with the same steps multiplies its expected cosine to the start
+STEP_METRICS = ("log_cos_step_sum",)
 # checkpoint rows only: where the point is relative to the run's start (scalar and per layer)
 DISTANCE_METRICS = ("cos_to_init", "distance_to_init")
 # checkpoint rows of a run with label noise: the official metrics on each training subset
@@ -128,6 +131,7 @@ class EpochAccumulator:
             "elr": lr / float(mean["rho_sq"]),
         }
         metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
+        metrics["log_cos_step_sum"] = float(mean["log_cos_step"]) * self.steps
 
         def per_group(prefix, rho_end_sq):  # layers ('group_') and filters ('filter_') alike
             return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]), "elr": lr / mean[f"{prefix}rho_sq"],
@@ -229,6 +233,7 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
         part.rho_end_sq = acc.rho_end_sq
         subsets[name] = (part.metrics(lr)[0], part.seen)
     metrics, per_layer, per_filter = acc.metrics(lr)
+    del metrics["log_cos_step_sum"]  # no step is taken here
     if subsets:  # the official total under label noise: the subsets' size-weighted means
         seen = sum(n for _, n in subsets.values())
         for key in ("train_loss", "train_accuracy"):
@@ -247,7 +252,8 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
 def epoch_rows(metrics: dict, groups: dict, filters: dict, prefix: str = "") -> dict:
     """One epoch's rows by their path under /metrics (``prefix``: ``CHECKPOINT_PREFIX`` for the
     checkpoint metrics)."""
-    rows = {prefix + k: metrics[k] for k in METRICS + DISTANCE_METRICS + SUBSET_METRICS if k in metrics}
+    rows = {prefix + k: metrics[k] for k in METRICS + STEP_METRICS + DISTANCE_METRICS + SUBSET_METRICS
+            if k in metrics}
     rows.update({f"{prefix}groups/{k}": v for k, v in groups.items()})
     rows.update({f"{prefix}filters/{k}": v for k, v in filters.items()})
     return rows
@@ -262,7 +268,8 @@ def row_shapes(groups: str, checkpoint: bool, n_groups: int, n_filters: int,
     for prefix in ("", CHECKPOINT_PREFIX) if checkpoint else ("",):
         distances = DISTANCE_METRICS if prefix else ()
         subsets = SUBSET_METRICS if prefix and label_noise else ()
-        shapes.update({prefix + k: () for k in METRICS + distances + subsets})
+        steps = () if prefix else STEP_METRICS
+        shapes.update({prefix + k: () for k in METRICS + steps + distances + subsets})
         shapes.update({f"{prefix}groups/{k}": (n_groups,) for k in GROUP_METRICS + distances})
         if groups == "filter":
             shapes.update({f"{prefix}filters/{k}": (n_filters,) for k in GROUP_METRICS})

@@ -75,7 +75,7 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
             setattr(cfg, k, v)
     else:
         if isinstance(config, dict):
-            config = TrainConfig.from_dict(config)
+            config = TrainConfig.from_settings(config)
         cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     cfg.validate()
     return cfg

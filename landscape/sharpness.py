@@ -5,7 +5,8 @@ For each chosen checkpoint, on B fixed mini-batches (or the whole training set):
     trace_riemannian   trace of the Riemannian Hessian on the sphere |theta| = rho:
                   tr(P H P) - (P_dim - 1) <theta, g>/rho^2 with P = I - u u^T, u = theta/rho;
                   tr(P H P) = tr(H) - u^T H u, so it shares the probes of ``trace``
-    eigenvalues   the K largest Hessian eigenvalues (Lanczos, scipy eigsh)
+    eigenvalues   the K largest Hessian eigenvalues (Lanczos, stopped when each Ritz residual is
+                  below ``eig_tol`` relative: the eigenvalue is then that close)
     density       optional eigenvalue density (stochastic Lanczos quadrature)
     gradient noise over one epoch of mini-batches (no update): the mean stochastic gradient norm
                   and the trace of the mini-batch gradient covariance
@@ -49,10 +50,10 @@ def fixed_batches(data, batch_size: int, count, seed: int):
 
 def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probes: int = 100, eigs: int = 5,
                          bn: str = "batch", density: bool = False, seed: int = 0,
-                         dtype=None, probe_batch: int = 8, hvp_mode: str = "rev",
+                         dtype=None, probe_batch: int | None = None, hvp_mode: str = "rev",
                          density_steps: int = 80, density_runs: int = 1, on_probes=None,
                          matrix: str = "hessian", estimator: str = "hutchinson",
-                         per_group: bool = False) -> dict:
+                         per_group: bool = False, eig_tol: float = 1e-3) -> dict:
     """Every curvature number of one model (see the module docstring); ``matrix`` 'hessian' or
     'ggn', ``estimator`` 'hutchinson' or 'hutchpp' (``probes`` is then the number of products),
     ``per_group``: the trace of every SI group's diagonal block, per layer and per filter."""
@@ -92,8 +93,10 @@ def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probe
             out[f"{name}_trace_stderr"] = res.group_stderrs[sl]
             out[f"{name}_trace_effective"] = res.group_values[sl] * sq[sl]
     if eigs > 0:
-        vals = top_eigenvalues(curv, eigs, seed)
+        info = {}
+        vals = top_eigenvalues(curv, eigs, seed, eig_tol, info=info)
         out["eigenvalues"] = vals
+        out["eigenvalue_products"] = info["products"]
         out["eigenvalues_effective"] = vals * rho ** 2
     noise = gradient_noise(model, noise_batches, dtype=dtype, criterion=criterion)
     out.update({k: noise[k] for k in ("mean_grad_norm", "mean_effective_grad_norm",
@@ -120,7 +123,7 @@ class SharpnessSettings:
     density: bool = False
     seed: int = 0
     double: bool = False
-    probe_batch: int = 8
+    probe_batch: int | None = None   # None: by model size (hessian.Curvature)
     hvp_mode: str = "rev"
     density_steps: int = 80
     density_runs: int = 1
@@ -128,6 +131,7 @@ class SharpnessSettings:
     estimator: str = "hutchinson"
     per_group: bool = False
     subset: str = "all"        # with label noise: the noisy or the clean training examples only
+    eig_tol: float = 1e-3      # Lanczos stops when each Ritz residual is below this, relative
 
     def validate(self) -> None:
         if not isinstance(self.probes, int) or isinstance(self.probes, bool) or self.probes < 1:
@@ -135,6 +139,8 @@ class SharpnessSettings:
         if self.bn not in CURVATURE_BN_MODES:
             raise ArgumentError(f"bn must be one of {', '.join(CURVATURE_BN_MODES)}, got {self.bn!r}", "bn")
         check_subset(self.subset)
+        if not (isinstance(self.eig_tol, (int, float)) and 0 < self.eig_tol < 1):
+            raise ArgumentError(f"eig_tol must be in (0, 1), got {self.eig_tol!r}", "eig_tol")
         if self.estimator not in ESTIMATORS:
             raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}",
                                 "estimator")
@@ -149,7 +155,7 @@ class SharpnessSettings:
                 "dtype": "float64" if self.double else "float32", "hvp": self.hvp_mode,
                 "density": self.density, "density_steps": self.density_steps,
                 "density_runs": self.density_runs, "matrix": self.matrix, "estimator": self.estimator,
-                "per_group": self.per_group, "subset": self.subset}
+                "per_group": self.per_group, "subset": self.subset, "eig_tol": self.eig_tol}
 
 
 def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | None = None, *,
@@ -179,7 +185,7 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
                 density=s.density, seed=s.seed, dtype=torch.float64 if s.double else None,
                 probe_batch=s.probe_batch, hvp_mode=s.hvp_mode, density_steps=s.density_steps,
                 density_runs=s.density_runs, on_probes=advance, matrix=s.matrix,
-                estimator=s.estimator, per_group=s.per_group)
+                estimator=s.estimator, per_group=s.per_group, eig_tol=s.eig_tol)
         return per_checkpoint
 
     result = over_checkpoints(path, epochs, measure, name="sharpness", settings=lambda traj: stored,

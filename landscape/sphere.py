@@ -8,7 +8,8 @@ batch shape (one learning rate and radius per model).
 Definitions (per SI group i, at the point where the gradient is taken):
     rho_i = ||theta_i||,  g_i = ||grad_i L||,  rho = sqrt(sum_i rho_i^2),  g = sqrt(sum_i g_i^2)
     ELR_i = lr / rho_i^2,  effective gradient norm  = rho_i g_i,  effective step size = ELR_i rho_i g_i
-    total ELR = lr / rho^2 (fixed), total effective gradient norm = rho g.
+    total ELR = lr / rho^2 (fixed), total effective gradient norm = rho g,
+    angle a projected step turns the SI vector = arctan(total ELR * rho g).
 Eq. (3), sum_i 1/ELR_i = 1/ELR, follows from sum_i rho_i^2 = rho^2.
 """
 from __future__ import annotations
@@ -149,6 +150,7 @@ def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> d
     group_egn = (param_sq * grad_sq).sqrt()
     group_elr = lr_b / param_sq
     rho_sq = param_sq.sum(-1)
+    ess = lr / rho_sq * (rho_sq * grad_sq.sum(-1)).sqrt()
     return {
         "group_rho_sq": param_sq,
         "group_elr": group_elr,
@@ -158,4 +160,7 @@ def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> d
         "elr": lr / rho_sq,
         "grad_norm": grad_sq.sum(-1).sqrt(),
         "effective_grad_norm": (rho_sq * grad_sq.sum(-1)).sqrt(),
+        # a projected step of effective size s turns the SI vector by arctan(s) (the gradient
+        # is orthogonal to it): log cos of that angle, which a random walk's cosine multiplies by
+        "log_cos_step": -0.5 * torch.log1p(ess * ess),
     }

@@ -118,7 +118,7 @@ def sweep(elrs, out_dir: str, config: TrainConfig | dict | None = None, *, strat
     if chunk is not None and chunk < 1:
         raise ArgumentError(f"chunk must be positive, got {chunk}", "chunk")
     if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
+        config = TrainConfig.from_settings(config)
     base = dataclasses.replace(config or TrainConfig(), **overrides)
     if base.space == "whole":
         base.lr = elrs[0]  # every run's own LR is set below

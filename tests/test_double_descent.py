@@ -190,3 +190,21 @@ def test_real_label_noise_runs_in_regimes_2_and_3_show_no_double_descent(tmp_pat
     assert [r["regime"] for r in rows] == [2, 3], [(r["elr"], r["regime_name"]) for r in rows]
     assert [r["double_descent"] for r in rows] == [False, False], [(r["elr"], r["p_value"]) for r in rows]
     assert [r["qualifies"] for r in rows] == [False, False]  # no regime-1 neighbour: not Appendix G's case
+
+
+def test_the_noisy_and_clean_train_errors_come_from_the_checkpoint_subsets(tmp_path, tiny, cli):
+    """Appendix G's picture: with label noise the figure draws the train error on the noisy and
+    on the clean examples apart, the checkpoint metrics' subset columns, from epoch 0."""
+    (tmp_path / "sw").mkdir()
+    t = train(out=str(tmp_path / "sw" / "run.h5"), progress=False,
+              **dict(tiny, label_noise=0.25, epochs=6, checkpoint_metrics=True))
+    code, out, err = cli(["double-descent", str(tmp_path / "sw"), "--metrics", "checkpoint",
+                          "--json", str(tmp_path / "d.json"), "--plot", str(tmp_path / "d.png")])
+    assert code == 0, err
+    row = json.load(open(tmp_path / "d.json"))["rows"][0]
+    assert row["epochs"] == list(range(7))
+    for subset in ("noisy", "clean"):
+        measured = [t.initial_rows[f"checkpoint/train_accuracy_{subset}"],
+                    *t.checkpoint_metrics[f"train_accuracy_{subset}"]]
+        assert row[f"train_error_{subset}"] == pytest.approx([1 - a for a in measured])
+    assert (tmp_path / "d.png").stat().st_size > 10_000

@@ -15,7 +15,7 @@ from .common import Parser
 
 # one module per command, in the order of `landscape --help`
 COMMANDS = ("train", "show", "export", "repack", "evaluate", "toy", "sharpness", "interpolate",
-            "sweep", "regimes", "double_descent", "surface", "report")
+            "sweep", "regimes", "double_descent", "random_walk", "surface", "report")
 
 
 def torch_version() -> str:

@@ -51,6 +51,9 @@ def add_parser(sub):
     add_checkpoints(p, "last")
     p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
     p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
+    p.add_argument("--eig-tol", type=_number(float, True), default=1e-3,
+                   help="Lanczos stops when every top-K Ritz residual is below this times its value "
+                   "(the eigenvalue is then within it)")
     p.add_argument("--batches", default="all",
                    help="the curvature's data: all, the whole training set in stored order (the "
                    "official protocol), or B mini-batches of a seeded shuffle (a random subset)")
@@ -75,7 +78,8 @@ def add_parser(sub):
                    help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
     p.add_argument("--seed", type=_number(int), default=0, help="seed of the batches, probes and Lanczos starts")
     p.add_argument("--double", action="store_true", help="compute in float64")
-    p.add_argument("--probe-batch", type=_number(int, True), default=8, help="probes per vmap call (memory)")
+    p.add_argument("--probe-batch", type=_number(int, True), default=None,
+                   help="probes per vmap call (default: 8, or 1 above 2M parameters, where vmap is slower)")
     add_checkpoint_run_options(p, "trace, top eigenvalue and gradient noise against epoch and train loss (and the density)")
     p.set_defaults(run=run)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def plot_double_descent(result: dict, path: str) -> None:
     """One panel per run: test error, its smoothed curve and fitted baseline, the detected bump
-    (shaded, FWHM) and the effective gradient norm (sharpness proxy) on a log axis."""
+    (shaded, FWHM), the train error on the noisy and on the clean examples apart when measured
+    (Appendix G: the peak comes as the noisy labels are memorised), and the effective gradient
+    norm (sharpness proxy) on a log axis."""
     from . import new_figure, save_figure
     rows = result["rows"]
     fig, axes = new_figure(len(rows), 4.5, 3.6, max_cols=3)
@@ -18,8 +20,12 @@ def plot_double_descent(result: dict, path: str) -> None:
         if r["double_descent"]:
             ax.axvspan(r["bump_centre_epoch"] - r["peak_width"] / 2, r["bump_centre_epoch"] + r["peak_width"] / 2,
                        color="tab:blue", alpha=0.12, label="detected bump (FWHM)")
+        for subset, style in (("noisy", ":"), ("clean", "-.")):
+            if r.get(f"train_error_{subset}") is not None:
+                ax.plot(r["epochs"], r[f"train_error_{subset}"], color="0.3", ls=style, lw=0.9,
+                        label=f"train error, {subset} examples")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test error", color="tab:blue")
+        ax.set_ylabel("error" if r.get("train_error_noisy") is not None else "test error", color="tab:blue")
         tw = ax.twinx()
         twins.append(tw)
         tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8, label="effective grad norm")
