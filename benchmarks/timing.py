@@ -28,7 +28,7 @@ def interleaved(contenders: dict, rounds: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def training_args(description: str | None = None, device: bool = True):
+def training_args(description: str | None = None, device: bool = True, extra=None):
     """The options every training benchmark takes: --epochs, --rounds, --model, --width,
     --device (unless ``device`` is False: CPU only), --data-root."""
     import argparse
@@ -40,4 +40,6 @@ def training_args(description: str | None = None, device: bool = True):
     if device:
         p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default="data")
+    if extra is not None:  # a benchmark's own options
+        extra(p)
     return p.parse_args()

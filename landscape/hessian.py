@@ -52,6 +52,9 @@ HVP_MODES = ("rev", "fwd")
 # (129k parameters), 1.6x dearer on a torchvision ResNet-18 (11M; benchmarks/RESULTS.md), so
 # large models take their probes one at a time
 VMAP_PROBES, VMAP_MAX_PARAMETERS = 8, 2_000_000
+# above this many examples the data is taken batch by batch (``Curvature(streamed=...)``): a
+# graph of the whole set (CIFAR-10's 50,000 images through a ResNet) would not fit in memory
+STREAM_ABOVE_EXAMPLES = 8192
 MATRICES = ("hessian", "ggn")
 ESTIMATORS = ("hutchinson", "hutchpp")
 
@@ -79,6 +82,9 @@ class Curvature:
     ``bn``: 'batch' or 'running' (module docstring); required when the model has BatchNorm.
     ``params``: names of the parameters to differentiate (default: the trainable ones; for the
     package's SI networks the SI groups, the frozen last layer excluded).
+    ``streamed``: products batch by batch, each batch linearised once per call and freed (the
+    memory of one batch's graph; every ``mvp_batch`` call re-linearises), instead of the whole
+    data's graph built once and kept; default: streamed above ``STREAM_ABOVE_EXAMPLES`` examples.
     ``probe_batch``: products per ``vmap`` call in ``mvp_batch`` (default: ``VMAP_PROBES`` up to
     ``VMAP_MAX_PARAMETERS`` parameters, else 1, where vmap costs more than it saves).
     ``matrix``: the curvature matrix M that ``mvp``, ``operator`` and the estimators use:
@@ -96,7 +102,8 @@ class Curvature:
     """
 
     def __init__(self, model, data=None, *, criterion=None, bn: str | None = None, dtype=None,
-                 params=None, probe_batch: int | None = None, hvp_mode: str = "rev", matrix: str = "hessian"):
+                 params=None, probe_batch: int | None = None, hvp_mode: str = "rev", matrix: str = "hessian",
+                 streamed: bool | None = None):
         if hvp_mode not in HVP_MODES:
             raise ArgumentError(f"hvp_mode must be one of {', '.join(HVP_MODES)}, got {hvp_mode!r}", "hvp_mode")
         if matrix not in MATRICES:
@@ -130,6 +137,7 @@ class Curvature:
         if total == 0:
             raise LandscapeError("no data to evaluate the loss on")
         self.weights = [len(y) / total for _, y in self.batches]
+        self.streamed = (len(self.batches) > 1 and total > STREAM_ABOVE_EXAMPLES) if streamed is None else bool(streamed)
 
     @property
     def dim(self) -> int:
@@ -156,7 +164,23 @@ class Curvature:
     def gradient(self, flat: torch.Tensor | None = None) -> torch.Tensor:
         if flat is None and self._linear is not None:
             return self._linear[0]
-        return grad(self.loss)(self.theta if flat is None else flat)
+        flat = self.theta if flat is None else flat
+        if self.streamed:  # batch by batch: one batch's graph at a time
+            return sum(w * grad(self.batch_loss)(flat, x, y).detach() for (x, y), w in zip(self.batches, self.weights))
+        return grad(self.loss)(flat)
+
+    def _hessian_of_batch(self, x, y):
+        """v -> H_B v of one batch, linearised once (its graph lives as long as the function)."""
+        _, fn = vjp(grad(lambda t: self.batch_loss(t, x, y)), self.theta)
+        return lambda v: fn(v)[0].detach()
+
+    def _streamed(self, vs: torch.Tensor, linearise) -> torch.Tensor:
+        """sum_B w_B M_B V, batch by batch: each batch linearised once for all rows of V and
+        freed before the next, so memory holds one batch's graph, not the whole set's."""
+        total = torch.zeros_like(vs)
+        for (x, y), w in zip(self.batches, self.weights):
+            total += w * self._batched(linearise(x, y), vs)
+        return total
 
     def _vjp(self):
         if self._linear is None:  # the gradient's graph, built once and reused by every HVP
@@ -166,12 +190,16 @@ class Curvature:
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """H v at theta."""
+        if self.streamed:
+            return self._streamed(v[None], self._hessian_of_batch)[0]
         if self.hvp_mode == "fwd":
             return jvp(grad(self.loss), (self.theta,), (v,))[1]
         return self._vjp()(v)[0].detach()
 
     def hvp_batch(self, vs: torch.Tensor) -> torch.Tensor:
         """H V for the rows of V, ``probe_batch`` rows per vmap call (one at a time: no vmap)."""
+        if self.streamed:
+            return self._streamed(vs, self._hessian_of_batch)
         return self._batched(self.hvp, vs)
 
     def _batched(self, product, vs: torch.Tensor) -> torch.Tensor:
@@ -182,35 +210,38 @@ class Curvature:
     def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, {**self.fixed, **self.unflatten(flat)}, (x,))
 
+    def _ggn_of_batch(self, x, y):
+        """v -> J_B^T H_out J_B v of one batch (unweighted), linearised once."""
+        with warnings.catch_warnings():  # linearize's graph folding is chatty
+            warnings.simplefilter("ignore")
+            out, jv = torch.func.linearize(lambda t: self.logits(t, x), self.theta)
+        _, vjp_fn = vjp(lambda t: self.logits(t, x), self.theta)
+        out = out.detach()
+        if self.criterion is F.cross_entropy and out.dim() == 2 and not y.is_floating_point():
+            p = torch.softmax(out, dim=1)
+
+            def h_out(u):  # the mean cross-entropy's Hessian in the logits
+                return (p * u - p * (p * u).sum(1, keepdim=True)) / len(p)
+        else:  # the criterion's Hessian in the outputs, linearised once (symmetric: vjp = Hu)
+            _, out_hvp = vjp(grad(lambda z: self.criterion(z, y)), out)
+
+            def h_out(u):
+                return out_hvp(u)[0]
+        return lambda v: vjp_fn(h_out(jv(v)))[0].detach()
+
     def _ggn(self):
-        """Per batch, linearised once: (w_B, u -> H_out u, v -> J v, u -> J^T u)."""
+        """Per batch, linearised once and kept: [(w_B, v -> J_B^T H_out J_B v)]."""
         if self._ggn_parts is None:
-            parts = []
-            for (x, y), w in zip(self.batches, self.weights):
-                with warnings.catch_warnings():  # linearize's graph folding is chatty
-                    warnings.simplefilter("ignore")
-                    out, jv = torch.func.linearize(lambda t, x=x: self.logits(t, x), self.theta)
-                _, vjp_fn = vjp(lambda t, x=x: self.logits(t, x), self.theta)
-                out = out.detach()
-                if self.criterion is F.cross_entropy and out.dim() == 2 and not y.is_floating_point():
-                    p = torch.softmax(out, dim=1)
-
-                    def h_out(u, p=p):  # the mean cross-entropy's Hessian in the logits
-                        return (p * u - p * (p * u).sum(1, keepdim=True)) / len(p)
-                else:  # the criterion's Hessian in the outputs, linearised once (symmetric: vjp = Hu)
-                    _, out_hvp = vjp(grad(lambda z, y=y: self.criterion(z, y)), out)
-
-                    def h_out(u, out_hvp=out_hvp):
-                        return out_hvp(u)[0]
-                parts.append((w, h_out, jv, vjp_fn))
-            self._ggn_parts = parts
+            self._ggn_parts = [(w, self._ggn_of_batch(x, y)) for (x, y), w in zip(self.batches, self.weights)]
         return self._ggn_parts
 
     def ggnvp(self, v: torch.Tensor) -> torch.Tensor:
         """G v = sum_B w_B J_B^T H_out J_B v (see the class docstring)."""
+        if self.streamed:
+            return self._streamed(v[None], self._ggn_of_batch)[0]
         total = torch.zeros_like(self.theta)
-        for w, h_out, jv, vjp_fn in self._ggn():
-            total = total + w * vjp_fn(h_out(jv(v)))[0]
+        for w, product in self._ggn():
+            total = total + w * product(v)
         return total.detach()
 
     def mvp(self, v: torch.Tensor) -> torch.Tensor:
@@ -221,6 +252,8 @@ class Curvature:
         """M V for the rows of V, ``probe_batch`` rows per vmap call."""
         if self.matrix == "hessian":
             return self.hvp_batch(vs)
+        if self.streamed:
+            return self._streamed(vs, self._ggn_of_batch)
         return self._batched(self.ggnvp, vs)
 
     def group_slices(self, level: str = "layer") -> list[slice]:
@@ -292,10 +325,12 @@ class _Products:
         if isinstance(op, Curvature):
             self.dim, self.dtype, self.device = op.dim, op.theta.dtype, op.theta.device
             self.batch, self.probe_batch, self.operator = op.mvp_batch, op.probe_batch, op.operator
+            self.single = op.mvp  # one vector: no vmap
         elif isinstance(op, LinearOperator) and op.shape[0] == op.shape[1]:
             self.dim, self.dtype, self.device = op.shape[0], torch.float64, torch.device("cpu")
             self.probe_batch, self.operator = probe_batch, lambda: op
             self.batch = lambda V: torch.from_numpy(np.asarray(op.matmat(V.double().numpy().T)).T.copy())
+            self.single = lambda v: torch.from_numpy(np.asarray(op.matvec(v.double().numpy())).reshape(-1))
         else:
             raise LandscapeError(f"need a Curvature or a square scipy LinearOperator, got {type(op).__name__}")
 
@@ -320,7 +355,9 @@ class TraceEstimate:
 
 
 def rademacher(n: int, dim: int, gen: torch.Generator, dtype, device) -> torch.Tensor:
-    return (torch.randint(0, 2, (n, dim), generator=gen) * 2 - 1).to(device=device, dtype=dtype)
+    # drawn in the target dtype: the same draws as int64, one pass fewer over the probes
+    draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.int64
+    return torch.randint(0, 2, (n, dim), generator=gen, dtype=draw_dtype).mul_(2).sub_(1).to(device=device, dtype=dtype)
 
 
 def _segment_sums(rows: torch.Tensor, slices) -> torch.Tensor:
@@ -350,10 +387,10 @@ def hutchinson_trace(curv, probes: int, seed: int = 0, project=None, on_probes=N
         V = rademacher(n, curv.dim, gen, curv.dtype, curv.device)
         if project is not None:
             V = project(V)
-        prod = (V * curv.batch(V)).double()
-        samples.append(prod.sum(1).cpu())
+        prod = V * curv.batch(V)
+        samples.append(prod.sum(1, dtype=torch.float64).cpu())
         if groups is not None:
-            group_samples.append(_segment_sums(prod, groups).cpu())
+            group_samples.append(_segment_sums(prod.double(), groups).cpu())
         done += n
         if on_probes is not None:
             on_probes(n)
@@ -424,8 +461,8 @@ def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products
     limit = min(ops.dim, max_products or max(300, 20 * k))
 
     def matvec(q: np.ndarray) -> np.ndarray:
-        v = torch.from_numpy(q).to(device=ops.device, dtype=ops.dtype)[None]
-        return ops.batch(v)[0].double().cpu().numpy()
+        v = torch.from_numpy(q).to(device=ops.device, dtype=ops.dtype)
+        return ops.single(v).double().cpu().numpy()
     q = np.random.default_rng(seed).standard_normal(ops.dim)
     Q = [q / np.linalg.norm(q)]
     alpha, beta = [], []

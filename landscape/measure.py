@@ -218,30 +218,52 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
     m = with_batch_statistics(model)
     params = [p for _, p in si_groups(m)]
-    acc = EpochAccumulator()
-    for x, y in fixed_order_batches(data, batch_size):
-        measure_batch(m, params, x, y, lr, groups, acc, loss=loss)
-    with torch.no_grad():  # nothing moved: the norms at the end are the norms
-        acc.rho_end_sq = group_sq_norms(params)
-        if groups == "filter":
-            acc.filter_rho_end_sq = filter_sq_norms(params)
-    subsets = {}
-    for name, indices in (label_noise_subsets(data) or {}).items():
-        part = EpochAccumulator()
+    passes = checkpoint_pass(lambda x, y: forward_backward(m, params, x, y, loss=loss), params, data,
+                             batch_size, lr, groups)
+    test = test or test_metrics(model, data.x_test, data.y_test, loss=loss)
+    return checkpoint_results(passes, lr, test, params, initial)
+
+
+def checkpoint_pass(batch_gradients, params, data: Dataset, batch_size: int, lr, groups: str,
+                    batch_dims: int = 0) -> dict:
+    """The checkpoint protocol's sums, one model or a stacked batch of them (``batch_dims=1``,
+    ``lr`` then one per model): ``batch_gradients(x, y)`` gives (loss, number correct, SI
+    gradients) of a batch at the point, without a step. {'all': accumulator of the whole set,
+    and with label noise 'noisy'/'clean': those of each subset in its own stored-order batches}."""
+    filters = groups == "filter"
+
+    def over(indices, with_filters):
+        acc = EpochAccumulator()
         for x, y in fixed_order_batches(data, batch_size, indices):
-            measure_batch(m, params, x, y, lr, "layer", part, loss=loss)
-        part.rho_end_sq = acc.rho_end_sq
-        subsets[name] = (part.metrics(lr)[0], part.seen)
-    metrics, per_layer, per_filter = acc.metrics(lr)
+            value, correct, grads = batch_gradients(x, y)
+            with torch.no_grad():
+                acc.add(si_statistics(params, grads, lr, batch_dims, filters=with_filters), value, correct, len(y))
+        with torch.no_grad():  # nothing moved: the norms at the end are the norms
+            acc.rho_end_sq = group_sq_norms(params, batch_dims)
+            if with_filters:
+                acc.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
+        return acc
+    passes = {"all": over(None, filters)}
+    for name, indices in (label_noise_subsets(data) or {}).items():
+        passes[name] = over(indices, False)
+    return passes
+
+
+def checkpoint_results(passes: dict, lr: float, test: tuple, params, initial=None,
+                       index=None) -> tuple[dict, dict, dict]:
+    """(metrics, per-layer, per-filter) of ``checkpoint_pass``'s sums for one model (``index``
+    in a stacked batch; ``params`` that model's SI tensors), with the ``test`` (loss, accuracy)
+    and, given ``initial``, the distance to the start."""
+    metrics, per_layer, per_filter = passes["all"].metrics(lr, index)
     del metrics["log_cos_step_sum"]  # no step is taken here
+    subsets = {name: (acc.metrics(lr, index)[0], acc.seen) for name, acc in passes.items() if name != "all"}
     if subsets:  # the official total under label noise: the subsets' size-weighted means
         seen = sum(n for _, n in subsets.values())
         for key in ("train_loss", "train_accuracy"):
             metrics[key] = sum(part[key] * n for part, n in subsets.values()) / seen
         for name, (part, _) in subsets.items():
             metrics.update({f"{key}_{name}": part[key] for key in SUBSET_QUANTITIES})
-    metrics["test_loss"], metrics["test_accuracy"] = test or test_metrics(model, data.x_test, data.y_test,
-                                                                          loss=loss)
+    metrics["test_loss"], metrics["test_accuracy"] = test
     if initial is not None:
         scalars, layers = distance_to_start(params, initial)
         metrics.update(scalars)

@@ -207,16 +207,12 @@ def close_run(run: Run) -> None:
 # --- committing and ending epochs ----------------------------------------------------------
 
 def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dict, state: dict,
-                 seconds: float, data: Dataset | None = None, lr: float | None = None) -> None:
-    """Write one epoch (and, with ``checkpoint_metrics``, the official protocol's metrics of the
-    model ``state`` describes, measured on ``data``)."""
+                 seconds: float, checkpoint: tuple | None = None) -> None:
+    """Write one epoch, with ``checkpoint`` (metrics, per-layer, per-filter) the official
+    protocol's metrics of the epoch's end point when the run measures them."""
     rows = epoch_rows(metrics, groups, filters)
-    if run.cfg.checkpoint_metrics:
-        test = None if math.isnan(metrics["test_loss"]) else (metrics["test_loss"], metrics["test_accuracy"])
-        run.model.load_state_dict(model_state(state))
-        rows.update(epoch_rows(*checkpoint_metrics(run.model, data, run.cfg.batch_size, lr or run.lr,
-                                                   run.cfg.groups, test, run.initial, run.cfg.loss),
-                               prefix=CHECKPOINT_PREFIX))
+    if checkpoint is not None:
+        rows.update(epoch_rows(*checkpoint, prefix=CHECKPOINT_PREFIX))
     # a file written before a row existed keeps its layout: every row has one value per epoch
     rows = {k: v for k, v in rows.items() if k in run.row_names}
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
@@ -263,17 +259,24 @@ def train_runs(runs: list, data: Dataset, stepper, report, on_step=None, on_epoc
         lrs = [epoch_lr(cfg, r.lr, epoch) for r in runs]
         measured = stepper.epoch(epoch, lrs, live, on_step)
         tests = stepper.test(live) if is_eval_epoch(cfg, epoch) else {}
-        seconds = (time.perf_counter() - t0) / len(live)
+        finite = []
         for j in list(live):
             run, (acc, index) = runs[j], measured[j]
             bad = acc.nonfinite(index)
             if bad is not None:
                 live.remove(j)
                 report.ended(run.out, nonfinite_message(end_nonfinite(run, epoch, bad)))
-                continue
+            else:
+                finite.append(j)
+        # the official protocol's metrics of every end point, all runs in one pass where the
+        # stepper can (a vectorised sweep measures its models together)
+        checkpoints = stepper.checkpoint(finite, lrs, tests) if cfg.checkpoint_metrics and finite else {}
+        seconds = (time.perf_counter() - t0) / max(1, len(finite))
+        for j in finite:
+            run, (acc, index) = runs[j], measured[j]
             metrics, groups, filters = acc.metrics(lrs[j], index)
             metrics["test_loss"], metrics["test_accuracy"] = tests.get(j, (math.nan, math.nan))
-            commit_epoch(run, epoch, metrics, groups, filters, stepper.state(j), seconds, data, lrs[j])
+            commit_epoch(run, epoch, metrics, groups, filters, stepper.state(j), seconds, checkpoints.get(j))
             report.update(run.out, epoch, metrics)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)

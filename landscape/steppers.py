@@ -24,7 +24,9 @@ import types
 import torch
 
 from .data import Dataset, train_batches
-from .measure import LOSSES, EpochAccumulator, forward_backward, test_metrics
+from .measure import (LOSSES, EpochAccumulator, checkpoint_metrics, checkpoint_pass, checkpoint_results,
+                      forward_backward, test_metrics)
+from .models import with_batch_statistics
 from .sphere import filter_spheres_step, projected_sgd_step, sgd_step, si_statistics
 from .trajectory import momentum_key
 
@@ -185,6 +187,13 @@ class Streams:
         return {j: test_metrics(self.runs[j].model, self.data.x_test, self.data.y_test, loss=self.cfg.loss)
                 for j in live}
 
+    def checkpoint(self, live: list, lrs: list, tests: dict) -> dict:
+        """{run index: the checkpoint metrics of its model now} (``tests``: test metrics already
+        measured this epoch, by run)."""
+        cfg = self.cfg
+        return {j: checkpoint_metrics(self.runs[j].model, self.data, cfg.batch_size, lrs[j], cfg.groups,
+                                      tests.get(j), self.runs[j].initial, cfg.loss) for j in live}
+
     def state(self, j: int) -> dict:
         return self.runs[j].state()
 
@@ -231,6 +240,13 @@ class Vectorised:
             self.step = torch.compile(self.step, **compile_options(cfg.compile_mode))
             self.update = compiled_update(cfg.compile_mode)
         self.test_pass = vmap(test_pass, in_dims=(0, 0, None, None))
+        measured = with_batch_statistics(template)  # the checkpoint protocol: batch statistics, no buffers
+
+        def measure_fn(tp, fp, x, y):
+            out = functional_call(measured, {**tp, **fp}, (x,))
+            loss = criterion(out, y)
+            return loss, (loss, (out.argmax(1) == y).sum())
+        self.measure = vmap(grad(measure_fn, has_aux=True), in_dims=(0, 0, None, None))
 
     def epoch(self, epoch: int, lrs: list, live: list, on_step=None) -> dict:
         """Train every model one epoch (a run that went non-finite keeps computing NaN beside
@@ -265,6 +281,22 @@ class Vectorised:
         loss = loss_sum.cpu().numpy() / len(data.y_test)
         accuracy = correct.cpu().numpy() / len(data.y_test)
         return {j: (float(loss[j]), float(accuracy[j])) for j in live}
+
+    def checkpoint(self, live: list, lrs: list, tests: dict) -> dict:
+        """{run index: the checkpoint metrics of its model now}, every model measured in one
+        vmapped pass over the training set (``measure.checkpoint_pass`` with a model dimension)."""
+        if any(j not in tests for j in live):
+            tests = self.test(live)
+        names = self.names
+
+        def batch_gradients(x, y):
+            grads, (loss, correct) = self.measure(self.trainable, self.frozen, x, y)
+            return loss, correct, [grads[k] for k in names]
+        lr = torch.tensor(lrs, dtype=torch.float64, device=self.device)
+        passes = checkpoint_pass(batch_gradients, self.si_list, self.data, self.cfg.batch_size, lr,
+                                 self.cfg.groups, batch_dims=1)
+        return {j: checkpoint_results(passes, lrs[j], tests[j], [p[j] for p in self.si_list],
+                                      self.runs[j].initial, index=j) for j in live}
 
     def state(self, j: int) -> dict:
         run = self.runs[j]

@@ -266,3 +266,48 @@ def test_hutchpp_is_unbiased_and_beats_hutchinson_on_the_ggn(problem):
     plus = [hutchpp_trace(curv, 60, seed=s).value - exact for s in range(30)]
     assert abs(np.mean(plus)) < 4 * np.std(plus) / math.sqrt(30) + 1e-9 * exact
     assert math.sqrt(np.mean(np.square(plus))) < 0.5 * math.sqrt(np.mean(np.square(plain)))
+
+
+def test_lanczos_stops_at_its_residual_bound_and_the_bound_holds():
+    """A symmetric matrix with a known spectrum: Lanczos stops once every top-k Ritz residual is
+    below tol |theta|, well before the dimension, and each value is then within that of an
+    eigenvalue (the symmetric residual bound)."""
+    from scipy.sparse.linalg import aslinearoperator
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((400, 400)))
+    spectrum = np.concatenate([[50.0, 30.0, 20.0], rng.uniform(-1.0, 5.0, 397)])
+    op = aslinearoperator((Q * spectrum) @ Q.T)
+    for tol in (1e-3, 1e-8):
+        info = {}
+        vals = top_eigenvalues(op, 3, seed=1, tol=tol, info=info)
+        assert info["converged"] and info["products"] < 100
+        assert np.all(info["residuals"] <= tol * np.abs(vals))
+        assert np.all(np.abs(vals - [50.0, 30.0, 20.0]) <= tol * np.abs(vals))
+
+
+@pytest.mark.parametrize("matrix", ["hessian", "ggn"])
+def test_streamed_products_equal_the_explicit_matrix(problem, matrix):
+    """Batch by batch (one batch's graph in memory) the products, the gradient and the trace
+    are those of the explicit matrix of the whole data."""
+    model, batches = problem
+    kept = Curvature(model, batches, bn="batch", matrix=matrix, streamed=False)
+    streamed = Curvature(model, batches, bn="batch", matrix=matrix, streamed=True)
+    M = kept.operator().matmat(np.eye(kept.dim))
+    if matrix == "hessian":
+        np.testing.assert_allclose(M, explicit(kept), rtol=1e-6, atol=1e-9 * np.abs(M).max())
+    np.testing.assert_allclose(streamed.operator().matmat(np.eye(kept.dim)), M, rtol=1e-9, atol=1e-12 * np.abs(M).max())
+    v = torch.randn(kept.dim, dtype=torch.float64)
+    np.testing.assert_allclose(streamed.mvp(v).numpy(), M @ v.numpy(), rtol=1e-9, atol=1e-12 * np.abs(M).max())
+    np.testing.assert_allclose(streamed.gradient().numpy(), kept.gradient().numpy(), rtol=1e-10, atol=1e-14)
+    a, b = hutchinson_trace(kept, 16, seed=3), hutchinson_trace(streamed, 16, seed=3)
+    np.testing.assert_allclose(b.samples, a.samples, rtol=1e-9)
+    assert np.isclose(top_eigenvalues(streamed, 1)[0], np.linalg.eigvalsh(M)[-1], rtol=1e-6)
+
+
+def test_large_data_is_streamed_by_default():
+    from landscape.hessian import STREAM_ABOVE_EXAMPLES
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x, y = torch.randn(STREAM_ABOVE_EXAMPLES + 2, 3), torch.randint(0, 2, (STREAM_ABOVE_EXAMPLES + 2,))
+    assert Curvature(net, [(x[:-2], y[:-2]), (x[-2:], y[-2:])]).streamed
+    assert not Curvature(net, [(x[:64], y[:64]), (x[64:128], y[64:128])]).streamed
+    assert not Curvature(net, (x, y)).streamed  # one batch: its graph is the whole data's anyway
