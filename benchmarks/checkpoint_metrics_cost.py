@@ -14,6 +14,7 @@ one vmapped pass, post-hoc every run's checkpoints are reloaded and measured one
 
     python benchmarks/checkpoint_metrics_cost.py [--epochs 5] [--rounds 3] [--width 32] [--sweep 8]
 """
+import glob
 import os
 import tempfile
 import time
@@ -65,6 +66,12 @@ def main():
           f"{extra_post:.1f} ms/epoch (ratio post-hoc / in training {extra_post / extra_in:.2f})")
 
 
+def disk_mb(sweep_folder: str) -> float:
+    """Mean size of a sweep folder's trajectories in MB."""
+    files = glob.glob(os.path.join(sweep_folder, "*.h5"))
+    return sum(os.path.getsize(f) for f in files) / len(files) / 1e6
+
+
 def sweep_cost(args, folder, base):
     from landscape.sweep import sweep
     elrs = list(np.geomspace(1e-3, 1e-1, args.sweep))
@@ -89,6 +96,9 @@ def sweep_cost(args, folder, base):
 
     from landscape.trajectory import Trajectory
     a, b = in_training(), post_hoc()
+    post_folder = max(glob.glob(os.path.join(folder, "s*")), key=os.path.getmtime)  # the post-hoc sweep just made
+    print(f"disk per run: in training {disk_mb(a):.2f} MB (checkpoints every {Trajectory(glob.glob(a + '/*.h5')[0]).config['save_every']} "
+          f"epochs), post-hoc {disk_mb(post_folder):.2f} MB (every epoch's checkpoint kept for the reload)")
     for e in elrs:  # the vectorised pass sums in another order: float64 rounding apart
         ca = stored_checkpoint_metrics(Trajectory(os.path.join(a, f"elr{e:g}.h5")))
         for key in ("train_loss", "train_accuracy", "effective_grad_norm", "test_loss", "test_accuracy"):

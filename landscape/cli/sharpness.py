@@ -44,39 +44,41 @@ def print_sharpness(result: dict) -> None:
 
 
 def add_parser(sub):
+    D = SharpnessSettings()  # the defaults, written once
     p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
                        description="Curvature of a trajectory's checkpoints; results are appended "
                        "to it under /analyses/sharpness.")
     p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
     add_checkpoints(p, "last")
-    p.add_argument("--probes", type=_number(int), default=100, help="Hutchinson probes M")
-    p.add_argument("--eigs", type=_number(int), default=5, help="top-K eigenvalues (0: none)")
-    p.add_argument("--eig-tol", type=_number(float, True), default=1e-3,
+    p.add_argument("--probes", type=_number(int), default=D.probes,
+                   help="Hutchinson probes M (5: the official estimate's number)")
+    p.add_argument("--eigs", type=_number(int), default=D.eigs, help="top-K eigenvalues (0: none)")
+    p.add_argument("--eig-tol", type=_number(float, True), default=D.eig_tol,
                    help="Lanczos stops when every top-K Ritz residual is below this times its value "
                    "(the eigenvalue is then within it)")
-    p.add_argument("--batches", default="all",
+    p.add_argument("--batches", default=D.batches,
                    help="the curvature's data: all, the whole training set in stored order (the "
                    "official protocol), or B mini-batches of a seeded shuffle (a random subset)")
-    p.add_argument("--bn", choices=CURVATURE_BN_MODES, default="batch",
+    p.add_argument("--bn", choices=CURVATURE_BN_MODES, default=D.bn,
                    help="batch: mini-batch statistics (SI, what training optimises); running: stored statistics (PyHessian)")
-    p.add_argument("--matrix", choices=MATRICES, default="hessian",
+    p.add_argument("--matrix", choices=MATRICES, default=D.matrix,
                    help="hessian, or ggn: the generalised Gauss-Newton J^T H_out J (the official code's 'Fisher')")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="hutchinson",
+    p.add_argument("--estimator", choices=ESTIMATORS, default=D.estimator,
                    help="trace estimator: hutchinson, or hutchpp (Hutch++: --probes products, a third "
                    "of them sketching the top of the spectrum; fewer products for the same error)")
     p.add_argument("--per-group", action="store_true",
                    help="also the trace of every SI group's diagonal block, per layer and per filter "
                    "(raw and effective: x rho_i^2)")
-    p.add_argument("--subset", choices=TRAINING_SUBSETS, default="all",
+    p.add_argument("--subset", choices=TRAINING_SUBSETS, default=D.subset,
                    help="training examples the curvature is taken on: all, or for a run with label "
                    "noise only the noisy (relabelled) or the clean ones, as the official code's "
                    "per-subset traces")
     p.add_argument("--density", action="store_true", help="also the eigenvalue density (SLQ)")
-    p.add_argument("--density-steps", type=_number(int, True), default=80, help="Lanczos steps per SLQ run")
-    p.add_argument("--density-runs", type=_number(int, True), default=1, help="SLQ random starts")
-    p.add_argument("--hvp", dest="hvp_mode", choices=("rev", "fwd"), default="rev",
+    p.add_argument("--density-steps", type=_number(int, True), default=D.density_steps, help="Lanczos steps per SLQ run")
+    p.add_argument("--density-runs", type=_number(int, True), default=D.density_runs, help="SLQ random starts")
+    p.add_argument("--hvp", dest="hvp_mode", choices=("rev", "fwd"), default=D.hvp_mode,
                    help="rev: vjp of grad, linearised once per checkpoint (fastest here); fwd: jvp of grad")
-    p.add_argument("--seed", type=_number(int), default=0, help="seed of the batches, probes and Lanczos starts")
+    p.add_argument("--seed", type=_number(int), default=D.seed, help="seed of the batches, probes and Lanczos starts")
     p.add_argument("--double", action="store_true", help="compute in float64")
     p.add_argument("--probe-batch", type=_number(int, True), default=None,
                    help="probes per vmap call (default: 8, or 1 above 2M parameters, where vmap is slower)")
