@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import nnls
 
+from .curves import baseline_basis, fit_baseline
 from .errors import LandscapeError
 from .measure import SUBSETS
 
@@ -94,19 +94,6 @@ def ar1_noise(rng, phi: float, innovation_sd: float, shape) -> np.ndarray:
     for t in range(1, n):
         x[:, t] = phi * x[:, t - 1] + eps[:, t]
     return x
-
-
-def baseline_basis(epochs) -> np.ndarray:
-    """Columns [1, -1, exp(-(e - e0)/tau)...]: with non-negative weights, every decreasing
-    convex curve of these time scales (a learning curve without a bump)."""
-    e = np.asarray(epochs, float)
-    span = max(e[-1] - e[0], 1.0)
-    taus = span * np.array([0.01, 0.03, 0.08, 0.2, 0.5, 1.3])
-    return np.column_stack([np.ones_like(e), -np.ones_like(e)] + [np.exp(-(e - e[0]) / t) for t in taus])
-
-
-def fit_baseline(y, basis) -> np.ndarray:
-    return basis @ nnls(basis, y)[0]
 
 
 def _robust_clip(r: np.ndarray) -> np.ndarray:

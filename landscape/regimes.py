@@ -1,26 +1,38 @@
 """Regimes of training on the sphere (paper Section 5, Figure 1).
 
-Regime of a run, from the paper's signatures over the last ``tail`` fraction of its curve (C
-classes, ln C = the loss of a uniform guess), with the evidence for each label:
-    trend       a Mann-Kendall test of log train loss against epoch, its variance inflated by
-                the residuals' lag-1 autocorrelation (a chaotic run's loss wanders: independent
-                -sample tests see trends in it); one-sided p-value for a fall, Theil-Sen slope
+Regime of a run, from the paper's signatures over the last ``tail`` fraction of its curve (at
+least ``min_tail`` points; C classes, ln C = the loss of a uniform guess), with the evidence for
+each label:
+    trend       a Mann-Kendall test of log train loss against epoch, exact for short tails,
+                its variance inflated by the residuals' lag-1 autocorrelation around the
+                least-squares decreasing convex curve (a chaotic run's loss wanders:
+                independent-sample tests see trends in it; a smooth fall's curvature is not
+                noise); one-sided p-value for a fall, Theil-Sen slope
     ESS spread  std/mean over the SI groups (filters when logged, else layers) of their tail-mean
                 effective step sizes: ~0 when they have equalised (Sec. 3.2, Fig. 4)
-    1 convergence   the loss falls significantly (p < ``trend_alpha``) with unequal ESS and does
-                    not end at the uniform guess (loss ~ ln C with chance accuracy), or it has
-                    reached a low level (final <= ``low_loss_fraction`` ln C) with unequal ESS,
-                    or the fall lasts: significant over the run's second half and by at least
-                    ``sustained_fall_factor`` there (then near-equal ESS do not veto it: runs
-                    just below the 1/2 boundary converge with their ESS close together)
+    level       the lower of the final loss (median of the last ``final_fraction``) and the
+                tail's median: a spike in the last epochs does not move it
+    wandering   the expected cosine to the tail's start of a random walk taking the run's own
+                steps over the tail (``log_cos_step_sum``; Appendix M)
+    1 convergence   the level is at most ``converged_loss_fraction`` ln C (whatever the step
+                    sizes); or the loss falls significantly (p < ``trend_alpha``) with unequal
+                    ESS and does not end at the uniform guess (loss ~ ln C with chance
+                    accuracy); or it has reached a low level (<= ``low_loss_fraction`` ln C)
+                    with unequal ESS; or the fall lasts: significant over the run's second half
+                    and by at least ``sustained_fall_factor`` there (then near-equal ESS do not
+                    veto it: runs just below the 1/2 boundary converge with their ESS close)
     2 equilibrium   no significant fall, a level away from zero and from random guessing, and
                     equalised ESS (spread <= ``ess_equal_filter`` / ``ess_equal_layer``)
     3 divergence    random-guess accuracy (<= 1/C + ``random_accuracy_margin``) and loss
-                    (median >= ``random_loss_fraction`` ln C), not falling
+                    (median >= ``random_loss_fraction`` ln C), not falling, and steps that
+                    wander (a walk with them keeps at most ``wander_cos`` to the tail's start;
+                    a run at random guessing whose steps are smaller has barely moved:
+                    undetermined)
     undetermined    too short (fewer than ``min_points`` points, or ``min_tail`` in the tail),
                     or the signals disagree (a fall only in the tail with equalised ESS, a flat
                     level with unequal ESS); the reason is given
-    nonfinite       the run met NaN/inf (its status, or NaN in its curve)
+    nonfinite       the run met NaN/inf (its status, or NaN in its curve); the regime of its
+                    finite part is given beside it (``finite_regime``)
 """
 from __future__ import annotations
 
@@ -28,6 +40,7 @@ import glob
 import math
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -56,14 +69,39 @@ class RegimeCriteria:
     sustained_fall_factor: float = 2.0
     sustained_min_points: int = 20
     min_points: int = 10
-    min_tail: int = 5
+    min_tail: int = 8
+    # converged whatever the step sizes: the tail's median loss (or the final) at most this x ln C
+    converged_loss_fraction: float = 0.005
+    # regime 3 wanders: over the tail a random walk taking the run's own steps keeps at most this
+    # cosine to where the tail began (a run that barely moves is not diverging, however bad)
+    wander_cos: float = 0.5
+
+
+@lru_cache(maxsize=None)
+def _kendall_null_cdf(n: int) -> np.ndarray:
+    """P(S <= s) for s = -M, -M+2, ..., M (M = n(n-1)/2) of Kendall's S (concordant minus
+    discordant pairs) under independence, exactly: S = M - 2 x (inversions of a uniform random
+    permutation), whose counts are the Mahonian numbers."""
+    counts = np.array([1.0])
+    for k in range(2, n + 1):  # the k-th element adds 0..k-1 inversions
+        counts = np.convolve(counts, np.ones(k))
+    return np.cumsum(counts[::-1] / counts.sum())
+
+
+EXACT_MAX_POINTS = 60  # the exact null distribution of S up to here, the normal one above
 
 
 def falling_trend(values) -> dict:
-    """Mann-Kendall test for a downward trend of ``values`` (in order), corrected for lag-1
-    autocorrelation of the residuals around the Theil-Sen line (variance of S inflated by
-    (1 + r1) / (1 - r1), r1 clipped to [0, 0.95]). Returns tau, slope (per point), r1 and the
-    one-sided p-value of a fall."""
+    """Mann-Kendall test for a downward trend of ``values`` (in order). Correlated noise is
+    allowed for: the residuals' lag-1 autocorrelation r1 (clipped to [0, 0.95]) inflates the
+    variance of S by f = (1 + r1) / (1 - r1). For a fall the residuals are taken around the
+    least-squares decreasing convex curve (``curves.fit_baseline``), so the curvature of a
+    smooth fall (exponential, power law) is not read as correlated noise; otherwise around the
+    Theil-Sen line. The one-sided p-value of a fall is exact for up to ``EXACT_MAX_POINTS``
+    points (S / sqrt(f) against the exact null distribution of S: a perfect 5-point fall has
+    p = 1/120), normal with a continuity correction above. Returns tau, the Theil-Sen slope
+    (per point), r1 and p_falling."""
+    from .curves import FINE_TIME_SCALES, baseline_basis, fit_baseline
     y = np.asarray(values, float)
     n = len(y)
     x = np.arange(n, dtype=float)
@@ -71,13 +109,25 @@ def falling_trend(values) -> dict:
         return {"tau": 0.0, "slope": 0.0, "r1": 0.0, "p_falling": 1.0}
     tau = float(stats.kendalltau(x, y).statistic)
     slope, intercept = stats.theilslopes(y, x)[:2]
-    resid = y - (intercept + slope * x)
-    r1 = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if np.std(resid) > 0 else 0.0
+    line = y - (intercept + slope * x)
+    resid = y - fit_baseline(y, baseline_basis(x, FINE_TIME_SCALES, linear=True)) if tau < 0 else line
+    # residuals a thousandth of the range: a smooth fall that the basis follows, not noise
+    if np.std(resid) <= 1e-3 * np.ptp(y) or np.std(resid[:-1]) == 0 or np.std(resid[1:]) == 0:
+        r1 = 0.0
+    else:
+        r1 = float(np.corrcoef(resid[:-1], resid[1:])[0, 1])
     r1 = min(max(r1 if math.isfinite(r1) else 0.0, 0.0), 0.95)
-    s_stat = tau * n * (n - 1) / 2
-    var = n * (n - 1) * (2 * n + 5) / 18 * (1 + r1) / (1 - r1)
-    z = (s_stat + 1) / math.sqrt(var) if s_stat < 0 else s_stat / math.sqrt(var)  # continuity
-    return {"tau": tau, "slope": float(slope), "r1": r1, "p_falling": float(stats.norm.cdf(z))}
+    inflation = (1 + r1) / (1 - r1)
+    pairs = n * (n - 1) / 2
+    s_stat = tau * pairs
+    if n <= EXACT_MAX_POINTS:
+        k = math.floor((s_stat / math.sqrt(inflation) + pairs) / 2 + 1e-9)  # S = -M + 2k <= S/sqrt(f)
+        p = float(_kendall_null_cdf(n)[min(max(k, 0), int(pairs))])
+    else:
+        var = n * (n - 1) * (2 * n + 5) / 18 * inflation
+        z = (s_stat + 1) / math.sqrt(var) if s_stat < 0 else s_stat / math.sqrt(var)  # continuity
+        p = float(stats.norm.cdf(z))
+    return {"tau": tau, "slope": float(slope), "r1": r1, "p_falling": p}
 
 
 def ess_spread(ess) -> float:
@@ -117,10 +167,12 @@ def _falling_verdict(loss, acc, final: float, equal, num_classes: int, c: Regime
 
 def classify_curve(train_loss, train_accuracy, num_classes: int,
                    criteria: RegimeCriteria | None = None, group_ess=None,
-                   ess_level: str = "filter") -> dict:
+                   ess_level: str = "filter", tail_walk_cos: float | None = None) -> dict:
     """Regime of one run (1, 2, 3, or None: undetermined) from its train loss and accuracy
     curves and its SI groups' effective step sizes ``group_ess`` ([points, groups]; the tail
-    mean is taken here), with the evidence and, when undetermined, the reason."""
+    mean is taken here), with the evidence and, when undetermined, the reason.
+    ``tail_walk_cos``: the expected cosine to the tail's start of a random walk taking the run's
+    own steps over the tail (``random_walk.expected_cosine``; None when not logged)."""
     c = criteria or RegimeCriteria()
     loss = np.asarray(train_loss, float)
     acc = np.asarray(train_accuracy, float)
@@ -145,16 +197,25 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     random_loss = math.log(num_classes)
     random_guess = (tail_acc.mean() <= 1.0 / num_classes + c.random_accuracy_margin and
                     np.median(tail_loss) >= c.random_loss_fraction * random_loss)
-    low = final <= c.low_loss_fraction * random_loss
+    # levels from the final loss or the tail's median, whichever is lower: a jump or a
+    # catapult spike in the last epochs does not undo a convergence
+    level = min(final, float(np.median(tail_loss)))
+    low = level <= c.low_loss_fraction * random_loss
+    converged = level <= c.converged_loss_fraction * random_loss
+    barely_moves = tail_walk_cos is not None and tail_walk_cos > c.wander_cos
     evidence = {"final_train_loss": final, "tail_train_loss": float(tail_loss.mean()),
                 "tail_train_accuracy": float(tail_acc.mean()), "trend_tau": trend["tau"],
                 "trend_slope_log_loss": trend["slope"], "trend_r1": trend["r1"],
                 "trend_p_falling": trend["p_falling"], "falling": bool(falling),
                 "ess_spread": spread, "ess_level": ess_level, "ess_threshold": threshold,
                 "ess_equalised": equal, "random_guess": bool(random_guess), "low_level": bool(low),
-                "tail_points": n_tail}
+                "converged_level": bool(converged), "tail_walk_cos": tail_walk_cos, "tail_points": n_tail}
     regime, reason = None, ""
-    if random_guess and not falling:
+    if random_guess and not falling and barely_moves:
+        reason = (f"loss and accuracy at random guessing, but its steps are too small to wander: a "
+                  f"random walk taking them keeps cosine {tail_walk_cos:.2f} to where the tail began "
+                  f"(barely trained, not diverging)")
+    elif random_guess and not falling:
         regime = 3
     elif falling:
         regime, reason = _falling_verdict(loss, acc, final, equal, num_classes, c, evidence)
@@ -167,6 +228,8 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     else:
         reason = (f"no significant fall over the {n_tail}-point tail (p = {trend['p_falling']:.2g}) "
                   f"yet unequal effective step sizes (spread {spread:.2g})")
+    if converged:  # at (near) zero loss: converged, whatever the step sizes or the last epochs
+        regime, reason = 1, ""
     return {**out, **evidence, "regime": regime, "name": NAMES[regime], "reason": reason}
 
 
@@ -302,25 +365,80 @@ def group_ess_rows(t: Trajectory, curves_: dict) -> tuple[np.ndarray | None, str
     return None, "filter"
 
 
+def tail_walk_cos(t: Trajectory, points: int, c: RegimeCriteria, end: int | None = None) -> float | None:
+    """The expected cosine to the tail's start of a random walk taking the run's own steps over
+    its last ``max(min_tail, tail x points)`` training epochs (up to epoch ``end``); None when the
+    run did not log its step angles (``log_cos_step_sum``)."""
+    steps = t.metrics.get("log_cos_step_sum")
+    if steps is None:
+        return None
+    steps = np.asarray(steps, float)[:end]
+    tail = steps[-max(c.min_tail, int(round(c.tail * points))):]
+    return float(np.exp(tail.sum())) if len(tail) and np.all(np.isfinite(tail)) else None
+
+
+def nonfinite_row(t: Trajectory, curves_: dict, c: RegimeCriteria, ess, level: str) -> dict:
+    """A run that met non-finite values: 'nonfinite', and the regime of its finite part (the
+    epochs before the first non-finite one) when that part is long enough to judge."""
+    detail = t.status_detail
+    loss, acc = np.asarray(curves_["train_loss"], float), np.asarray(curves_["train_accuracy"], float)
+    bad = ~(np.isfinite(loss) & np.isfinite(acc))
+    end = int(np.argmax(bad)) if bad.any() else len(loss)
+    part = classify_curve(loss[:end], acc[:end], t.model_spec["num_classes"], c,
+                          None if ess is None else np.asarray(ess)[:end], level,
+                          tail_walk_cos(t, end, c, end=end)) if end else {"regime": None, "reason": "no finite epoch"}
+    epoch = detail.get("epoch")
+    before = (f"{part['regime']} ({NAMES[part['regime']]})" if part["regime"] is not None
+              else f"undetermined ({part['reason']})")
+    return {"regime": None, "name": "nonfinite", "finite_regime": part["regime"],
+            "reason": f"non-finite values at epoch {epoch}; before them: {before}",
+            "nonfinite_epoch": epoch, "nonfinite_what": detail.get("what"),
+            "final_train_loss": float(loss[end - 1]) if end else float("nan"),
+            "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan")}
+
+
 def sweep_checks(rows: list[dict]) -> dict:
     """Sweep-level consistency: determined labels must not decrease with the swept rate (ELR on
-    the sphere, LR in the whole space; 1 -> 2 -> 3); duplicate rates and files are flagged;
-    boundaries only between determined runs. Rows carry ``rate`` (and ``rate_name``)."""
+    the sphere, LR in the whole space; 1 -> 2 -> 3) among runs of one seed (rows' ``seed``);
+    duplicate rates within a seed, duplicate runs (the same content under two paths, rows'
+    ``_digest``, or the same file twice) and runs of different lengths are flagged; boundaries
+    only between determined runs. Rows carry ``rate`` (and ``rate_name``)."""
+    by_seed = {}
+    for r in rows:
+        by_seed.setdefault(r.get("seed"), []).append(r)
+    out_of_order, duplicate_rates = [], set()
+    for group in by_seed.values():
+        group = sorted(group, key=lambda r: r["rate"])
+        determined = [r for r in group if r["regime"] in (1, 2, 3)]
+        out_of_order += [{"rate": a["rate"], "regime": a["regime"], "next_rate": b["rate"],
+                          "next_regime": b["regime"], **({"seed": a["seed"]} if a.get("seed") is not None else {})}
+                         for a, b in zip(determined, determined[1:]) if b["regime"] < a["regime"]]
+        rates = [r["rate"] for r in group]
+        duplicate_rates |= {e for e in rates if rates.count(e) > 1}
+    keys = [r.get("_digest") or os.path.realpath(r["path"]) for r in rows]
+    duplicates = sorted({r["path"] for r, k in zip(rows, keys) if keys.count(k) > 1})
     determined = [r for r in rows if r["regime"] in (1, 2, 3)]
-    out_of_order = [{"rate": a["rate"], "regime": a["regime"], "next_rate": b["rate"], "next_regime": b["regime"]}
-                    for a, b in zip(determined, determined[1:]) if b["regime"] < a["regime"]]
-    rates = [r["rate"] for r in rows]
-    files = [os.path.realpath(r["path"]) for r in rows]
     ones = [r["rate"] for r in determined if r["regime"] == 1]
     threes = [r["rate"] for r in determined if r["regime"] == 3]
     names = sorted({r.get("rate_name", "ELR") for r in rows})
+    lengths = sorted({r["epochs"] for r in rows if r.get("epochs") is not None})
     return {"ordered": not out_of_order, "out_of_order": out_of_order,
             "rate_name": "/".join(names) or "ELR",
             "mixed_spaces": len(names) > 1,
-            "duplicate_rates": sorted({e for e in rates if rates.count(e) > 1}),
-            "duplicate_files": sorted({f for f in files if files.count(f) > 1}),
+            "duplicate_rates": sorted(duplicate_rates),
+            "duplicate_files": duplicates,
+            "mixed_lengths": lengths if len(lengths) > 1 else [],
             "largest_regime1_rate": max(ones) if ones else None,
             "smallest_regime3_rate": min(threes) if threes else None}
+
+
+def content_digest(t: Trajectory) -> str:
+    """What identifies a run's content whatever its path: its settings and its train curve."""
+    import hashlib
+    import json
+    h = hashlib.sha256(json.dumps(t.config, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(np.asarray(t.metrics.get("train_loss", []), float)).tobytes())
+    return h.hexdigest()
 
 
 def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto") -> dict:
@@ -337,16 +455,12 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
     skipped += left
     for t, m in kept:
         values = np.concatenate([m["train_loss"], m["train_accuracy"]])
+        ess, level = group_ess_rows(t, m)
         if t.status == "nonfinite" or not np.all(np.isfinite(values)):
-            detail = t.status_detail
-            res = {"regime": None, "name": "nonfinite", "reason": "non-finite values",
-                   "nonfinite_epoch": detail.get("epoch"), "nonfinite_what": detail.get("what"),
-                   "final_train_loss": float(m["train_loss"][-1]) if len(m["train_loss"]) else float("nan"),
-                   "tail_train_loss": float("nan"), "tail_train_accuracy": float("nan")}
+            res = nonfinite_row(t, m, c, ess, level)
         else:
-            ess, level = group_ess_rows(t, m)
             res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
-                                 c, ess, level)
+                                 c, ess, level, tail_walk_cos(t, len(m["train_loss"]), c))
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
         rate_name, rate = swept_rate(t.config)
         rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,
@@ -355,7 +469,8 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
                      "mean_grad_norm": _tail_mean(m["grad_norm"], c.tail),
                      "test_accuracy": float(test_acc[-1]) if len(test_acc) else float("nan"),
                      "epochs": int(t.epochs_complete), "num_classes": t.model_spec["num_classes"],
-                     "_trajectory": t, "_curves": m})
+                     "seed": (t.config.get("init_seed", 0), t.config.get("data_seed", 0)),
+                     "_digest": content_digest(t), "_trajectory": t, "_curves": m})
     rows.sort(key=lambda r: r["rate"])
     return {"rows": rows, "criteria": asdict(c), "skipped": skipped, "metrics": source,
             **sweep_checks(rows)}

@@ -295,13 +295,15 @@ def test_streamed_products_equal_the_explicit_matrix(problem, matrix):
     M = kept.operator().matmat(np.eye(kept.dim))
     if matrix == "hessian":
         np.testing.assert_allclose(M, explicit(kept), rtol=1e-6, atol=1e-9 * np.abs(M).max())
-    np.testing.assert_allclose(streamed.operator().matmat(np.eye(kept.dim)), M, rtol=1e-9, atol=1e-12 * np.abs(M).max())
+    V = np.random.default_rng(0).standard_normal((kept.dim, 6))
+    np.testing.assert_allclose(streamed.operator().matmat(V), M @ V, rtol=1e-9, atol=1e-12 * np.abs(M @ V).max())
     v = torch.randn(kept.dim, dtype=torch.float64)
     np.testing.assert_allclose(streamed.mvp(v).numpy(), M @ v.numpy(), rtol=1e-9, atol=1e-12 * np.abs(M).max())
     np.testing.assert_allclose(streamed.gradient().numpy(), kept.gradient().numpy(), rtol=1e-10, atol=1e-14)
     a, b = hutchinson_trace(kept, 16, seed=3), hutchinson_trace(streamed, 16, seed=3)
     np.testing.assert_allclose(b.samples, a.samples, rtol=1e-9)
-    assert np.isclose(top_eigenvalues(streamed, 1)[0], np.linalg.eigvalsh(M)[-1], rtol=1e-6)
+    if matrix == "hessian":  # (each streamed GGN product re-traces torch.func.linearize: slow)
+        assert np.isclose(top_eigenvalues(streamed, 1)[0], np.linalg.eigvalsh(M)[-1], rtol=1e-6)
 
 
 def test_large_data_is_streamed_by_default():

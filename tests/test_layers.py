@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
 TRAINER = {"run", "steppers", "sweep", "executors"}
-ANALYSES = {"analysis", "evaluation", "hessian", "sharpness", "interpolation", "surface", "regimes",
+ANALYSES = {"analysis", "evaluation", "hessian", "sharpness", "interpolation", "surface", "regimes", "random_walk", "curves",
             "double_descent", "toy", "report", "trackers"}
 
 

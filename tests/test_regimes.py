@@ -107,9 +107,10 @@ def test_a_fall_that_lasts_is_convergence_even_with_near_equal_step_sizes():
                              np.full(200, 0.8), C, None, ess("equal"))
     assert falling["half_fall_factor"] > 2 and falling["half_p_falling"] < 0.01
     assert falling["regime"] == 1
-    # the same fall, too short to be called lasting (a second half of fewer than 20 points)
-    short = classify_curve(LN * np.exp(-t[:30] / 5), np.full(30, 0.8), C, None, ess("equal", 30))
-    assert short["regime"] is None
+    # a fall too short to be called lasting (a second half of fewer than 20 points), still far
+    # from zero loss
+    short = classify_curve(LN * np.exp(-t[:30] / 30), np.full(30, 0.8), C, None, ess("equal", 30))
+    assert short["falling"] and short["regime"] is None
 
 
 def test_noise_alone_rarely_makes_a_stationary_run_regime_one():
@@ -199,3 +200,69 @@ def test_a_real_sweep_shows_the_three_regimes_in_order(tmp_path, tiny):
     one, two, three = res["rows"]
     assert two["ess_spread"] < 0.2 < min(one["ess_spread"], three["ess_spread"])
     assert two["trend_p_falling"] > 0.01 and three["random_guess"] and not two["random_guess"]
+
+
+def test_trend_p_values_are_exact_for_short_tails():
+    assert falling_trend([5.0, 4.0, 3.0, 2.0, 1.0])["p_falling"] == pytest.approx(1 / 120)  # 5! orderings
+    # a smooth fall's curvature is not read as correlated noise
+    for n in (8, 20):
+        assert falling_trend(np.exp(-np.arange(n) / 3))["p_falling"] < 1e-4
+        assert falling_trend(np.log(2 * np.arange(1, n + 1) ** -0.3))["p_falling"] < 1e-4
+    # white noise: n = 2000 tails of 8 points at alpha = 0.01 (measured 0.5 %); Binomial(2000,
+    # 0.01) exceeds 40 with probability < 1e-4
+    g = np.random.default_rng(5)
+    assert sum(falling_trend(g.standard_normal(8))["p_falling"] < 0.01 for _ in range(2000)) <= 40
+
+
+def test_a_short_run_that_clearly_falls_is_convergence():
+    # a t^-0.3 power-law fall with 1 % noise, 200 draws: at 20 epochs (an 8-point tail) it is 1
+    g = np.random.default_rng(1)
+    labels = [classify_curve(2.0 * t[:20] ** -0.3 * np.exp(0.01 * g.standard_normal(20)), np.full(20, 0.9),
+                             C, None, ess("unequal", 20, seed=s))["regime"] for s in range(200)]
+    assert labels.count(1) >= 190
+
+
+def test_a_converged_run_is_convergence_whatever_its_step_sizes():
+    flat = 3e-4 * np.exp(0.05 * rng.standard_normal(200))
+    assert label(flat, np.full(200, 1.0), "equal") == 1
+    # an equilibrium that converged in its last part (Fig. 6's transition run)
+    transition = np.r_[0.8 * np.exp(0.05 * rng.standard_normal(150)), 0.8 * np.exp(-np.arange(1, 51) / 6)]
+    assert transition[-1] < 1e-3 and label(transition, np.full(200, 0.99), "equal") == 1
+    # a catapult spike in the last epochs does not undo it
+    spiked = LN * np.exp(-t / 15)
+    spiked[-6:] = 2.0
+    assert label(spiked, np.full(200, 0.99)) == 1
+
+
+def test_random_guessing_with_steps_too_small_to_wander_is_not_divergence():
+    """A tiny-ELR run that has barely moved sits at ln C with chance accuracy, as a diverging
+    run does; only its steps tell them apart."""
+    flat = LN * np.exp(0.001 * rng.standard_normal(60))
+    chance = np.full(60, 0.1)
+    barely = classify_curve(flat, chance, C, None, ess("unequal", 60), tail_walk_cos=0.999)
+    assert barely["regime"] is None and "too small to wander" in barely["reason"]
+    wandering = classify_curve(flat, chance, C, None, ess("unequal", 60), tail_walk_cos=1e-6)
+    assert wandering["regime"] == 3
+
+
+def test_a_nonfinite_run_carries_the_label_of_its_finite_part():
+    from types import SimpleNamespace
+    from landscape.regimes import nonfinite_row
+    curves_ = {"train_loss": LN * 1.5 + 0.02 * rng.standard_normal(40), "train_accuracy": np.full(40, 0.1)}
+    run = SimpleNamespace(status_detail={"epoch": 41, "what": ["loss"]}, model_spec={"num_classes": C},
+                          metrics={"log_cos_step_sum": np.full(40, -3.0)})
+    row = nonfinite_row(run, curves_, RegimeCriteria(), ess("unequal", 40), "filter")
+    assert row["name"] == "nonfinite" and row["finite_regime"] == 3
+    assert "epoch 41" in row["reason"] and "3 (divergence)" in row["reason"]
+
+
+def test_sweep_checks_per_seed_by_content_and_length():
+    rows = [{"rate": 1e-3, "regime": 2, "path": "s0/a", "seed": (0, 0), "epochs": 40, "_digest": "x"},
+            {"rate": 1e-3, "regime": 1, "path": "s1/a", "seed": (1, 0), "epochs": 40, "_digest": "y"},
+            {"rate": 1e-2, "regime": 3, "path": "s0/b", "seed": (0, 0), "epochs": 40, "_digest": "z"},
+            {"rate": 1e-2, "regime": 3, "path": "copy/b", "seed": (0, 0), "epochs": 60, "_digest": "z"}]
+    res = sweep_checks(rows)
+    assert res["ordered"]                        # 2 at seed 0 beside 1 at seed 1 is no disorder
+    assert res["duplicate_rates"] == [1e-2]      # two runs at 1e-2 in seed 0 (the copy)
+    assert res["duplicate_files"] == ["copy/b", "s0/b"]
+    assert res["mixed_lengths"] == [40, 60]

@@ -13,14 +13,15 @@ def print_regimes(result: dict) -> None:
     name = result["rate_name"]
     if result["mixed_spaces"]:
         print("warning: the runs mix the sphere (ELR) and the whole space (LR); their rates do not compare")
-    print(f"{name:>10}  {'regime':<16} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
+    print(f"{name:>10}  {'regime':<22} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
           f"{'mean_gn':>9} {'test_acc':>8}  file / reason")
     for r in result["rows"]:
         if r["name"] == "nonfinite":
-            label = f"- nonfinite (ep. {r.get('nonfinite_epoch')})"
+            finite = r.get("finite_regime")
+            label = f"{finite if finite is not None else '-'}, nonfinite (ep. {r.get('nonfinite_epoch')})"
         else:
             label = f"{r['regime'] or '-'} {r['name']}"
-        print(f"{r['rate']:>10.3g}  {label:<16} {r['final_train_loss']:>10.4g} "
+        print(f"{r['rate']:>10.3g}  {label:<22} {r['final_train_loss']:>10.4g} "
               f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
               f"{r['mean_' + r['gradient_axis']]:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
               + (f"  ({r['reason']})" if r.get("reason") else ""))
@@ -35,9 +36,12 @@ def print_regimes(result: dict) -> None:
         print(f"NOT ORDERED in {name}: " + "; ".join(
             f"{name} {o['rate']:g} is {o['regime']} but {name} {o['next_rate']:g} is {o['next_regime']}"
             for o in result["out_of_order"]))
-    for key, what in (("duplicate_rates", f"{name}s"), ("duplicate_files", "files")):
+    for key, what in (("duplicate_rates", f"{name}s (same seed)"), ("duplicate_files", "runs (same content)")):
         if result[key]:
             print(f"duplicate {what}: " + ", ".join(map(str, result[key])))
+    if result.get("mixed_lengths"):
+        print("runs of different lengths (epochs): " + ", ".join(map(str, result["mixed_lengths"]))
+              + "; their tails cover different stages of training")
     print_skipped(result["skipped"])
 
 
@@ -55,6 +59,10 @@ CRITERIA_HELP = {
     "sustained_min_points": "fewer points in the second half: no fall counts as lasting",
     "min_points": "fewer points: undetermined",
     "min_tail": "fewer points in the tail: undetermined",
+    "converged_loss_fraction": "regime 1 whatever the step sizes: the tail's median (or final) "
+                               "loss <= this x ln C",
+    "wander_cos": "regime 3 needs wandering steps: a random walk taking the run's own tail steps "
+                  "keeps at most this cosine to the tail's start",
 }
 
 
