@@ -24,10 +24,10 @@ each label:
     2 equilibrium   no significant fall, a level away from zero and from random guessing, and
                     equalised ESS (spread <= ``ess_equal_filter`` / ``ess_equal_layer``)
     3 divergence    random-guess accuracy (<= 1/C + ``random_accuracy_margin``) and loss
-                    (median >= ``random_loss_fraction`` ln C), not falling, and steps that
-                    wander (a walk with them keeps at most ``wander_cos`` to the tail's start;
-                    a run at random guessing whose steps are smaller has barely moved:
-                    undetermined)
+                    (median >= ``random_loss_fraction`` ln C), with steps that wander (a
+                    "fall" there is the walk's drift) or without a fall; unless the steps are
+                    too small to wander (a random walk with them keeps more than
+                    ``wander_cos`` to the tail's start): that run has barely moved, undetermined
     undetermined    too short (fewer than ``min_points`` points, or ``min_tail`` in the tail),
                     or the signals disagree (a fall only in the tail with equalised ESS, a flat
                     level with unequal ESS); the reason is given
@@ -203,6 +203,7 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     low = level <= c.low_loss_fraction * random_loss
     converged = level <= c.converged_loss_fraction * random_loss
     barely_moves = tail_walk_cos is not None and tail_walk_cos > c.wander_cos
+    wanders = tail_walk_cos is not None and not barely_moves
     evidence = {"final_train_loss": final, "tail_train_loss": float(tail_loss.mean()),
                 "tail_train_accuracy": float(tail_acc.mean()), "trend_tau": trend["tau"],
                 "trend_slope_log_loss": trend["slope"], "trend_r1": trend["r1"],
@@ -215,8 +216,8 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
         reason = (f"loss and accuracy at random guessing, but its steps are too small to wander: a "
                   f"random walk taking them keeps cosine {tail_walk_cos:.2f} to where the tail began "
                   f"(barely trained, not diverging)")
-    elif random_guess and not falling:
-        regime = 3
+    elif random_guess and (not falling or wanders):  # at guessing with wandering steps, a "fall"
+        regime = 3                                   # is the walk's own drift
     elif falling:
         regime, reason = _falling_verdict(loss, acc, final, equal, num_classes, c, evidence)
     elif equal is None:

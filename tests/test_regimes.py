@@ -187,19 +187,25 @@ def test_cli(tmp_path, tiny, cli):
 
 @pytest.mark.slow
 def test_a_real_sweep_shows_the_three_regimes_in_order(tmp_path, tiny):
-    """An MLP on 1024 MNIST-1D signals, 40 epochs (seconds on a CPU): ELR 1e-3 converges, 1e-2
-    holds a chaotic equilibrium (per-filter ESS spread ~0.08), 0.1 diverges."""
+    """An MLP on 1024 MNIST-1D signals, 40 epochs, ELR 1e-6 ... 3 (seconds on a CPU), judged on
+    the checkpoint metrics: the clearly falling low-ELR runs converge (even 1e-6, whose loss
+    falls slowly from ln C), 1e-2 holds a chaotic equilibrium (per-filter ESS spread ~0.08),
+    0.1 and above diverge."""
     from landscape.regimes import regimes
     from landscape.sweep import sweep
     cfg = dict(tiny, model="mlp", width=256, depth=3, train_subset=1024, batch_size=128, epochs=40,
-               save_every=40)
-    sweep([1e-3, 1e-2, 0.1], str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
+               save_every=40, checkpoint_metrics=True)
+    elrs = [1e-6, 1e-4, 1e-3, 1e-2, 0.1, 3.0]
+    sweep(elrs, str(tmp_path / "sw"), strategy="vectorised", progress=False, **cfg)
     res = regimes([str(tmp_path / "sw")])
-    assert [r["regime"] for r in res["rows"]] == [1, 2, 3], [(r["elr"], r["name"], r["reason"]) for r in res["rows"]]
+    assert res["metrics"] == "checkpoint"
+    assert [r["regime"] for r in res["rows"]] == [1, 1, 1, 2, 3, 3], [(r["elr"], r["name"], r["reason"]) for r in res["rows"]]
     assert res["ordered"] and res["largest_regime1_rate"] == 1e-3 and res["smallest_regime3_rate"] == 0.1
-    one, two, three = res["rows"]
-    assert two["ess_spread"] < 0.2 < min(one["ess_spread"], three["ess_spread"])
+    rows = {r["elr"]: r for r in res["rows"]}
+    two, three = rows[1e-2], rows[0.1]
+    assert two["ess_spread"] < 0.2 < min(rows[1e-3]["ess_spread"], three["ess_spread"])
     assert two["trend_p_falling"] > 0.01 and three["random_guess"] and not two["random_guess"]
+    assert rows[1e-6]["tail_walk_cos"] > 0.99 > 1e-6 > three["tail_walk_cos"]  # tiny steps vs wandering ones
 
 
 def test_trend_p_values_are_exact_for_short_tails():
@@ -243,6 +249,10 @@ def test_random_guessing_with_steps_too_small_to_wander_is_not_divergence():
     assert barely["regime"] is None and "too small to wander" in barely["reason"]
     wandering = classify_curve(flat, chance, C, None, ess("unequal", 60), tail_walk_cos=1e-6)
     assert wandering["regime"] == 3
+    # at random guessing with wandering steps a drift down is the walk's, not a convergence
+    drifting = LN * 1.3 * np.linspace(1.0, 0.97, 60)
+    out = classify_curve(drifting, chance, C, None, ess("unequal", 60), tail_walk_cos=1e-6)
+    assert out["falling"] and out["regime"] == 3
 
 
 def test_a_nonfinite_run_carries_the_label_of_its_finite_part():
