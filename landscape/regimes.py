@@ -71,6 +71,10 @@ class RegimeCriteria:
     min_points: int = 10
     min_tail: int = 8
     # converged whatever the step sizes: the tail's median loss (or the final) at most this x ln C
+    # a label is confident when it survives at least this share of block-bootstrap resamples of
+    # the curve's own noise (``label_stability``); otherwise it is printed with a '?'
+    min_stability: float = 0.8
+    resamples: int = 50
     converged_loss_fraction: float = 0.005
     # regime 3 wanders: over the tail a random walk taking the run's own steps keeps at most this
     # cosine to where the tail began (a run that barely moves is not diverging, however bad)
@@ -366,6 +370,30 @@ def group_ess_rows(t: Trajectory, curves_: dict) -> tuple[np.ndarray | None, str
     return None, "filter"
 
 
+def label_stability(train_loss, train_accuracy, num_classes: int, c: RegimeCriteria, group_ess,
+                    ess_level: str, tail_walk_cos: float | None, regime, seed: int = 0) -> float:
+    """The share of ``c.resamples`` resamples of the run's own noise that keep its label: the
+    log loss is split into a smooth part (a centred moving average over about a tenth of the run)
+    and residuals, the residuals are resampled in moving blocks (length ~ n^(1/3), which keeps
+    their autocorrelation) and added back, and each curve is classified again."""
+    loss = np.log(np.maximum(np.asarray(train_loss, float), 1e-300))
+    n = len(loss)
+    half = max(1, n // 20)
+    padded = np.pad(loss, half, mode="edge")
+    smooth = np.convolve(padded, np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+    resid = loss - smooth
+    block = max(2, int(round(n ** (1 / 3))))
+    g = np.random.default_rng(seed)
+    kept = 0
+    for _ in range(c.resamples):
+        starts = g.integers(0, n - block + 1, size=math.ceil(n / block))
+        noise = np.concatenate([resid[s:s + block] for s in starts])[:n]
+        again = classify_curve(np.exp(smooth + noise), train_accuracy, num_classes, c, group_ess,
+                               ess_level, tail_walk_cos)
+        kept += again["regime"] == regime
+    return kept / c.resamples
+
+
 def tail_walk_cos(t: Trajectory, points: int, c: RegimeCriteria, end: int | None = None) -> float | None:
     """The expected cosine to the tail's start of a random walk taking the run's own steps over
     its last ``max(min_tail, tail x points)`` training epochs (up to epoch ``end``); None when the
@@ -460,8 +488,13 @@ def regimes(inputs, criteria: RegimeCriteria | None = None, metrics: str = "auto
         if t.status == "nonfinite" or not np.all(np.isfinite(values)):
             res = nonfinite_row(t, m, c, ess, level)
         else:
+            walk = tail_walk_cos(t, len(m["train_loss"]), c)
             res = classify_curve(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
-                                 c, ess, level, tail_walk_cos(t, len(m["train_loss"]), c))
+                                 c, ess, level, walk)
+            if res["regime"] is not None and len(m["train_loss"]) >= c.min_points:
+                res["stability"] = label_stability(m["train_loss"], m["train_accuracy"], t.model_spec["num_classes"],
+                                                   c, ess, level, walk, res["regime"])
+                res["confident"] = res["stability"] >= c.min_stability
         test_acc = m["test_accuracy"][~np.isnan(m["test_accuracy"])]
         rate_name, rate = swept_rate(t.config)
         rows.append({"path": t.path, "rate_name": rate_name, "rate": rate, rate_name.lower(): rate,

@@ -276,3 +276,20 @@ def test_sweep_checks_per_seed_by_content_and_length():
     assert res["duplicate_rates"] == [1e-2]      # two runs at 1e-2 in seed 0 (the copy)
     assert res["duplicate_files"] == ["copy/b", "s0/b"]
     assert res["mixed_lengths"] == [40, 60]
+
+
+def test_labels_carry_their_stability_under_the_curves_own_noise():
+    from landscape.regimes import label_stability
+    c = RegimeCriteria()
+    clear = LN * np.exp(-t / 20) * np.exp(0.02 * rng.standard_normal(200))
+    acc = 1 - 0.9 * np.exp(-t / 20)
+    out = classify_curve(clear, acc, C, c, ess("unequal"))
+    assert out["regime"] == 1 and label_stability(clear, acc, C, c, ess("unequal"), "filter", None, 1) >= 0.95
+    # on the 2/3 border (tail loss around 0.9 ln C at chance accuracy) labels flip under resampling
+    g = np.random.default_rng(3)
+    shares = []
+    for _ in range(10):
+        border = 0.9 * LN * np.exp(0.03 * g.standard_normal(100))
+        regime = classify_curve(border, np.full(100, 0.12), C, c, ess("equal", 100))["regime"]
+        shares.append(label_stability(border, np.full(100, 0.12), C, c, ess("equal", 100), "filter", None, regime))
+    assert np.mean(shares) < c.min_stability and sum(s < c.min_stability for s in shares) >= 5

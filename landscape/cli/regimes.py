@@ -13,18 +13,22 @@ def print_regimes(result: dict) -> None:
     name = result["rate_name"]
     if result["mixed_spaces"]:
         print("warning: the runs mix the sphere (ELR) and the whole space (LR); their rates do not compare")
-    print(f"{name:>10}  {'regime':<22} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
+    print(f"{name:>10}  {'regime':<22} {'stable':>6} {'final_loss':>10} {'p_fall':>8} {'ess_sprd':>8} "
           f"{'mean_gn':>9} {'test_acc':>8}  file / reason")
     for r in result["rows"]:
         if r["name"] == "nonfinite":
             finite = r.get("finite_regime")
             label = f"{finite if finite is not None else '-'}, nonfinite (ep. {r.get('nonfinite_epoch')})"
         else:
-            label = f"{r['regime'] or '-'} {r['name']}"
-        print(f"{r['rate']:>10.3g}  {label:<22} {r['final_train_loss']:>10.4g} "
+            mark = "?" if r.get("confident") is False else ""
+            label = f"{r['regime'] or '-'}{mark} {r['name']}"
+        stable = "-" if r.get("stability") is None else f"{r['stability']:.2f}"
+        print(f"{r['rate']:>10.3g}  {label:<22} {stable:>6} {r['final_train_loss']:>10.4g} "
               f"{r.get('trend_p_falling', float('nan')):>8.2g} {r.get('ess_spread', float('nan')):>8.3g} "
               f"{r['mean_' + r['gradient_axis']]:>9.4g} {r['test_accuracy']:>8.4f}  {r['path']}"
               + (f"  ({r['reason']})" if r.get("reason") else ""))
+    print(f"stable: share of {result['criteria']['resamples']} block-bootstrap resamples of the curve's "
+          f"own noise that keep the label ('?': below {result['criteria']['min_stability']:g})")
     axes = sorted({r.get("gradient_axis") for r in result["rows"]} - {None})
     print("mean_gn: tail mean of the " + " / ".join(
         {"effective_grad_norm": "stochastic effective gradient norm (SI parameters)",
@@ -59,6 +63,9 @@ CRITERIA_HELP = {
     "sustained_min_points": "fewer points in the second half: no fall counts as lasting",
     "min_points": "fewer points: undetermined",
     "min_tail": "fewer points in the tail: undetermined",
+    "min_stability": "a label kept by fewer block-bootstrap resamples of the curve's noise than this "
+                     "share is printed with '?' (not confident)",
+    "resamples": "block-bootstrap resamples of the curve's noise for each label's stability",
     "converged_loss_fraction": "regime 1 whatever the step sizes: the tail's median (or final) "
                                "loss <= this x ln C",
     "wander_cos": "regime 3 needs wandering steps: a random walk taking the run's own tail steps "
