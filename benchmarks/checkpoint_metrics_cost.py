@@ -53,17 +53,22 @@ def main():
     for key in ("train_loss", "train_accuracy", "effective_grad_norm", "test_loss", "test_accuracy",
                 "filters/effective_grad_norm"):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-9, err_msg=key)
-    times = interleaved({"epoch means only": floor, "in training": in_training, "post-hoc": post_hoc},
-                        args.rounds)
-    print(f"model {args.model} width {args.width}, MNIST-1D, {args.epochs} epochs, float64, "
-          f"{args.rounds} interleaved rounds (median); both routes give the same numbers (1e-9)")
-    per_epoch = {k: 1000 * v / args.epochs for k, v in times.items()}
-    for name, ms in per_epoch.items():
-        print(f"{name:18s}: {ms:8.1f} ms/epoch")
-    floor_ms = per_epoch["epoch means only"]
-    extra_in, extra_post = per_epoch["in training"] - floor_ms, per_epoch["post-hoc"] - floor_ms
-    print(f"extra cost of the checkpoint metrics: in training {extra_in:.1f} ms/epoch, post-hoc "
-          f"{extra_post:.1f} ms/epoch (ratio post-hoc / in training {extra_post / extra_in:.2f})")
+    report({"epoch means only": floor, "in training": in_training, "post-hoc": post_hoc}, args.rounds,
+           args.epochs, f"model {args.model} width {args.width}, MNIST-1D, {args.epochs} epochs, float64, "
+           f"{args.rounds} interleaved rounds (median); both routes give the same numbers (1e-9)", "epoch")
+
+
+def report(ways: dict, rounds: int, units: int, heading: str, unit: str) -> None:
+    """Time the three ways interleaved; print each per ``unit`` and the routes' extra cost."""
+    times = interleaved(ways, rounds)
+    print(heading)
+    per_unit = {k: 1000 * v / units for k, v in times.items()}
+    for name, ms in per_unit.items():
+        print(f"{name:18s}: {ms:8.1f} ms per {unit}")
+    floor_ms = per_unit["epoch means only"]
+    extra_in, extra_post = per_unit["in training"] - floor_ms, per_unit["post-hoc"] - floor_ms
+    print(f"extra cost of the checkpoint metrics per {unit}: in training {extra_in:.1f} ms, post-hoc "
+          f"{extra_post:.1f} ms (ratio post-hoc / in training {extra_post / extra_in:.2f})")
 
 
 def disk_mb(sweep_folder: str) -> float:
@@ -103,18 +108,10 @@ def sweep_cost(args, folder, base):
         ca = stored_checkpoint_metrics(Trajectory(os.path.join(a, f"elr{e:g}.h5")))
         for key in ("train_loss", "train_accuracy", "effective_grad_norm", "test_loss", "test_accuracy"):
             np.testing.assert_allclose(ca[key], b[e][key], rtol=1e-8, err_msg=key)
-    times = interleaved({"epoch means only": floor, "in training": in_training, "post-hoc": post_hoc},
-                        args.rounds)
-    print(f"sweep of {args.sweep} ELRs, vectorised, model {args.model} width {args.width}, MNIST-1D, "
-          f"{args.epochs} epochs, float64, {args.rounds} interleaved rounds (median); both routes give "
-          f"the same numbers (1e-8)")
-    per_epoch = {k: 1000 * v / args.epochs / args.sweep for k, v in times.items()}
-    for name, ms in per_epoch.items():
-        print(f"{name:18s}: {ms:8.1f} ms per run-epoch")
-    floor_ms = per_epoch["epoch means only"]
-    extra_in, extra_post = per_epoch["in training"] - floor_ms, per_epoch["post-hoc"] - floor_ms
-    print(f"extra cost of the checkpoint metrics per run-epoch: in training {extra_in:.1f} ms, post-hoc "
-          f"{extra_post:.1f} ms (ratio post-hoc / in training {extra_post / extra_in:.2f})")
+    report({"epoch means only": floor, "in training": in_training, "post-hoc": post_hoc}, args.rounds,
+           args.epochs * args.sweep, f"sweep of {args.sweep} ELRs, vectorised, model {args.model} width "
+           f"{args.width}, MNIST-1D, {args.epochs} epochs, float64, {args.rounds} interleaved rounds "
+           f"(median); both routes give the same numbers (1e-8)", "run-epoch")
 
 
 if __name__ == "__main__":
