@@ -12,7 +12,7 @@ accuracy setting: PyHessian's power iteration (``eigenvalues(top_n=1, tol=1e-3)`
 Lanczos stopped at a Ritz residual of 1e-3 relative, each compared with a tight reference
 (our Lanczos to 1e-6).
 
-    python benchmarks/curvature_vs_pyhessian.py [--probes 8] [--models small,large]
+    python benchmarks/curvature_vs_pyhessian.py [--probes 8] [--models small,large] [--parts hvp,trace,eig]
 """
 import argparse
 import time
@@ -43,10 +43,9 @@ def large_model(_):
     return torchvision.models.resnet18(num_classes=10), torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
 
 
-def compare(name, model, x, y, probes):
+def compare(name, model, x, y, probes, parts=("hvp", "trace", "eig")):
     import pyhessian
-    from pyhessian.utils import hessian_vector_product
-    from landscape.hessian import Curvature, hutchinson_trace, top_eigenvalues
+    from landscape.hessian import Curvature, hutchinson_trace
     model.train()
     with torch.no_grad():  # realistic running statistics, then eval mode as PyHessian
         model(x)
@@ -65,25 +64,37 @@ def compare(name, model, x, y, probes):
     single = Curvature(model, (x, y), bn="running", probe_batch=1)
     vmapped = Curvature(model, (x, y), bn="running", probe_batch=8)
     single._linear = vmapped._linear = curv._linear  # the same linearisation
+    print(f"set-up: PyHessian {t_ph_setup:.2f} s, ours {t_setup + t_lin:.2f} s (incl. linearisation); "
+          f"default probe batch here: {curv.probe_batch}")
+    if "hvp" in parts:
+        hvp_times(h, v, single, vmapped, flat)
+    if "trace" in parts:
+        t_ph, ph = seconds(lambda: h.trace(maxIter=probes, tol=-np.inf))
+        t_us, us = seconds(lambda: hutchinson_trace(curv, probes, seed=0))
+        print(f"trace, {probes} probes: PyHessian {t_ph:.1f} s ({np.mean(ph):.4g}), ours {t_us:.1f} s "
+              f"({us.value:.4g} +- {us.stderr:.2g}): ours {t_ph / t_us:.2f}x PyHessian's speed")
+    if "eig" in parts:
+        top_eigenvalue(h, curv)
+
+
+def hvp_times(h, v, single, vmapped, flat):
+    from pyhessian.utils import hessian_vector_product
     hvp = {"pyhessian": lambda: hessian_vector_product(h.gradsH, h.params, v),
            "ours, one probe": lambda: single.hvp(flat),
-           "ours, vmap 8 probes (per probe)": lambda: vmapped.hvp_batch(flat.expand(8, -1)) }
+           "ours, vmap 8 probes (per probe)": lambda: vmapped.hvp_batch(flat.expand(8, -1))}
     times = {k: [] for k in hvp}
     for _ in range(2):  # interleaved rounds after a warm-up of each
         for k, fn in hvp.items():
             if not times[k]:
                 fn()
             times[k].append(seconds(fn)[0] / (8 if "vmap" in k else 1))
-    print(f"set-up: PyHessian {t_ph_setup:.2f} s, ours {t_setup + t_lin:.2f} s (incl. linearisation)")
     for k, t in times.items():
         print(f"HVP {k}: {np.median(t):.3f} s")
-    print(f"default probe batch here: {curv.probe_batch}")
 
-    t_ph, ph = seconds(lambda: h.trace(maxIter=probes, tol=-np.inf))
-    t_us, us = seconds(lambda: hutchinson_trace(curv, probes, seed=0))
-    print(f"trace, {probes} probes: PyHessian {t_ph:.1f} s ({np.mean(ph):.4g}), ours {t_us:.1f} s "
-          f"({us.value:.4g} +- {us.stderr:.2g}): ours {t_ph / t_us:.2f}x PyHessian's speed")
 
+def top_eigenvalue(h, curv):
+    from pyhessian.utils import hessian_vector_product
+    from landscape.hessian import top_eigenvalues
     info_ref, info = {}, {}
     t_ref, ref = seconds(lambda: top_eigenvalues(curv, 1, seed=1, tol=1e-6, info=info_ref))
     count = {"n": 0}
@@ -111,11 +122,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--probes", type=int, default=8)
     p.add_argument("--models", default="small,large")
+    p.add_argument("--parts", default="hvp,trace,eig", help="which comparisons: hvp, trace, eig")
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
     for name in args.models.split(","):
         model, x, y = {"small": small_model, "large": large_model}[name](args.data_root)
-        compare(name, model, x, y, args.probes)
+        compare(name, model, x, y, args.probes, args.parts.split(","))
 
 
 if __name__ == "__main__":
