@@ -81,6 +81,15 @@ def simulate_cosines(log_cos_steps, dimension: int, walks: int, seed: int = 0,
     return out
 
 
+def check_test(walks: int, alpha: float) -> None:
+    """``ArgumentError`` unless alpha is in (0, 1) and ``walks`` can give a p-value below it."""
+    if not 0 < alpha < 1:
+        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}", "alpha")
+    if 1 / (walks + 1) >= alpha:  # the test could never reject
+        raise ArgumentError(f"walks must be at least {math.ceil(1 / alpha)} for alpha {alpha:g} (the smallest "
+                            f"p-value is 1/(walks + 1)), got {walks}", "walks")
+
+
 def random_walk_test(epochs, cos_to_init, log_cos_steps, dimension: int, *, walks: int = 999,
                      seed: int = 0, alpha: float = 0.01, substeps: int = 10) -> dict:
     """Compare a run's cosine to its start with random walks taking its own steps.
@@ -97,8 +106,7 @@ def random_walk_test(epochs, cos_to_init, log_cos_steps, dimension: int, *, walk
     mixes), the final angles of the run and of the walk, and the
     curves (``angle_deg``, ``walk_mean_deg``, ``walk_low_deg``, ``walk_high_deg``: the walks'
     pointwise 2.5 and 97.5 percentiles)."""
-    if not 0 < alpha < 1:
-        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}", "alpha")
+    check_test(walks, alpha)
     epochs = np.asarray(epochs, int)
     observed = np.asarray(cos_to_init, float)
     steps = np.asarray(log_cos_steps, float)
@@ -176,6 +184,7 @@ def random_walk(inputs, *, walks: int = 999, seed: int = 0, alpha: float = 0.01,
     from .evaluation import stored_checkpoint_metrics
     from .config import swept_rate
     from .regimes import usable_runs
+    check_test(walks, alpha)
     runs, skipped = usable_runs(inputs, need=run_needs)
     rows = []
     for t in runs:

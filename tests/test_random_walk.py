@@ -71,6 +71,8 @@ def test_arguments_are_checked():
         simulate_cosines([0.1], 10, 5)
     with pytest.raises(ArgumentError, match="epochs"):
         random_walk_test([0, 5], [1.0, 0.5], [-0.1, -0.1], 10)
+    with pytest.raises(ArgumentError, match="walks must be at least 100"):  # p could never be below alpha
+        random_walk_test([0, 1, 2], [1.0, 0.9, 0.8], [-0.1, -0.1], 10, walks=99, alpha=0.01)
 
 
 def test_the_logged_step_angles_are_the_angles_the_parameters_turned(tiny, tmp_path):
@@ -108,3 +110,8 @@ def test_cli_on_a_real_sweep(tiny, tmp_path, cli):
     assert rows[1]["final_walk_angle_deg"] > 80                  # the large ELR's walk forgets its start
     assert "whole.h5: not trained on a sphere" in out
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_cli_refuses_too_few_walks_for_alpha(cli, tmp_path):
+    code, out, err = cli(["random-walk", str(tmp_path), "--walks", "50"])
+    assert code == 2 and "--walks must be at least 100" in err and len(err.strip().splitlines()) == 1
