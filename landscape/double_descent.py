@@ -312,9 +312,10 @@ def double_descent(paths, criteria: PeakCriteria | None = None, skipped: list | 
                    metrics: str = "auto", progress: bool | None = None) -> dict:
     """The test on every usable label-noise run (curves of ``metrics``: 'epoch', 'checkpoint' or
     'auto'), each row with its regime, the train error on the noisy and on the clean examples
-    (``train_error_noisy``/``_clean`` over ``epochs``, when the curves have them) and whether it qualifies, plus the alignment of the
-    test-error and sharpness (effective gradient norm) peaks across runs. Runs it cannot use are
-    appended to ``skipped`` (with why) when a list is given."""
+    (``train_error_noisy``/``_clean`` over ``epochs``, when the curves have them) and whether
+    it qualifies, plus the alignment of the test-error and sharpness (effective gradient norm)
+    peaks across runs. Runs it cannot use are appended to ``skipped`` (with why) when a list is
+    given."""
     from .regimes import pick_source, regimes, usable_runs
     from .config import swept_rate
     c = criteria or PeakCriteria()

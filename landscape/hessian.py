@@ -463,36 +463,27 @@ def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products
     def matvec(q: np.ndarray) -> np.ndarray:
         v = torch.from_numpy(q).to(device=ops.device, dtype=ops.dtype)
         return ops.single(v).double().cpu().numpy()
-    q = np.random.default_rng(seed).standard_normal(ops.dim)
-    Q = [q / np.linalg.norm(q)]
-    alpha, beta = [], []
-    theta, residuals, converged = None, None, False
-    for j in range(limit):
-        w = matvec(Q[-1])
-        alpha.append(float(w @ Q[-1]))
-        basis = np.array(Q)
-        for _ in range(2):  # full reorthogonalisation: twice is enough
-            w = w - basis.T @ (basis @ w)
-        b = float(np.linalg.norm(w))
-        if len(alpha) >= k:
-            T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
-            vals, S = np.linalg.eigh(T)
-            order = np.argsort(vals)[::-1][:k]
-            theta, residuals = vals[order], b * np.abs(S[-1, order])
-            converged = bool(np.all(residuals <= tol * np.maximum(np.abs(theta), 1e-300)))
-            if converged or b < 1e-12 * max(1.0, float(np.abs(vals).max())):
-                converged = True  # the Krylov space is invariant: its Ritz values are eigenvalues
-                break
-        beta.append(b)
-        Q.append(w / b)
+    found = {"theta": None, "residuals": None, "converged": False}
+
+    def converged(alpha, beta, b, exhausted):
+        if len(alpha) < k:
+            return False
+        vals, S = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+        order = np.argsort(vals)[::-1][:k]
+        found["theta"], found["residuals"] = vals[order], b * np.abs(S[-1, order])
+        # an exhausted Krylov space is invariant: its Ritz values are eigenvalues
+        found["converged"] = exhausted or bool(np.all(found["residuals"] <= tol * np.maximum(np.abs(vals[order]), 1e-300)))
+        return found["converged"]
+    alpha, _ = lanczos(matvec, ops.dim, limit, np.random.default_rng(seed).standard_normal(ops.dim), converged)
     if info is not None:
-        info.update(products=len(alpha), residuals=residuals, converged=converged)
-    return np.asarray(theta, float)
+        info.update(products=len(alpha), residuals=found["residuals"], converged=found["converged"])
+    return np.asarray(found["theta"], float)
 
 
-def lanczos(matvec, dim: int, steps: int, v0: np.ndarray):
+def lanczos(matvec, dim: int, steps: int, v0: np.ndarray, stop=None):
     """``steps`` Lanczos iterations with full reorthogonalisation; returns the tridiagonal's
-    (alpha, beta). Stops early if the Krylov space is exhausted."""
+    (alpha, beta). Stops early if the Krylov space is exhausted, or when ``stop(alpha, beta, b,
+    exhausted)`` (called after each step with the next off-diagonal b) returns True."""
     q = v0 / np.linalg.norm(v0)
     Q = [q]
     alpha, beta = [], []
@@ -504,7 +495,10 @@ def lanczos(matvec, dim: int, steps: int, v0: np.ndarray):
         w = w - basis.T @ (basis @ w)  # full reorthogonalisation (twice is enough)
         w = w - basis.T @ (basis @ w)
         b = float(np.linalg.norm(w))
-        if j == min(steps, dim) - 1 or b < 1e-10 * max(1.0, abs(a)):
+        exhausted = b < 1e-10 * max(1.0, abs(a))
+        if stop is not None and stop(alpha, beta, b, exhausted):
+            break
+        if j == min(steps, dim) - 1 or exhausted:
             break
         beta.append(b)
         Q.append(w / b)

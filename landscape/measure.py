@@ -154,16 +154,6 @@ def forward_backward(model, params, x, y, precision: str = "float32", loss: str 
     return value, (out.argmax(1) == y).sum(), grads
 
 
-def measure_batch(model, params, x, y, lr: float, groups: str, acc: EpochAccumulator,
-                  precision: str = "float32", loss: str = "ce"):
-    """Loss, accuracy and the SI statistics of one mini-batch into ``acc``, no step (the
-    checkpoint protocol's measurement); returns the SI gradients."""
-    loss, correct, grads = forward_backward(model, params, x, y, precision, loss)
-    with torch.no_grad():
-        acc.add(si_statistics(params, grads, lr, filters=groups == "filter"), loss, correct, len(y))
-    return grads
-
-
 def fixed_order_batches(data: Dataset, batch_size: int, indices=None):
     """The training set (or its examples ``indices``) in stored order, un-augmented, in batches
     (a trailing batch of one example is dropped: train-mode BatchNorm cannot normalise it)."""

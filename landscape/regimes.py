@@ -80,6 +80,11 @@ class RegimeCriteria:
     # cosine to where the tail began (a run that barely moves is not diverging, however bad)
     wander_cos: float = 0.5
 
+    def tail_points(self, points: int) -> int:
+        """The points of a curve of ``points`` its signatures are read from: the last ``tail``
+        fraction, at least ``min_tail``."""
+        return max(self.min_tail, int(round(self.tail * points)))
+
 
 @lru_cache(maxsize=None)
 def _kendall_null_cdf(n: int) -> np.ndarray:
@@ -180,7 +185,7 @@ def classify_curve(train_loss, train_accuracy, num_classes: int,
     c = criteria or RegimeCriteria()
     loss = np.asarray(train_loss, float)
     acc = np.asarray(train_accuracy, float)
-    n_tail = max(c.min_tail, int(round(c.tail * len(loss))))
+    n_tail = c.tail_points(len(loss))
     out = {"points": len(loss), "reason": ""}
     if len(loss) < c.min_points or len(loss) < n_tail:
         return {**out, "regime": None, "name": NAMES[None],
@@ -396,13 +401,13 @@ def label_stability(train_loss, train_accuracy, num_classes: int, c: RegimeCrite
 
 def tail_walk_cos(t: Trajectory, points: int, c: RegimeCriteria, end: int | None = None) -> float | None:
     """The expected cosine to the tail's start of a random walk taking the run's own steps over
-    its last ``max(min_tail, tail x points)`` training epochs (up to epoch ``end``); None when the
+    its last ``c.tail_points(points)`` training epochs (up to epoch ``end``); None when the
     run did not log its step angles (``log_cos_step_sum``)."""
     steps = t.metrics.get("log_cos_step_sum")
     if steps is None:
         return None
     steps = np.asarray(steps, float)[:end]
-    tail = steps[-max(c.min_tail, int(round(c.tail * points))):]
+    tail = steps[-c.tail_points(points):]
     return float(np.exp(tail.sum())) if len(tail) and np.all(np.isfinite(tail)) else None
 
 

@@ -149,8 +149,9 @@ def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> d
     lr_b = lr.unsqueeze(-1) if torch.is_tensor(lr) else lr
     group_egn = (param_sq * grad_sq).sqrt()
     group_elr = lr_b / param_sq
-    rho_sq = param_sq.sum(-1)
-    ess = lr / rho_sq * (rho_sq * grad_sq.sum(-1)).sqrt()
+    rho_sq, total_grad_sq = param_sq.sum(-1), grad_sq.sum(-1)
+    egn = (rho_sq * total_grad_sq).sqrt()
+    ess = lr / rho_sq * egn
     return {
         "group_rho_sq": param_sq,
         "group_elr": group_elr,
@@ -158,8 +159,8 @@ def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> d
         "group_effective_step_size": group_elr * group_egn,
         "rho_sq": rho_sq,
         "elr": lr / rho_sq,
-        "grad_norm": grad_sq.sum(-1).sqrt(),
-        "effective_grad_norm": (rho_sq * grad_sq.sum(-1)).sqrt(),
+        "grad_norm": total_grad_sq.sqrt(),
+        "effective_grad_norm": egn,
         # a projected step of effective size s turns the SI vector by arctan(s) (the gradient
         # is orthogonal to it): log cos of that angle, which a random walk's cosine multiplies by
         "log_cos_step": -0.5 * torch.log1p(ess * ess),

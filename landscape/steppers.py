@@ -35,7 +35,7 @@ COMPILE_BACKEND_ENV = "LANDSCAPE_COMPILE_BACKEND"
 
 def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, space: str, buffers,
                         momentum: float, weight_decay: float, batch_dims: int = 0):
-    """The SI statistics of a step (before it, as ``measure.measure_batch`` takes them) and the
+    """The SI statistics of a step (before it, as ``measure.checkpoint_pass`` takes them) and the
     step itself in place for the training ``space``: ``projected_sgd_step`` (sphere),
     ``filter_spheres_step`` (filter-spheres) or ``sgd_step`` (whole); eager or compiled alike
     (``batch_dims=1``: stacked models, ``lr``, ``lr_stats`` and ``rho`` one per model).
