@@ -36,7 +36,7 @@ def main(*patterns, metrics="auto"):
     claims = [claim("with label noise, epoch-wise double descent appears in the test error",
                     dd_confirmed,
                     f"{len(found)} of {len(rows)} noisy runs show a peak and a second descent above their "
-                    f"noise (AR(1)-calibrated bump test, p < {criteria.alpha:g}; smoothing 9 epochs); under its "
+                    f"noise (rise-and-fall test against every no-peak curve, p < {criteria.alpha:g}); under its "
                     f"false-positive rate that many or more has probability {p_many:.2g}: " +
                     ", ".join(f"ELR {r['elr']:g} noise {r['label_noise']:.0%} peak epoch {r['peak_epoch']:g} height {r['height']:.3f} p {r['p_value']:.3g} ({r['qualification']})" for r in found),
                     statistic={"detected": len(found), "runs": len(rows), "binomial_p": p_many}),

@@ -10,27 +10,28 @@ def add_parser(sub):
     from ..regimes import METRIC_SOURCES
     d = PeakCriteria()
     p = sub.add_parser("double-descent", help="epoch-wise double descent under label noise "
-                       "(Appendix G), with a calibrated p-value", description=doc.split("Example:")[0],
+                       "(Appendix G): a significant rise and fall, calibrated against every no-peak curve", description=doc.split("Example:")[0],
                        formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a sweep folder and/or trajectories trained with --label-noise")
     p.add_argument("--alpha", type=_number(float, low=0.0, high=1.0), default=d.alpha,
-                   help=f"significance level of the bump test (default {d.alpha:g})")
+                   help=f"significance level of the rise-and-fall test (default {d.alpha:g})")
     p.add_argument("--min-width", type=_number(float, True), default=d.min_width, metavar="EPOCHS",
-                   help=f"narrowest bump counted, full width at half maximum (default {d.min_width:g})")
+                   help=f"narrowest bump counted; peak windows span half of it (default {d.min_width:g})")
     p.add_argument("--min-height", type=_number(float), default=d.min_height,
-                   help=f"smallest rise before and fall after the smoothed peak, in test error "
+                   help=f"smallest rise into and fall after the peak window, in test error "
                    f"(default {d.min_height:g})")
     p.add_argument("--window", type=_number(float, True), default=d.window, metavar="EPOCHS",
                    help=f"moving average of the descriptive curve, in epochs whatever --eval-every "
                    f"was (default {d.window:g})")
     p.add_argument("--noise-window", type=_number(float, True), default=d.noise_window, metavar="EPOCHS",
-                   help=f"wide moving average the noise is measured around (default {d.noise_window:g})")
+                   help=f"local-quadratic smoother the noise is measured around (default {d.noise_window:g})")
     p.add_argument("--surrogates", type=_number(int, True), default=d.surrogates,
-                   help=f"AR(1) noise curves the p-value is computed from (default {d.surrogates})")
+                   help=f"AR(1) noise curves of the least-favourable null (default {d.surrogates}; "
+                   "the smallest p-value is 1/(surrogates+1))")
     p.add_argument("--seed", type=_number(int), default=d.seed, help="surrogates' seed (default 0)")
     p.add_argument("--metrics", choices=METRIC_SOURCES, default="auto",
                    help="curves: epoch means, checkpoint metrics, or auto (checkpoint when all have them)")
-    add_outputs(p, "per run: test error, smoothed curve, no-bump baseline, detected bump and the "
+    add_outputs(p, "per run: test error, smoothed curve, peak window with its rise and fall, and the "
                 "effective gradient norm", "every run's test, evidence and the peak alignment")
     add_quiet(p)
     p.set_defaults(run=run)

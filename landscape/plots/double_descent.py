@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def plot_double_descent(result: dict, path: str) -> None:
-    """One panel per run: test error, its smoothed curve and fitted baseline, the detected bump
-    (shaded, FWHM), the train error on the noisy and on the clean examples apart when measured
+    """One panel per run: test error, its smoothed curve, the detected peak window (shaded) with
+    the lowest windows before and after it that its rise and fall are measured from, the train error on the noisy and on the clean examples apart when measured
     (Appendix G: the peak comes as the noisy labels are memorised), and the effective gradient
     norm (sharpness proxy) on a log axis."""
     from . import new_figure, save_figure
@@ -16,10 +16,12 @@ def plot_double_descent(result: dict, path: str) -> None:
         ax.plot(r["test_error_epochs"], r["test_error"], color="tab:blue", lw=0.6, alpha=0.6, label="test error")
         if r.get("_smoothed") is not None:
             ax.plot(r["test_error_epochs"], r["_smoothed"], color="tab:blue", lw=1.4, label="smoothed")
-            ax.plot(r["test_error_epochs"], r["_baseline"], color="0.4", ls="--", lw=0.9, label="no-bump baseline")
         if r["double_descent"]:
             ax.axvspan(r["bump_centre_epoch"] - r["peak_width"] / 2, r["bump_centre_epoch"] + r["peak_width"] / 2,
-                       color="tab:blue", alpha=0.12, label="detected bump (FWHM)")
+                       color="tab:blue", alpha=0.12, label="peak window")
+            ax.plot([r["preceding_min_epoch"], r["bump_centre_epoch"], r["following_min_epoch"]],
+                    [r["preceding_min"], r["peak_test_error"], r["following_min"]], "o--", color="0.35",
+                    ms=3, lw=0.8, label="rise and fall (trimmed window means)")
         for subset, style in (("noisy", ":"), ("clean", "-.")):
             if r.get(f"train_error_{subset}") is not None:
                 ax.plot(r["epochs"], r[f"train_error_{subset}"], color="0.3", ls=style, lw=0.9,
