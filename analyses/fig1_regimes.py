@@ -26,6 +26,35 @@ def regime2_run(rows) -> int:
     return longest
 
 
+def sharpness_peak_at_boundary(rows_by_seed: dict):
+    """Claim 7: over each seed's regime-1 and -2 runs, is the final sharpness (tail eff. grad
+    norm) largest at the boundary (the last regime-1 or the first regime-2 ELR)? Null: the argmax
+    falls on any of the n runs alike, 2/n per seed; the p-value of k seeds out of S is a binomial
+    tail. (confirmed, evidence, statistic=...): confirmed when every seed peaks there and
+    p < 5 ALPHA; undetermined (None) when no seed has both regimes."""
+    from scipy.stats import binom
+    hits, chance, detail = 0, [], []
+    for seed, all_rows in rows_by_seed.items():
+        rows = [r for r in all_rows if r["regime"] in (1, 2)]
+        ones = [r for r in rows if r["regime"] == 1]
+        twos = [r for r in rows if r["regime"] == 2]
+        if not ones or not twos:
+            detail.append(f"{seed}: no regime 1/2 boundary")
+            continue
+        peak = max(rows, key=lambda r: r["mean_effective_grad_norm"])
+        boundary = {ones[-1]["elr"], twos[0]["elr"]}
+        hits += peak["elr"] in boundary
+        chance.append(2 / len(rows))
+        detail.append(f"{seed}: peak at ELR {peak['elr']:g} ({peak['mean_effective_grad_norm']:.3g}); boundary "
+                      f"{ones[-1]['elr']:g}|{twos[0]['elr']:g}")
+    p_peak = float(binom.sf(hits - 1, len(chance), float(np.mean(chance)))) if chance else float("nan")
+    confirmed = None if not chance else hits == len(chance) and p_peak < ALPHA * 5
+    return (confirmed,
+            f"{hits} of {len(chance)} seeds peak at the boundary (chance {np.mean(chance) if chance else float('nan'):.2f} "
+            f"per seed, binomial p = {p_peak:.2g}); " + "; ".join(detail),
+            {"statistic": {"seeds_at_boundary": hits, "seeds": len(chance), "p_value": p_peak}})
+
+
 def seed_plot(results: dict, path: str) -> None:
     """Mean and min-max band over seeds against ELR; background bands: each ELR's regime where
     every seed agrees (grey where they differ or any is undetermined)."""
@@ -84,30 +113,9 @@ def main(sweeps, metrics="auto"):
                         t_loss["evidence"], statistic=t_loss))
     claims.append(claim("in regime 2 a higher ELR has a lower sharpness (Sec. 5.2)", t_egn["confirmed"],
                         t_egn["evidence"], statistic=t_egn))
-    # claim 7: over the runs of regimes 1 and 2, the final sharpness is largest at the boundary
-    # (the last regime-1 or the first regime-2 ELR). Null: the argmax falls on any of the n runs
-    # alike, so 2/n per seed, and the p-value of k seeds out of S is a binomial tail.
-    from scipy.stats import binom
-    hits, chance, detail = 0, [], []
-    for seed, res in results.items():
-        rows = [r for r in res["rows"] if r["regime"] in (1, 2)]
-        ones = [r for r in rows if r["regime"] == 1]
-        twos = [r for r in rows if r["regime"] == 2]
-        if not ones or not twos:
-            detail.append(f"{seed}: no regime 1/2 boundary")
-            continue
-        peak = max(rows, key=lambda r: r["mean_effective_grad_norm"])
-        boundary = {ones[-1]["elr"], twos[0]["elr"]}
-        hits += peak["elr"] in boundary
-        chance.append(2 / len(rows))
-        detail.append(f"{seed}: peak at ELR {peak['elr']:g} ({peak['mean_effective_grad_norm']:.3g}); boundary "
-                      f"{ones[-1]['elr']:g}|{twos[0]['elr']:g}")
-    p_peak = float(binom.sf(hits - 1, len(chance), float(np.mean(chance)))) if chance else float("nan")
-    claims.append(claim("the final sharpness peaks at the regime 1/2 transition (Fig. 1 right)",
-                        bool(chance) and hits == len(chance) and p_peak < ALPHA * 5,
-                        f"{hits} of {len(chance)} seeds peak at the boundary (chance {np.mean(chance) if chance else float('nan'):.2f} "
-                        f"per seed, binomial p = {p_peak:.2g}); " + "; ".join(detail),
-                        statistic={"seeds_at_boundary": hits, "seeds": len(chance), "p_value": p_peak}))
+    at_boundary, evidence, statistic = sharpness_peak_at_boundary({seed: res["rows"] for seed, res in results.items()})
+    claims.append(claim("the final sharpness peaks at the regime 1/2 transition (Fig. 1 right)", at_boundary,
+                        evidence, **statistic))
     first = next(iter(results.values()))
     plot_regimes(first, out_path("fig1_regimes.png"))
     seed_plot(results, out_path("fig1_seeds.png"))

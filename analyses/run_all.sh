@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# Reproduce the paper at CPU scale (the recipe of train/recipe.env): train what is missing, then
-# write every figure, analyses/out/*.json and analyses/out/summary.png. Resumable: re-running
-# continues interrupted sweeps and skips finished runs. One progress line per stage.
-# About 50 minutes on a 2-core CPU from nothing (measured: analyses/REPRODUCTION.md); minutes
-# once the runs exist.
+# Reproduce the paper at CPU scale (the recipe of train/recipe.env, the paper's protocol): train
+# what is missing, then write every figure and analyses/out/*.json from the checkpoint metrics,
+# the same claims from training's epoch means in analyses/out/epoch-means/ (the second column),
+# and analyses/out/summary.png. Resumable: re-running continues interrupted sweeps and skips
+# finished runs. One progress line per stage; the time it takes is in analyses/REPRODUCTION.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
-STAGES=13
+OUT=${ANALYSES_OUT:-analyses/out}  # where figures, JSON and logs go
+export ANALYSES_OUT=$OUT
+STAGES=15
 STAGE=0
 stage() {  # one line per stage: number, what, time since the start
   STAGE=$((STAGE + 1))
   printf '[%2d/%d %5ds] %s\n' "$STAGE" "$STAGES" "$(( $(date +%s) - START ))" "$*"
 }
 quietly() {  # LOG CMD...: run CMD with its output in analyses/out/logs/LOG.log; on failure, say where
-  mkdir -p analyses/out/logs
-  "${@:2}" > "analyses/out/logs/$1.log" 2>&1 || {
-    echo "failed: ${*:2} (its output: analyses/out/logs/$1.log)" >&2; tail -5 "analyses/out/logs/$1.log" >&2; exit 1; }
+  mkdir -p "$OUT/logs"
+  "${@:2}" > "$OUT/logs/$1.log" 2>&1 || {
+    echo "failed: ${*:2} (its output: $OUT/logs/$1.log)" >&2; tail -5 "$OUT/logs/$1.log" >&2; exit 1; }
 }
 stage "train: the main ELR sweep, one per seed (train/sweep_mnist1d.sh)"
 quietly sweep bash train/sweep_mnist1d.sh
@@ -28,11 +30,19 @@ stage "train: Section 6, outside the sphere (train/section6_mnist1d.sh)"
 quietly section6 bash train/section6_mnist1d.sh
 stage "figure 2: the toy model"
 quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
-  --plot analyses/out/fig2_toy.png --json analyses/out/fig2_toy.json
-for script in fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitions \
-              appendix_g_double_descent fig7_standard summary; do
-  stage "analyses/$script.py"
+  --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"
+SCRIPTS="fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitions appendix_g_double_descent
+         appendix_m_random_walk fig7_standard"
+for script in $SCRIPTS; do
+  stage "analyses/$script.py (checkpoint metrics)"
   quietly "$script" python "analyses/$script.py"
-  grep -E '^\[(confirmed|NOT confirmed|undetermined)\]' "analyses/out/logs/$script.log" | cut -c1-160 || true
+  grep -E '^\[(confirmed|NOT confirmed|undetermined)\]' "$OUT/logs/$script.log" | cut -c1-160 || true
 done
-printf '[done %5ds] figures, JSON and summary.png in analyses/out/ (logs: analyses/out/logs/)\n' "$(( $(date +%s) - START ))"
+stage "the same claims from training's epoch means ($OUT/epoch-means/)"
+for script in $SCRIPTS; do
+  [ "$script" = appendix_m_random_walk ] && continue  # the angle to the start is a checkpoint metric only
+  ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$script" python "analyses/$script.py" --metrics epoch
+done
+stage "analyses/summary.py"
+quietly summary python analyses/summary.py
+printf "[done %5ds] figures, JSON and summary.png in $OUT/ (logs: $OUT/logs/)\n" "$(( $(date +%s) - START ))"

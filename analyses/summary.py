@@ -1,5 +1,7 @@
 """The whole reproduction at a glance: analyses/out/summary.png -- every figure of the scripts
-and every claim's verdict (yes / no / undetermined) read from their JSON files.
+and every claim's verdict (yes / no / undetermined) read from their JSON files, in two columns:
+from the checkpoint metrics (the paper's protocol, the headline) and from training's epoch
+means (analyses/out/epoch-means/).
 
     python analyses/summary.py     (after the figure scripts; analyses/run_all.sh runs it last)
 """
@@ -24,12 +26,15 @@ FIGURES = (("fig1_seeds.png", "Fig. 1: the three regimes over seeds", "fig1_regi
            ("fig6_transitions.png", "Fig. 6: transitions", "fig6_transitions"),
            ("appendix_g_double_descent.png", "Appendix G: double descent under label noise",
             "appendix_g_double_descent"),
+           ("appendix_m_random_walk.png", "Appendix M: regime 3 against a random walk",
+            "appendix_m_random_walk"),
            ("fig7_standard.png", "Fig. 7: standard training (Section 6)", "fig7_standard"))
+EPOCH_MEANS = os.path.join(OUT, "epoch-means")
 MARK = {True: "YES", False: "NO ", None: " ? "}
 
 
-def claims_of(name):
-    path = os.path.join(OUT, name + ".json")
+def claims_of(name, folder=OUT):
+    path = os.path.join(folder, name + ".json")
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -51,17 +56,20 @@ def main():
         ax.axis("off")
     lines = []
     for _, _, source in FIGURES:
+        epoch = {c["claim"]: c["confirmed"] for c in claims_of(source, EPOCH_MEANS)} if source else {}
         for c in claims_of(source) if source else []:
-            lines.append(f"[{MARK[c['confirmed']]}] " + textwrap.shorten(c["claim"], 92))
+            other = MARK[epoch[c["claim"]]] if c["claim"] in epoch else " - "
+            lines.append(f"[{MARK[c['confirmed']]}|{other}] " + textwrap.shorten(c["claim"], 86))
     text = fig.add_subplot(grid[rows, :])
     text.axis("off")
     half = -(-len(lines) // 2)
     for k, chunk in enumerate((lines[:half], lines[half:])):
         text.text(0.01 + 0.5 * k, 0.98, "\n".join(chunk), va="top", family="monospace", fontsize=9.5,
                   transform=text.transAxes)
-    yes = sum(line.startswith("[YES]") for line in lines)
-    fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed\n"
-                 f"(YES / NO / ? undetermined; the evidence: analyses/REPRODUCTION.md, out/*.json)",
+    yes = sum(line.startswith("[YES") for line in lines)
+    fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed on checkpoint metrics\n"
+                 f"[checkpoint metrics | epoch means]: YES / NO / ? undetermined / - not judged; "
+                 f"the evidence: analyses/REPRODUCTION.md, out/*.json",
                  fontsize=16)
     fig.savefig(out_path("summary.png"), dpi=70)
     print(f"wrote {out_path('summary.png')}")

@@ -35,7 +35,8 @@ LOSS_NAMES = tuple(LOSSES)
 class TrainConfig:
     model: str = "convnet"
     width: int | None = None          # None: the model's default (convnet 32, resnet18 64, mlp 256)
-    depth: int = 3                    # mlp only
+    depth: int = 3                    # mlp hidden layers, transformer blocks
+    heads: int = 4                    # transformer only
     last_layer_norm: float = 10.0
     # MNIST-1D with both generator noises doubled, which a small ConvNet cannot memorise in a
     # few epochs, so that regime 2 spans a decade of ELRs on a CPU
@@ -80,7 +81,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Check every setting (``ArgumentError`` naming the field) and resolve the automatic
         ones (``augment``), so that the stored configuration says what was done."""
-        for name in ("epochs", "batch_size", "eval_every", "save_every"):
+        for name in ("epochs", "batch_size", "eval_every", "save_every", "depth", "heads"):
             _positive(name, getattr(self, name), int)
         if self.rho is not None:
             _positive("rho", self.rho)

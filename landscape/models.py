@@ -19,8 +19,9 @@ from .legacy import stored_model_spec
 from .errors import ArgumentError, LandscapeError
 import copy
 
-MODELS = ("convnet", "resnet18", "resnet18-post", "mlp")
-DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "resnet18-post": 64, "mlp": 256}
+MODELS = ("convnet", "resnet18", "resnet18-post", "mlp", "transformer")
+DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "resnet18-post": 64, "mlp": 256, "transformer": 32}
+PATCH = 4  # the transformer's tokens: patches of 4 samples (signals) or 4 x 4 pixels (images)
 
 
 def _conv(dim: int, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
@@ -164,6 +165,94 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm of a token sequence (batch, tokens, features): every feature normalised over
+    the batch and the tokens together, no learnable shift or scale. Each output feature of the
+    linear map before it (a row of its weight) is then scale-invariant on its own, as a filter
+    before a BatchNorm in a ConvNet."""
+
+    def __init__(self, features: int):
+        super().__init__(features, affine=False)
+
+    def forward(self, x):
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _si_linear(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, cout, bias=False), TokenBatchNorm(cout))
+
+
+class SIAttention(nn.Module):
+    """Multi-head self-attention whose query, key, value and output maps are each followed by a
+    TokenBatchNorm: every row of every one of them is an SI group."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (_si_linear(width, width) for _ in range(4))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        split = lambda z: z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        # written out, not F.scaled_dot_product_attention: its fused CPU kernels have no double
+        # backward, which Hessian-vector products need
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5, dim=-1)
+        return self.o((weights @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class SITransformerBlock(nn.Module):
+    """x + attention(x), then x + MLP(x) with MLP = SI linear (2x width) -> ReLU -> SI linear."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.attention = SIAttention(width, heads)
+        self.mlp = nn.Sequential(_si_linear(width, 2 * width), nn.ReLU(), _si_linear(2 * width, width))
+
+    def forward(self, x):
+        x = x + self.attention(x)
+        return x + self.mlp(x)
+
+
+class SITransformer(nn.Module):
+    """A fully scale-invariant Transformer (the paper's Appendix O asks whether the three regimes
+    appear beyond ConvNets): the input cut into patches of ``PATCH`` samples (or PATCH x PATCH
+    pixels), a patch embedding and positional embeddings frozen at their random initialisation,
+    ``depth`` blocks of SI attention and SI MLP (every trained weight followed by a TokenBatchNorm),
+    the mean over tokens, and the frozen last layer of norm ``last_layer_norm``. Trained tensors:
+    the blocks' weights only; each of their rows is an SI group."""
+
+    def __init__(self, input_shape, num_classes: int, width: int = 32, depth: int = 2, heads: int = 4,
+                 last_layer_norm: float = 10.0):
+        super().__init__()
+        if width % heads:
+            raise ArgumentError(f"width {width} must be a multiple of heads {heads}", "width", "heads")
+        channels, *size = input_shape
+        if any(n % PATCH for n in size):
+            raise LandscapeError(f"the transformer cuts inputs into patches of {PATCH}: input shape "
+                                 f"{tuple(input_shape)} is not a multiple of it")
+        tokens = 1
+        for n in size:
+            tokens *= n // PATCH
+        self.dim = len(size)
+        self.embed = nn.Linear(channels * PATCH ** self.dim, width, bias=False)
+        self.position = nn.Parameter(torch.randn(tokens, width))
+        self.blocks = nn.Sequential(*(SITransformerBlock(width, heads) for _ in range(depth)))
+        self.head = _frozen_head(width, num_classes, last_layer_norm)
+        self.embed.requires_grad_(False)
+        self.position.requires_grad_(False)
+
+    def patches(self, x):
+        if self.dim == 1:  # (B, C, L) -> (B, L/P, C*P)
+            return x.unfold(2, PATCH, PATCH).permute(0, 2, 1, 3).flatten(2)
+        # (B, C, H, W) -> (B, H/P * W/P, C*P*P)
+        return x.unfold(2, PATCH, PATCH).unfold(3, PATCH, PATCH).permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+
+    def forward(self, x):
+        h = self.blocks(self.embed(self.patches(x)) + self.position)
+        return self.head(h.mean(1))
+
+
 def make_conventional(model: nn.Module, head_bias: bool = True) -> nn.Module:
     """The conventional version of an SI network (Section 6, Fig. 7 middle and right): every
     BatchNorm gets its learnable scale and shift, and the last layer is a standard trainable
@@ -179,7 +268,7 @@ def make_conventional(model: nn.Module, head_bias: bool = True) -> nn.Module:
 
 def model_spec(name: str, input_shape, num_classes: int, width: int | None = None,
                depth: int = 3, last_layer_norm: float = 10.0, conventional: bool = False,
-               conventional_head_bias: bool | None = None) -> dict:
+               conventional_head_bias: bool | None = None, heads: int = 4) -> dict:
     """The JSON-able description a trajectory stores to rebuild the model. A ``conventional``
     network's trainable last layer has a bias unless ``conventional_head_bias`` is False; None
     takes the official code's choice (``ResNet18SIAf``: none; ``convnet_si_af``: a bias)."""
@@ -198,6 +287,11 @@ def model_spec(name: str, input_shape, num_classes: int, width: int | None = Non
         spec["head_bias"] = True
     if name == "resnet18":  # marks the official pre-activation variant (older specs: post)
         spec["variant"] = "preact"
+    if name == "transformer":
+        if int(heads) <= 0 or width % int(heads):
+            raise ArgumentError(f"heads must be a positive divisor of width {width}, got {heads}", "heads")
+        spec.update(heads=int(heads), patch=PATCH)
+        SITransformer(input_shape, int(num_classes), width, int(depth), int(heads))  # checks the shape
     if conventional:
         spec["conventional"] = True
         spec["conventional_head_bias"] = (not name.startswith("resnet18") if conventional_head_bias is None
@@ -222,6 +316,9 @@ def build_model(spec: dict, init_seed: int = 0) -> nn.Module:
         elif name in ("resnet18", "resnet18-post"):
             model = ResNet18(shape[0], spec["num_classes"], spec["width"], spec["last_layer_norm"],
                              dim=len(shape) - 1)
+        elif name == "transformer":
+            model = SITransformer(shape, spec["num_classes"], spec["width"], spec["depth"], spec["heads"],
+                                  spec["last_layer_norm"])
         elif name == "mlp":
             features = 1
             for s in shape:

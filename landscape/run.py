@@ -115,7 +115,7 @@ def initial_model(cfg: TrainConfig, data: Dataset) -> tuple[torch.nn.Module, dic
         cfg.init = f"{src_path}@{src_epoch}"
     else:
         spec = model_spec(cfg.model, data.input_shape, data.num_classes, cfg.width, cfg.depth,
-                          cfg.last_layer_norm, cfg.conventional, cfg.conventional_head_bias)
+                          cfg.last_layer_norm, cfg.conventional, cfg.conventional_head_bias, cfg.heads)
     model = build_model(spec, cfg.init_seed)
     if init_state is not None:
         model.load_state_dict(init_state)

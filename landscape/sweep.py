@@ -49,8 +49,14 @@ FINISHED = ("done", "nonfinite")  # statuses a re-run leaves alone
 
 def parse_rates(text: str) -> list[float]:
     """'0.001,0.002' (a list); '1e-7:1' ({1, 2, 5} x 10^k within the range); '1e-4:1e-2:12'
-    (12 log-spaced values, both ends included)."""
+    (12 log-spaced values, both ends included); grids joined by '+' are merged, sorted, each value
+    once ('1e-5:0.1+3e-3,7e-3': the {1,2,5} grid refined near a boundary)."""
     text = str(text).strip()
+    if "+" in text.replace("e+", "e"):
+        parts = [part for part in text.replace("e+", "e").split("+")]
+        if any(not part.strip() for part in parts):
+            raise ArgumentError(f"bad ELR grid {text!r}: an empty grid around '+'", "elrs")
+        return sorted({float(f"{v:.12g}") for part in parts for v in parse_rates(part)})
     bad = ArgumentError(f"bad ELR grid {text!r}: write a list (0.001,0.002), a {{1,2,5}}x10^k "
                          f"range (1e-7:1) or LO:HI:N for N log-spaced values", "elrs")
     try:

@@ -19,9 +19,12 @@ def test_grids():
     assert len(g) == 12 and np.isclose(g[0], 1e-4) and np.isclose(g[-1], 1e-2)
     np.testing.assert_allclose(np.diff(np.log(g)), np.log(100) / 11)
     assert parse_rates("0.001, 0.002") == [0.001, 0.002]
+    # a grid refined near a boundary: merged, sorted, each value once
+    assert parse_rates("2e-3:1e-2+3e-3,5e-3") == [0.002, 0.003, 0.005, 0.01]
+    assert parse_rates("1e+0,2+5e-1") == [0.5, 1.0, 2.0]
 
 
-@pytest.mark.parametrize("grid", ["", "0,1", "-1e-3", "abc", "1:", "1e-2:1e-4", "1e-4:1e-2:0", "1:2:3:4", "1e-3,1e-3"])
+@pytest.mark.parametrize("grid", ["", "0,1", "-1e-3", "abc", "1:", "1e-2:1e-4", "1e-4:1e-2:0", "1:2:3:4", "1e-3,1e-3", "1e-3+", "+1e-3"])
 def test_bad_grids(grid, cli):
     code, _, err = cli(["sweep", f"--elrs={grid}", "-o", "unused"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err

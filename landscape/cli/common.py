@@ -190,7 +190,8 @@ def _model_and_data_options(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="convnet | resnet18 (the paper's pre-activation SI "
                    "ResNet-18) | resnet18-post (post-activation, every conv SI on its own) | mlp "
-                   "(default convnet)")
+                   "| transformer (SI attention and MLP, every weight followed by a token BatchNorm; inputs cut "
+                   "into patches of 4) (default convnet)")
     g.add_argument("--width", type=_number(int, True), default=S,
                    help="channels k of the first layer / hidden units (default 32 / 64 / 256)")
     g.add_argument("--depth", type=_number(int, True), default=S, help="mlp hidden layers (default 3)")
