@@ -28,6 +28,7 @@ DTYPES = ("float32", "float64")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 SCHEDULES = ("constant", "cosine")
 GROUPINGS = ("filter", "layer")
+OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSS_NAMES = tuple(LOSSES)
 
 
@@ -69,6 +70,12 @@ class TrainConfig:
     weight_decay: float = 0.0         # whole space only
     momentum: float = 0.0             # whole space only
     schedule: str = "constant"        # constant | cosine (of the LR / ELR over the epochs)
+    # on the sphere: the step before the projection (momentum: torch.optim.SGD's heavy ball with
+    # ``momentum``; adam: torch.optim.Adam); the ELR is lr / rho^2 (sgd, momentum), lr / rho (adam)
+    optimizer: str = "sgd"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
     loss: str = "ce"                  # ce: cross-entropy | mse: the official squared loss
     conventional: bool = False        # BN affine on, trainable last layer (whole space)
     conventional_head_bias: bool | None = None  # a bias in its last layer (None: official choice)
@@ -92,7 +99,7 @@ class TrainConfig:
         for name, allowed in (("augment_padding", AUGMENT_PADDINGS), ("groups", GROUPINGS),
                               ("dtype", DTYPES), ("precision", PRECISIONS),
                               ("compile_mode", COMPILE_MODES), ("space", TRAINING_SPACES),
-                              ("schedule", SCHEDULES), ("loss", LOSS_NAMES)):
+                              ("schedule", SCHEDULES), ("loss", LOSS_NAMES), ("optimizer", OPTIMIZERS)):
             _one_of(name, getattr(self, name), allowed)
         if self.precision == "bf16" and self.dtype != "float32":
             raise ArgumentError("precision bf16 autocasts a float32 model: drop dtype float64",
@@ -101,6 +108,9 @@ class TrainConfig:
             raise ArgumentError(f"compile_mode {self.compile_mode} is a mode of compile: add compile",
                                 "compile_mode", "compile")
         if self.space == "whole":
+            if self.optimizer != "sgd":
+                raise ArgumentError("space whole trains by SGD (with momentum and weight_decay); "
+                                    "optimizer is the sphere's", "optimizer", "space")
             if self.lr is None:
                 raise ArgumentError("space whole trains at a learning rate: give lr", "space", "lr")
             _positive("lr", self.lr)
@@ -110,10 +120,23 @@ class TrainConfig:
             if self.lr is not None:
                 raise ArgumentError("lr is the learning rate of space whole; on the sphere give "
                                     "elr (lr = ELR * rho^2)", "lr", "space", "elr")
-            for name in ("weight_decay", "momentum"):
-                if getattr(self, name):
-                    raise ArgumentError(f"{name} needs space whole (on the sphere the projection "
-                                        f"fixes the norm)", name, "space")
+            if self.weight_decay:
+                raise ArgumentError("weight_decay needs space whole (on the sphere the projection "
+                                    "fixes the norm)", "weight_decay", "space")
+            if self.optimizer == "momentum" and not 0 < self.momentum < 1:
+                raise ArgumentError(f"optimizer momentum needs momentum in (0, 1), got {self.momentum!r}",
+                                    "momentum", "optimizer")
+            if self.momentum and self.optimizer != "momentum":
+                raise ArgumentError("momentum on the sphere is the optimizer momentum: add optimizer "
+                                    "momentum (or space whole)", "momentum", "optimizer")
+            if self.optimizer != "sgd" and self.space != "sphere":
+                raise ArgumentError(f"optimizer {self.optimizer} projects onto the whole sphere: use "
+                                    f"space sphere", "optimizer", "space")
+            for name in ("adam_beta1", "adam_beta2"):
+                value = getattr(self, name)
+                if not (_is_number(value) and 0 <= value < 1):
+                    raise ArgumentError(f"{name} must be in [0, 1), got {value!r}", name)
+            _positive("adam_eps", self.adam_eps)
             if self.conventional:
                 raise ArgumentError("conventional trains every weight by SGD: add space whole and lr",
                                     "conventional", "space", "lr")
@@ -174,10 +197,18 @@ def swept_rate(config: dict) -> tuple[str, float]:
     return name, None if value is None else float(value)
 
 
+def elr_power(cfg) -> int:
+    """p in ELR = lr / rho^p: 2 for SGD and momentum SGD (an SI gradient scales as 1/rho, so the
+    step on the unit sphere is lr |g| / rho = (lr / rho^2) |grad at the unit point|), 1 for Adam
+    (its step ignores the gradient's scale, so it moves lr per coordinate whatever rho: lr / rho
+    on the unit sphere)."""
+    return 1 if getattr(cfg, "optimizer", "sgd") == "adam" else 2
+
+
 def base_lr(cfg: TrainConfig, rho: float) -> float:
-    """The learning rate before any schedule: ELR rho^2 on the sphere (eq. (2)), ``lr`` in the
-    whole space (rho is then the initial norm)."""
-    return cfg.lr if cfg.space == "whole" else cfg.elr * rho ** 2
+    """The learning rate before any schedule: ELR rho^p on the sphere (eq. (2); ``elr_power``),
+    ``lr`` in the whole space (rho is then the initial norm)."""
+    return cfg.lr if cfg.space == "whole" else cfg.elr * rho ** elr_power(cfg)
 
 
 def epoch_lr(cfg: TrainConfig, base: float, epoch: int) -> float:

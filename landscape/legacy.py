@@ -21,6 +21,7 @@ CONFIG = {
     "data_root": "data",
     "train_subset": None,
     "loss": "ce",                  # before the squared loss
+    "optimizer": "sgd",            # before momentum and Adam on the sphere
 }
 
 # a model description (``models.model_spec``) stored before each field existed

@@ -67,7 +67,9 @@ class EpochAccumulator:
     With a batch of models every value carries a leading model dimension, and ``index`` picks
     one model when reading."""
 
-    def __init__(self):
+    def __init__(self, elr_power: int = 2):
+        # the ELR is lr / rho^elr_power: 2 for SGD and momentum SGD, 1 for Adam (``config.elr_power``)
+        self.elr_power = elr_power
         self.sums, self.steps, self.seen = None, 0, 0
         self.loss_sum = self.correct = self.rho_end_sq = self.filter_rho_end_sq = None
         self.bad_step = self.bad_what = None  # first step with a non-finite value, and which
@@ -128,13 +130,17 @@ class EpochAccumulator:
             "grad_norm": float(mean["grad_norm"]),
             "rho": math.sqrt(mean["rho_sq"]),
             # ELRs from the epoch-mean squared norms, so eq. (3) holds exactly for the logged values
-            "elr": lr / float(mean["rho_sq"]),
+            "elr": lr / float(mean["rho_sq"]) ** (self.elr_power / 2),
         }
-        metrics["effective_step_size"] = metrics["elr"] * metrics["effective_grad_norm"]
+        # the measured turn of the SI vector where the step is not along the gradient (momentum,
+        # Adam); for SGD the two are the same and the paper's product is kept
+        metrics["effective_step_size"] = (float(mean["effective_step_size"]) if "effective_step_size" in mean
+                                          else metrics["elr"] * metrics["effective_grad_norm"])
         metrics["log_cos_step_sum"] = float(mean["log_cos_step"]) * self.steps
 
         def per_group(prefix, rho_end_sq):  # layers ('group_') and filters ('filter_') alike
-            return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]), "elr": lr / mean[f"{prefix}rho_sq"],
+            return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]),
+                    "elr": lr / mean[f"{prefix}rho_sq"] ** (self.elr_power / 2),
                     "effective_grad_norm": mean[f"{prefix}effective_grad_norm"],
                     "effective_step_size": mean[f"{prefix}effective_step_size"],
                     "rho_end": np.sqrt(pick(rho_end_sq).double().cpu().numpy())}
@@ -193,7 +199,8 @@ def distance_to_start(params, initial) -> tuple[dict, dict]:
 
 
 def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
-                       test: tuple | None = None, initial=None, loss: str = "ce") -> tuple[dict, dict, dict]:
+                       test: tuple | None = None, initial=None, loss: str = "ce",
+                       elr_power: int = 2) -> tuple[dict, dict, dict]:
     """The official code's metrics of a point, no update: over the whole training set in fixed
     order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
     statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
@@ -205,17 +212,18 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     order (``train_loss_noisy``, ``train_accuracy_noisy``, ``effective_grad_norm_noisy``, the
     same ``_clean``), and the train loss and accuracy are their size-weighted means, as the
     official code reports them; the effective gradient norm stays the whole set's. Returns
-    (metrics, per-layer, per-filter) with the names of the per-epoch metrics."""
+    (metrics, per-layer, per-filter) with the names of the per-epoch metrics; the ELRs are
+    lr / rho^``elr_power``."""
     m = with_batch_statistics(model)
     params = [p for _, p in si_groups(m)]
     passes = checkpoint_pass(lambda x, y: forward_backward(m, params, x, y, loss=loss), params, data,
-                             batch_size, lr, groups)
+                             batch_size, lr, groups, elr_power=elr_power)
     test = test or test_metrics(model, data.x_test, data.y_test, loss=loss)
     return checkpoint_results(passes, lr, test, params, initial)
 
 
 def checkpoint_pass(batch_gradients, params, data: Dataset, batch_size: int, lr, groups: str,
-                    batch_dims: int = 0) -> dict:
+                    batch_dims: int = 0, elr_power: int = 2) -> dict:
     """The checkpoint protocol's sums, one model or a stacked batch of them (``batch_dims=1``,
     ``lr`` then one per model): ``batch_gradients(x, y)`` gives (loss, number correct, SI
     gradients) of a batch at the point, without a step. {'all': accumulator of the whole set,
@@ -223,7 +231,7 @@ def checkpoint_pass(batch_gradients, params, data: Dataset, batch_size: int, lr,
     filters = groups == "filter"
 
     def over(indices, with_filters):
-        acc = EpochAccumulator()
+        acc = EpochAccumulator(elr_power)
         for x, y in fixed_order_batches(data, batch_size, indices):
             value, correct, grads = batch_gradients(x, y)
             with torch.no_grad():

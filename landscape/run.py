@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TrainConfig, base_lr, epoch_lr, is_checkpoint_epoch, is_eval_epoch
+from .config import elr_power, TrainConfig, base_lr, epoch_lr, is_checkpoint_epoch, is_eval_epoch
 from .data import Dataset, load_dataset, resolve_device
 from .errors import ArgumentError, LandscapeError
 from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, label_noise_subsets, row_shapes
@@ -25,7 +25,7 @@ from .models import build_model, model_spec, si_groups
 from .progress import Progress
 from .sphere import filter_radius, group_sq_norms, project_filters, project_to_sphere
 from .steppers import Streams, training_state
-from .trajectory import Trajectory, TrajectoryWriter, model_state, momentum_key
+from .trajectory import Trajectory, TrajectoryWriter, model_state, optimizer_keys
 from .points import parse_source
 
 EXIT_NONFINITE = 3  # `landscape train` exit status of a run ended by non-finite values
@@ -43,14 +43,15 @@ class Run:
     lr: float
     start: int
     writer: TrajectoryWriter
-    buffers: list | None = None  # momentum buffers of space='whole', momentum > 0
+    buffers: list | None = None  # the optimizer's state: momentum buffers, or Adam's moments and step
+    buffer_keys: list | None = None  # their keys in a stored training state
     initial: list | None = None  # the SI tensors at epoch 0 (distances to the start)
     row_names: set = dataclasses.field(default_factory=set)  # the rows its file holds
     mirrors: list = dataclasses.field(default_factory=list)  # dashboards: copies of the rows
     last_metrics: dict | None = None
 
     def state(self) -> dict:
-        return training_state(self.model.state_dict(), self.buffers, self.names)
+        return training_state(self.model.state_dict(), self.buffers, self.buffer_keys)
 
 
 # --- preparing a run -----------------------------------------------------------------------
@@ -132,6 +133,17 @@ def filter_layout(params) -> tuple[np.ndarray, np.ndarray]:
     return layer.astype(np.int64), channel.astype(np.int64)
 
 
+def optimizer_state(cfg: TrainConfig, names, params) -> tuple:
+    """(buffers, their keys) of the run's optimizer, zero at the start: momentum buffers (space
+    whole with momentum, or optimizer momentum), Adam's moments and step count, or (None, None)."""
+    if cfg.optimizer == "adam":
+        moments = [torch.zeros_like(p) for p in params] + [torch.zeros_like(p) for p in params]
+        return moments + [torch.zeros((), dtype=torch.float64, device=params[0].device)], optimizer_keys("adam", names)
+    if cfg.momentum:
+        return [torch.zeros_like(p) for p in params], optimizer_keys("momentum", names)
+    return None, None
+
+
 def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = False,
                 overwrite: bool = False) -> Run:
     """Build the model, then either create the trajectory (epoch 0) or reopen it at its last
@@ -139,15 +151,15 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     model, spec, source = initial_model(cfg, data)
     named = si_groups(model)
     names, params = [n for n, _ in named], [p for _, p in named]
-    buffers = [torch.zeros_like(p) for p in params] if cfg.space == "whole" and cfg.momentum else None
+    buffers, keys = optimizer_state(cfg, names, params)
     if resume:
         writer = TrajectoryWriter(out)
         start, state = writer.latest_state()
         model.load_state_dict(model_state(state))
         if buffers is not None:
             with torch.no_grad():
-                for n, b in zip(names, buffers):
-                    b.copy_(state[momentum_key(n)])
+                for k, b in zip(keys, buffers):
+                    b.copy_(state[k])
         rho = float(writer.attr("rho"))
         start_state = writer.initial_state()
         initial = [start_state[n].to(device=p.device, dtype=p.dtype) for n, p in zip(names, params)]
@@ -156,8 +168,8 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
         if stored_config["epochs"] != cfg.epochs:  # extending a finished run
             stored_config["epochs"] = cfg.epochs
             writer.set_attrs({"config": json.dumps(stored_config, sort_keys=True)})
-        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, initial,
-                   writer.row_names())
+        return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, keys,
+                   initial, writer.row_names())
     if cfg.rho is not None:
         project_to_sphere(params, cfg.rho)
     rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
@@ -172,19 +184,20 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     initial_rows = None
     if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
         initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),
-                                                      cfg.groups, initial=params, loss=cfg.loss),
+                                                      cfg.groups, initial=params, loss=cfg.loss,
+                                                      elr_power=elr_power(cfg)),
                                   prefix=CHECKPOINT_PREFIX)
     shapes = row_shapes(cfg.groups, cfg.checkpoint_metrics, len(params), sum(p.shape[0] for p in params),
                         label_noise_subsets(data) is not None)
     writer = TrajectoryWriter.create(
         out, config=config_dict, model_spec=spec, group_names=names, initial_rows=initial_rows,
-        initial_state=training_state(model.state_dict(), buffers, names), overwrite=overwrite,
+        initial_state=training_state(model.state_dict(), buffers, keys), overwrite=overwrite,
         row_shapes=shapes,
         filter_layout=filter_layout(params) if cfg.groups == "filter" else None,
         data_arrays={"subset_indices": data.subset_indices, "noisy_indices": data.noisy_indices,
                      "original_labels": data.original_labels},
         attrs={"rho": rho, "lr": base_lr(cfg, rho), "device_used": str(data.x_train.device)})
-    return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers,
+    return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers, keys,
                [p.detach().clone() for p in params], {"epoch", *shapes})
 
 

@@ -102,6 +102,74 @@ def filter_spheres_step(params, grads, lr, rho, batch_dims: int = 0) -> torch.Te
 
 
 @torch.no_grad()
+def momentum_direction(grads, buffers, momentum: float) -> list:
+    """``torch.optim.SGD(momentum=mu)``'s direction, in place on ``buffers``: b <- mu b + g (b starts
+    at 0, so the first step uses g). Projected momentum SGD is theta <- theta - lr b, then eq. (2)'s
+    projection of all groups jointly to norm rho. The buffers are kept as torch keeps them, not
+    projected: each step's projection removes whatever radial part b carries, and on a sphere of
+    fixed radius a gradient's scale (1 / rho_i) stays what it was when it entered b."""
+    torch._foreach_mul_(buffers, momentum)
+    torch._foreach_add_(buffers, list(grads))
+    return buffers
+
+
+def adam_direction(grads, buffers, betas, eps: float, batch_dims: int = 0) -> list:
+    """``torch.optim.Adam``'s moment updates, in place on ``buffers`` = [exp_avg..., exp_avg_sq...,
+    step] (step: the number of steps so far, one per model of a batch), and its step direction
+    m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)."""
+    n = len(grads)
+    m, v, step = buffers[:n], buffers[n:2 * n], buffers[2 * n]
+    beta1, beta2 = betas
+    step.add_(1)
+    torch._foreach_lerp_(m, list(grads), 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, list(grads), list(grads), value=1 - beta2)
+    out = []
+    for mi, vi in zip(m, v):
+        bc1 = _bcast(1 - beta1 ** step, mi, batch_dims).to(mi.dtype)
+        bc2 = _bcast(1 - beta2 ** step, vi, batch_dims).to(vi.dtype)
+        out.append(mi / bc1 / (vi.sqrt() / bc2.sqrt() + eps))
+    return out
+
+
+def step_angles(params, updates, lr, batch_dims: int = 0, filters: bool = False) -> dict:
+    """The angle each SI group turns by in a projected step theta <- theta - lr u (the joint
+    projection rescales every group alike, so it leaves each group's direction as the step made
+    it): tan(angle) = lr |u_perp| / (|theta| - lr u.theta / |theta|), per tensor
+    (``group_effective_step_size``), per filter with ``filters`` (``filter_effective_step_size``),
+    and of the whole SI vector (``effective_step_size``, and log cos of its angle, ``log_cos_step``). For an SI gradient (u
+    orthogonal to theta) tan(angle) is the paper's ESS, lr |g_i| / rho_i. In float64."""
+    lr = lr if not torch.is_tensor(lr) else lr.double()
+    def parts(per_row: bool):
+        dot, uu, tt = [], [], []
+        for p, u in zip(params, updates):
+            keep = batch_dims + 1 if per_row else batch_dims
+            p2, u2 = p.double().reshape(p.shape[:keep] + (-1,)), u.double().reshape(u.shape[:keep] + (-1,))
+            dot.append((p2 * u2).sum(-1))
+            uu.append(u2.square().sum(-1))
+            tt.append(p2.square().sum(-1))
+        cat = (lambda xs: torch.cat(xs, -1)) if per_row else (lambda xs: torch.stack(xs, -1))
+        return cat(dot), cat(uu), cat(tt)
+
+    def tan_angle(dot, uu, tt):
+        lr_b = lr.unsqueeze(-1) if torch.is_tensor(lr) and dot.dim() > lr.dim() else lr
+        radial = dot / tt.sqrt()
+        perp = (uu - radial.square()).clamp_min(0).sqrt()
+        return lr_b * perp / (tt.sqrt() - lr_b * radial)
+    dot, uu, tt = parts(False)
+    out = {"group_effective_step_size": tan_angle(dot, uu, tt)}
+    # the whole SI vector: cos = (|theta|^2 - lr u.theta) / (|theta| |theta - lr u|)
+    d, q, t = dot.sum(-1), uu.sum(-1), tt.sum(-1)
+    after = (t - 2 * lr * d + lr * lr * q).sqrt()
+    cos = ((t - lr * d) / (t.sqrt() * after)).clamp(-1.0, 1.0)
+    out["log_cos_step"] = torch.log(cos)
+    out["effective_step_size"] = (1 - cos * cos).clamp_min(0).sqrt() / cos  # tan of the whole turn
+    if filters:
+        out["filter_effective_step_size"] = tan_angle(*parts(True))
+    return out
+
+
+@torch.no_grad()
 def sgd_step(params, grads, lr, buffers=None, momentum: float = 0.0, weight_decay: float = 0.0,
              batch_dims: int = 0) -> torch.Tensor:
     """Plain SGD in the whole parameter space (Section 6), in place and exactly as

@@ -24,29 +24,44 @@ import types
 import torch
 
 from .data import Dataset, train_batches
+from .config import elr_power
 from .measure import (LOSSES, EpochAccumulator, checkpoint_metrics, checkpoint_pass, checkpoint_results,
                       forward_backward, test_metrics)
 from .models import with_batch_statistics
-from .sphere import filter_spheres_step, projected_sgd_step, sgd_step, si_statistics
-from .trajectory import momentum_key
+from .sphere import (adam_direction, filter_spheres_step, momentum_direction, projected_sgd_step, sgd_step,
+                     si_statistics, step_angles)
 
 COMPILE_BACKEND_ENV = "LANDSCAPE_COMPILE_BACKEND"
 
 
 def statistics_and_step(params, grads, lr, lr_stats, rho, filters: bool, space: str, buffers,
-                        momentum: float, weight_decay: float, batch_dims: int = 0):
+                        momentum: float, weight_decay: float, batch_dims: int = 0,
+                        optimizer: str = "sgd", betas=(0.9, 0.999), eps: float = 1e-8):
     """The SI statistics of a step (before it, as ``measure.checkpoint_pass`` takes them) and the
     step itself in place for the training ``space``: ``projected_sgd_step`` (sphere),
-    ``filter_spheres_step`` (filter-spheres) or ``sgd_step`` (whole); eager or compiled alike
-    (``batch_dims=1``: stacked models, ``lr``, ``lr_stats`` and ``rho`` one per model).
-    Returns (statistics, group squared norms after the step)."""
+    ``filter_spheres_step`` (filter-spheres) or ``sgd_step`` (whole); on the sphere the
+    ``optimizer``'s direction (``momentum_direction``, ``adam_direction``; its state in
+    ``buffers``) takes the gradient's place, and the effective step sizes and step angle are the
+    measured turn of each group (``step_angles``) rather than ELR_i x effective gradient norm.
+    Eager or compiled alike (``batch_dims=1``: stacked models, ``lr``, ``lr_stats`` and ``rho``
+    one per model). Returns (statistics, group squared norms after the step)."""
     with torch.no_grad():
         stats = si_statistics(params, grads, lr_stats, batch_dims, filters=filters)
         if space == "whole":
             return stats, sgd_step(params, grads, lr, buffers, momentum, weight_decay, batch_dims)
         if space == "filter-spheres":
             return stats, filter_spheres_step(params, grads, lr, rho, batch_dims)
-        return stats, projected_sgd_step(params, grads, lr, rho, batch_dims)
+        if optimizer == "sgd":
+            return stats, projected_sgd_step(params, grads, lr, rho, batch_dims)
+        direction = (momentum_direction(grads, buffers, momentum) if optimizer == "momentum"
+                     else adam_direction(grads, buffers, betas, eps, batch_dims))
+        stats.update(step_angles(params, direction, lr_stats, batch_dims, filters))
+        return stats, projected_sgd_step(params, direction, lr, rho, batch_dims)
+
+
+def optimizer_settings(cfg) -> tuple:
+    """(optimizer, Adam's betas, Adam's eps) of a configuration, as ``statistics_and_step`` takes them."""
+    return cfg.optimizer, (cfg.adam_beta1, cfg.adam_beta2), cfg.adam_eps
 
 
 def step_constants(lr: float, rho: float, params) -> tuple:
@@ -59,12 +74,12 @@ def step_constants(lr: float, rho: float, params) -> tuple:
             torch.full((), rho, dtype=p.dtype, device=p.device))
 
 
-def training_state(state: dict, buffers=None, names=None) -> dict:
+def training_state(state: dict, buffers=None, keys=None) -> dict:
     """A run's training state as stored for resuming: a copy of the model's ``state`` (its
-    state dict), plus the momentum buffers (``buffers`` of the SI parameters ``names``) when used."""
+    state dict), plus the optimizer's ``buffers`` under their ``keys`` (``optimizer_keys``) when used."""
     out = {k: v.detach().clone() for k, v in state.items()}
     if buffers is not None:
-        out.update({momentum_key(n): b.detach().clone() for n, b in zip(names, buffers)})
+        out.update({k: b.detach().clone() for k, b in zip(keys, buffers)})
     return out
 
 
@@ -132,7 +147,7 @@ def train_step(forward, params, x, y, lr: float, rho: float, cfg, acc: EpochAccu
     else:
         update, constants = statistics_and_step, (lr, lr, rho)
     stats, rho_end_sq = update(params, list(grads), *constants, cfg.groups == "filter",
-                               cfg.space, buffers, cfg.momentum, cfg.weight_decay)
+                               cfg.space, buffers, cfg.momentum, cfg.weight_decay, 0, *optimizer_settings(cfg))
     acc.add(stats, loss, correct, len(y))
     acc.end_step(rho_end_sq)
 
@@ -162,7 +177,7 @@ class Streams:
     def epoch(self, epoch: int, lrs: list, live: list, on_step=None) -> dict:
         """Train the ``live`` runs one epoch; {run index: (accumulator, None)}."""
         cfg, runs = self.cfg, self.runs
-        accs = {j: EpochAccumulator() for j in live}
+        accs = {j: EpochAccumulator(elr_power(cfg)) for j in live}
         constants = {j: step_constants(lrs[j], runs[j].rho, runs[j].params) if cfg.compile else None
                      for j in live}
         for j in live:
@@ -192,7 +207,7 @@ class Streams:
         measured this epoch, by run)."""
         cfg = self.cfg
         return {j: checkpoint_metrics(self.runs[j].model, self.data, cfg.batch_size, lrs[j], cfg.groups,
-                                      tests.get(j), self.runs[j].initial, cfg.loss) for j in live}
+                                      tests.get(j), self.runs[j].initial, cfg.loss, elr_power(cfg)) for j in live}
 
     def state(self, j: int) -> dict:
         return self.runs[j].state()
@@ -216,8 +231,8 @@ class Vectorised:
         self.dtype = next(iter(self.trainable.values())).dtype
         self.rho = torch.tensor([r.rho for r in runs], dtype=torch.float64, device=dev).to(self.dtype)
         self.si_list = [self.trainable[k] for k in self.names]
-        self.momentum = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(self.names))]
-                         if runs[0].buffers is not None else None)
+        self.momentum = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(runs[0].buffers))]
+                         if runs[0].buffers is not None else None)  # the optimizer's state, stacked
         bf16 = cfg.precision == "bf16"
         if bf16:
             float_batchnorm(template)
@@ -255,12 +270,13 @@ class Vectorised:
         lr = torch.tensor(lrs, dtype=torch.float64, device=self.device)
         lr_step = lr.to(self.dtype)
         self.template.train()
-        acc = EpochAccumulator()
+        acc = EpochAccumulator(elr_power(cfg))
         for x, y in epoch_batches(self.data, cfg, epoch):
             grads, (loss, correct) = self.step(self.trainable, self.frozen, self.buffers, x, y)
             stats, rho_end_sq = self.update(self.si_list, [grads[k] for k in names], lr_step, lr,
                                             self.rho, cfg.groups == "filter", cfg.space,
-                                            self.momentum, cfg.momentum, cfg.weight_decay, 1)
+                                            self.momentum, cfg.momentum, cfg.weight_decay, 1,
+                                            *optimizer_settings(cfg))
             acc.add(stats, loss, correct, len(y))
             acc.end_step(rho_end_sq)
         acc.end_epoch(self.si_list, cfg.groups == "filter", batch_dims=1)
@@ -294,7 +310,7 @@ class Vectorised:
             return loss, correct, [grads[k] for k in names]
         lr = torch.tensor(lrs, dtype=torch.float64, device=self.device)
         passes = checkpoint_pass(batch_gradients, self.si_list, self.data, self.cfg.batch_size, lr,
-                                 self.cfg.groups, batch_dims=1)
+                                 self.cfg.groups, batch_dims=1, elr_power=elr_power(self.cfg))
         return {j: checkpoint_results(passes, lrs[j], tests[j], [p[j] for p in self.si_list],
                                       self.runs[j].initial, index=j) for j in live}
 
@@ -302,7 +318,7 @@ class Vectorised:
         run = self.runs[j]
         state = {k: self.params[k][j] if k in self.params else self.buffers[k][j] for k in run.model.state_dict()}
         momentum = [b[j] for b in self.momentum] if self.momentum is not None else None
-        return training_state(state, momentum, self.names)
+        return training_state(state, momentum, run.buffer_keys)
 
 
 STEPPERS = {"single": Streams, "streams": Streams, "vectorised": Vectorised}

@@ -194,6 +194,15 @@ def momentum_key(name: str) -> str:
     return f"{OPTIMIZER_PREFIX}momentum.{name}"
 
 
+def optimizer_keys(optimizer: str, names) -> list:
+    """The keys of an optimizer's state in a stored training state, in its buffers' order:
+    momentum buffers per parameter, or Adam's first moments, second moments and step count."""
+    if optimizer == "adam":
+        return ([f"{OPTIMIZER_PREFIX}exp_avg.{n}" for n in names] + [f"{OPTIMIZER_PREFIX}exp_avg_sq.{n}" for n in names]
+                + [f"{OPTIMIZER_PREFIX}step"])
+    return [momentum_key(n) for n in names]
+
+
 def model_state(state: dict) -> dict:
     """The model's part of a training state (without the optimizer's buffers)."""
     return {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)}

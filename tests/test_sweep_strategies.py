@@ -80,12 +80,13 @@ def test_vectorised_bf16_tracks_single_bf16_runs(tmp_path, tiny):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, {"space": "whole", "momentum": 0.9, "weight_decay": 1e-3, "schedule": "cosine"}])
+@pytest.mark.parametrize("options", [{}, {"space": "whole", "momentum": 0.9, "weight_decay": 1e-3, "schedule": "cosine"},
+                                     {"optimizer": "adam"}])
 def test_vectorised_compile_equals_eager(tmp_path, tiny, monkeypatch, options):
     """The compiled vmapped step and the compiled batched update give the eager numbers."""
     monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")
     cfg = dict(tiny, epochs=2, dtype="float64", **options)
-    key = "lr" if options else "elr"
+    key = "lr" if options.get("space") == "whole" else "elr"
     sweep([1e-3, 1e-2], str(tmp_path / "e"), strategy="vectorised", progress=False, **cfg)
     sweep([1e-3, 1e-2], str(tmp_path / "c"), strategy="vectorised", progress=False, compile=True, **cfg)
     for v in (1e-3, 1e-2):

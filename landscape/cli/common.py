@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..config import COMPILE_MODES, DTYPES, GROUPINGS, LOSS_NAMES, PRECISIONS, SCHEDULES, TRAINING_SPACES
+from ..config import COMPILE_MODES, DTYPES, GROUPINGS, LOSS_NAMES, OPTIMIZERS, PRECISIONS, SCHEDULES, TRAINING_SPACES
 from ..errors import LandscapeError
 from ..points import parse_source
 import json
@@ -224,6 +224,13 @@ def _optimisation_options(p, with_elr: bool) -> None:
     g.add_argument("--rho", type=_number(float, True), default=S,
                    help="sphere radius (default: the initial total norm of the SI weights)")
     g.add_argument("--epochs", type=_number(int, True), default=S, help="default 100")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S,
+                   help="the step before the projection onto the sphere: sgd (the paper's), momentum "
+                   "(torch.optim.SGD's heavy ball with --momentum) or adam (torch.optim.Adam); the ELR is "
+                   "lr / rho^2 for sgd and momentum, lr / rho for adam (default sgd)")
+    g.add_argument("--adam-beta1", type=_number(float, low=0.0, high=1.0), default=S, help="default 0.9")
+    g.add_argument("--adam-beta2", type=_number(float, low=0.0, high=1.0), default=S, help="default 0.999")
+    g.add_argument("--adam-eps", type=_number(float, True), default=S, help="default 1e-8")
     g = p.add_argument_group("outside the sphere (Section 6)")
     g.add_argument("--space", choices=TRAINING_SPACES, default=S,
                    help="sphere: projected SGD at a fixed ELR (the paper's setting); filter-spheres: "
@@ -237,7 +244,8 @@ def _optimisation_options(p, with_elr: bool) -> None:
                    help="L2 weight decay of --space whole, as torch.optim.SGD (default 0; paper: "
                    "1e-4 ConvNet, 5e-4 ResNet-18)")
     g.add_argument("--momentum", type=_number(float, low=0.0, high=1.0), default=S,
-                   help="heavy-ball momentum of --space whole, as torch.optim.SGD (default 0)")
+                   help="heavy-ball momentum, as torch.optim.SGD: of --space whole, or of "
+                   "--optimizer momentum on the sphere (default 0)")
     g.add_argument("--schedule", choices=SCHEDULES, default=S,
                    help="learning-rate schedule over the epochs: constant, or cosine annealing to "
                    "0 stepped per epoch (default constant)")
