@@ -27,7 +27,6 @@ import os
 
 import numpy as np
 
-from . import legacy
 from .config import TrainConfig
 from .data import resolve_device
 from .errors import ArgumentError, LandscapeError
@@ -185,6 +184,13 @@ class SweepPlan:
         finally:
             lock.release()
 
+    @staticmethod
+    def comparable(config: dict) -> dict:
+        """A sweep's shared settings as a stored configuration means them (``TrainConfig.from_dict``),
+        without the swept rate and the device."""
+        full = dataclasses.asdict(TrainConfig.from_dict(config))
+        return {k: v for k, v in full.items() if k not in ("elr", "lr", "device")}
+
     def check_index(self) -> None:
         """Refuse a folder that holds a sweep with other settings."""
         if not os.path.exists(self.index_path):
@@ -193,7 +199,9 @@ class SweepPlan:
             old = json.load(open(self.index_path))
         except (OSError, ValueError):
             raise LandscapeError(f"{self.index_path} is damaged: remove it to start the sweep afresh") from None
-        stored, shared = legacy.stored_config(old.get("config", {})), legacy.stored_config(self.shared)
+        # both read as a run's configuration is read (options added since filled as they were
+        # then, or with their defaults), so a sweep made before an option existed continues
+        stored, shared = self.comparable(old.get("config", {})), self.comparable(self.shared)
         if stored != shared:
             diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
             raise LandscapeError(f"{self.out_dir} holds a sweep with other settings ({', '.join(diff)} "

@@ -134,3 +134,19 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, cli):
     code, _, err = cli(["sweep", "--elrs", "1e-3", "-o", str(tmp_path / "sw"), "--data-root", tiny["data_root"],
                         "--width", "8", "--train-subset", "256", "--batch-size", "64", "--epochs", "1", "--device", "cpu"])
     assert code == 2 and "other settings" in err and "width" in err
+
+
+def test_a_sweep_made_before_an_option_existed_continues(tmp_path, tiny):
+    """A folder whose sweep.json predates options (here the transformer's heads and the
+    optimizer's) is the same sweep: its runs continue instead of being refused."""
+    import json
+    sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1))
+    index_path = tmp_path / "sw" / "sweep.json"
+    index = json.load(open(index_path))
+    for key in ("heads", "optimizer", "adam_beta1", "adam_beta2", "adam_eps"):
+        del index["config"][key]
+    json.dump(index, open(index_path, "w"))
+    out = sweep([1e-3, 1e-2], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1))
+    assert [r["status"] for r in out["runs"]] == ["done", "done"]
+    with pytest.raises(Exception, match="other settings"):  # a real difference is still refused
+        sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1, width=8))
