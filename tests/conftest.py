@@ -49,3 +49,19 @@ def as_flags():
             out += [f"--{name}" if v else f"--no-{name}"] if isinstance(v, bool) else [f"--{name}", str(v)]
         return out
     return flags
+
+
+@pytest.fixture
+def interrupted_and_resumed():
+    """Train ``out`` with ``settings``, stopped by a KeyboardInterrupt at (``epoch``, ``step``),
+    then resumed to the end: returns the resumed trajectory."""
+    from landscape import train
+
+    def run(out: str, settings: dict, epoch: int, step: int):
+        def stop(e, s, model):
+            if (e, s) == (epoch, step):
+                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            train(out=out, progress=False, on_step=stop, **settings)
+        return train(out=out, resume=True, progress=False)
+    return run

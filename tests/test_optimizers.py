@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from landscape import train
-from landscape.sphere import group_sq_norms, projected_sgd_step, step_angles
+from landscape.sphere import projected_sgd_step, step_angles
 from landscape.steppers import statistics_and_step
 from landscape.sweep import sweep
 from landscape.trajectory import Trajectory
@@ -123,18 +123,13 @@ def test_validation_names_the_setting():
             TrainConfig(**bad).validate()
 
 
-def test_adam_elr_is_lr_over_rho_and_resume_is_bit_identical(tmp_path, tiny):
+def test_adam_elr_is_lr_over_rho_and_resume_is_bit_identical(tmp_path, tiny, interrupted_and_resumed):
     kw = dict(tiny, epochs=3, optimizer="adam", elr=1e-2)
     straight = train(out=str(tmp_path / "a.h5"), progress=False, **kw)
     rho = float(straight.attrs["rho"])
     assert float(straight.attrs["lr"]) == pytest.approx(1e-2 * rho, rel=1e-12)  # lr = ELR rho
     np.testing.assert_allclose(straight.metrics["elr"], 1e-2, rtol=1e-5)
-    with pytest.raises(KeyboardInterrupt):
-        def stop(epoch, step, model):
-            if epoch == 2 and step == 2:
-                raise KeyboardInterrupt
-        train(out=str(tmp_path / "b.h5"), progress=False, on_step=stop, **kw)
-    resumed = train(out=str(tmp_path / "b.h5"), resume=True, progress=False)
+    resumed = interrupted_and_resumed(str(tmp_path / "b.h5"), kw, 2, 2)
     for k, v in straight.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     np.testing.assert_array_equal(straight.metrics["effective_step_size"], resumed.metrics["effective_step_size"])

@@ -92,15 +92,10 @@ def test_without_weight_decay_the_logged_elr_follows_the_measured_norms(tmp_path
     assert np.ptp(m["rho"]) > 1e-3  # the norm moves without the projection
 
 
-def test_momentum_runs_resume_to_the_same_trajectory(tmp_path, small):
+def test_momentum_runs_resume_to_the_same_trajectory(tmp_path, small, interrupted_and_resumed):
     kw = dict(space="whole", lr=0.3, momentum=0.9, weight_decay=1e-3, **dict(small, epochs=4))
     straight = train(out=str(tmp_path / "a.h5"), progress=False, **kw)
-    with pytest.raises(KeyboardInterrupt):
-        def stop(epoch, step, model):
-            if epoch == 3 and step == 1:
-                raise KeyboardInterrupt
-        train(out=str(tmp_path / "b.h5"), progress=False, on_step=stop, **kw)
-    resumed = train(out=str(tmp_path / "b.h5"), resume=True, progress=False)
+    resumed = interrupted_and_resumed(str(tmp_path / "b.h5"), kw, 3, 1)
     for k, v in straight.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k  # bit-identical: the buffers were kept
     assert not any(k.startswith("optimizer.") for k in straight.state_dict())  # checkpoints: model only

@@ -80,16 +80,11 @@ def test_training_moves_only_the_si_weights_and_eq3_holds_over_rows(tmp_path, da
     np.testing.assert_allclose((1 / t.group_metrics["elr"]).sum(1), 1 / t.metrics["elr"], rtol=1e-6)
 
 
-def test_a_transformer_run_resumes_bit_identically(tmp_path, data_root):
+def test_a_transformer_run_resumes_bit_identically(tmp_path, data_root, interrupted_and_resumed):
     kw = dict(model="transformer", width=8, depth=1, heads=2, dataset="mnist1d", data_root=data_root,
               train_subset=256, batch_size=32, epochs=3, elr=1e-2, device="cpu", save_every=1)
     straight = train(out=str(tmp_path / "a.h5"), progress=False, **kw)
-    with pytest.raises(KeyboardInterrupt):
-        def stop(epoch, step, model):
-            if epoch == 2 and step == 3:
-                raise KeyboardInterrupt
-        train(out=str(tmp_path / "b.h5"), progress=False, on_step=stop, **kw)
-    resumed = train(out=str(tmp_path / "b.h5"), resume=True, progress=False)
+    resumed = interrupted_and_resumed(str(tmp_path / "b.h5"), kw, 2, 3)
     for k, v in straight.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     np.testing.assert_array_equal(straight.metrics["train_loss"], resumed.metrics["train_loss"])
