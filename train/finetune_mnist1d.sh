@@ -18,4 +18,4 @@ tune() {  # SOURCE ELR: fine-tune SOURCE@EPOCH at ELR (an existing run is resume
   landscape train --init "$1@$EPOCH" --elr "$2" --epochs "$FT_EPOCHS" "${COMMON[@]}" -o "$DST"
 }
 for ELR in ${LOW_TO:-2e-5 2e-4}; do tune "$LOW" "$ELR"; done    # Fig. 3 right: lower, higher regime-1 ELR
-for ELR in ${HIGH_TO:-1e-4 5e-3}; do tune "$HIGH" "$ELR"; done  # Fig. 5: a regime-1 and another regime-2 ELR
+for ELR in ${HIGH_TO:-1e-4 7e-3}; do tune "$HIGH" "$ELR"; done  # Fig. 5: a regime-1 and another regime-2 ELR (7e-3: regime 2 under the protocol, 5e-3 is not)
