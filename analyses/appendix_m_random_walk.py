@@ -55,8 +55,11 @@ def main(sweeps, metrics="auto"):
                                "regime1_not_walks": sum(not walks_like(r) for r in by_regime.get(1, [])),
                                "regime1_runs": len(by_regime.get(1, []))})]
     first = [r for r in result["rows"] if r["path"].startswith(sweeps[0].rstrip("/"))]
-    plot_random_walk({**result, "rows": [r for r in first if r["regime"] in (1, 3)]},
-                     out_path("appendix_m_random_walk.png"))
+    shown = [r for r in first if r["regime"] in (1, 3)] or first  # the contrast, else every run
+    if shown:
+        plot_random_walk({**result, "rows": shown}, out_path("appendix_m_random_walk.png"))
+    else:
+        print("no run to draw: appendix_m_random_walk.png not written")
     keep = ("path", "rate", "regime", "verdict", "p_value", "statistic", "direction", "mean_deviation_deg",
             "max_deviation_deg", "effective_dimension", "forgets_start", "final_angle_deg",
             "final_walk_angle_deg", "dimension")

@@ -52,8 +52,22 @@ def tail_groups(t, tail, curves=None):
             "ess_total": float(scalars["effective_step_size"][-k:].mean())}
 
 
+def positive(*arrays):
+    """The mask of the points a log-log axis can show (every value finite and > 0)."""
+    mask = np.ones(len(arrays[0]), bool)
+    for a in arrays:
+        a = np.asarray(a, float)
+        mask &= np.isfinite(a) & (a > 0)
+    return mask
+
+
 def scatter(ax, entry, title):
-    g = entry["groups"]
+    g = dict(entry["groups"])
+    keep = positive(g["elr_i"], g["egn_i"])  # a dead filter (zero gradient) has no place on log axes
+    if not keep.any():
+        ax.set_title(f"{title}\n(no group with a positive gradient norm)", fontsize=8)
+        return
+    g.update({k: np.asarray(g[k])[keep] for k in ("elr_i", "egn_i", "layer")})
     cmap = plt.get_cmap("viridis")
     layers = g["layer"]
     for j in np.unique(layers):
@@ -106,14 +120,17 @@ def main(sweeps, tail=0.2, metrics="auto"):
         else:
             ax.set_title(f"no {name} run in this sweep")
     ax = axes[2]
-    ax.plot([e["elr"] for e in table], [e["ess_spread"] for e in table], "ko-", ms=3,
-            label="per SI group (filters)")
-    ax.plot([e["elr"] for e in table], [e["layer_ess_spread"] for e in table], "s:", color="grey",
-            ms=3, label="per layer")
+    for key, style, label in (("ess_spread", dict(fmt="ko-"), "per SI group (filters)"),
+                              ("layer_ess_spread", dict(fmt="s:", color="grey"), "per layer")):
+        shown = [e for e in table if positive([e["elr"]], [e[key]])[0]]
+        fmt = style.pop("fmt")
+        ax.plot([e["elr"] for e in shown], [e[key] for e in shown], fmt, ms=3, label=label, **style)
     for e in table:
         ax.axvspan(e["elr"] / 1.3, e["elr"] * 1.3, color=REGIME_COLORS[e["regime"]], alpha=0.15, lw=0)
-    ax.set(xscale="log", yscale="log", xlabel="ELR (effective learning rate)", ylabel="std/mean of the groups' ESS",
-           title="ESS spread (bands: the run's regime)")
+    if any(positive([e["elr"]], [e[k]])[0] for e in table for k in ("ess_spread", "layer_ess_spread")):
+        ax.set(xscale="log", yscale="log")
+    ax.set(xlabel="ELR (effective learning rate)", ylabel="std/mean of the groups' ESS",
+           title="ESS spread (bands: the run's regime)" if table else "no run with a regime label")
     first = ax.legend(fontsize=7, loc="upper left")
     ax.add_artist(first)
     regime_legend(ax, regimes=(1, 2, 3), loc="lower right")
@@ -143,6 +160,9 @@ def main(sweeps, tail=0.2, metrics="auto"):
                             f"{np.median(f1):.3f}; one-sided Mann-Whitney p = {p_filter:.2g} (not independent of "
                             f"the labels: 'landscape regimes' requires this spread below its threshold for regime 2)",
                             statistic={"p_value": p_filter}))
+    else:  # too few labelled runs to compare: the claim stands undetermined, not silent
+        claims.append(claim("in regime 2 the layers' effective step sizes equalise (spread far below regime 1's)",
+                            None, f"{len(two_all)} regime-2 and {len(one_all)} regime-1 runs: both are needed"))
     payload = [{"elr": e["elr"], "regime": e["regime"], "ess_spread": e["ess_spread"],
                 "layer_ess_spread": e["layer_ess_spread"], "level": e["groups"]["level"],
                 "ess_total": e["groups"]["ess_total"], "ess_median": float(np.median(e["groups"]["ess_i"])),
