@@ -231,16 +231,17 @@ def turning_point_bound(noise: np.ndarray, widths: tuple, scales) -> np.ndarray:
     return v
 
 
-def peak_statistic(y: np.ndarray, widths: tuple, scales) -> tuple[float, int, int]:
-    """(T, w, j): the largest min(rise, fall) / scale over widths and peak windows (raw, before
-    the noise sd), with the width and start of the window that attains it."""
-    best = (-np.inf, widths[0], 0)
+def peak_statistic(y: np.ndarray, widths: tuple, scales) -> tuple:
+    """(T, w, j, L): the largest min(rise, fall) / scale over widths and peak windows (raw,
+    before the noise sd), the width and start of the window that attains it, and the window
+    locations L at that width."""
+    best = (-np.inf, widths[0], 0, None)
     for w, scale in zip(widths, scales):
-        _, rise, fall = rise_and_fall_contrasts(y, w)
+        loc, rise, fall = rise_and_fall_contrasts(y, w)
         z = np.minimum(rise, fall) / scale
         j = int(np.argmax(z))
-        if z[j] > best[0]:
-            best = (float(z[j]), w, j)
+        if z[j] > best[0] or best[3] is None:
+            best = (float(z[j]), w, j, loc)
     return best
 
 
@@ -278,8 +279,7 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
                 f"{c.min_width / 2:g} epochs (half of min_width)"}
     noise = estimate_noise(e, y, c.noise_window)
     phi, sd = noise["phi"], max(noise["marginal_sd"], 1e-12)
-    t, w, j = peak_statistic(y, widths, [float(np.interp(phi, PHI_GRID, _contrast_sd(n, w))) * sd for w in widths])
-    loc = _trimmed_means(y, w)
+    t, w, j, loc = peak_statistic(y, widths, [float(np.interp(phi, PHI_GRID, _contrast_sd(n, w))) * sd for w in widths])
     null_phi = float(PHI_GRID[min(np.searchsorted(PHI_GRID, phi - 1e-9), len(PHI_GRID) - 1)])
     v = _least_favourable_null(tuple(e), widths, null_phi, float(c.noise_window), int(c.surrogates), int(c.seed))
     p = float((1 + (v >= t).sum(0).max()) / (1 + c.surrogates))

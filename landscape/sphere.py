@@ -124,12 +124,9 @@ def adam_direction(grads, buffers, betas, eps: float, batch_dims: int = 0) -> li
     torch._foreach_lerp_(m, list(grads), 1 - beta1)
     torch._foreach_mul_(v, beta2)
     torch._foreach_addcmul_(v, list(grads), list(grads), value=1 - beta2)
-    out = []
-    for mi, vi in zip(m, v):
-        bc1 = _bcast(1 - beta1 ** step, mi, batch_dims).to(mi.dtype)
-        bc2 = _bcast(1 - beta2 ** step, vi, batch_dims).to(vi.dtype)
-        out.append(mi / bc1 / (vi.sqrt() / bc2.sqrt() + eps))
-    return out
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step  # bias corrections, one per model
+    return [mi / _bcast(bc1, mi, batch_dims).to(mi.dtype)
+            / (vi.sqrt() / _bcast(bc2, vi, batch_dims).to(vi.dtype).sqrt() + eps) for mi, vi in zip(m, v)]
 
 
 def step_angles(params, updates, lr, batch_dims: int = 0, filters: bool = False) -> dict:
@@ -137,26 +134,25 @@ def step_angles(params, updates, lr, batch_dims: int = 0, filters: bool = False)
     projection rescales every group alike, so it leaves each group's direction as the step made
     it): tan(angle) = lr |u_perp| / (|theta| - lr u.theta / |theta|), per tensor
     (``group_effective_step_size``), per filter with ``filters`` (``filter_effective_step_size``),
-    and of the whole SI vector (``effective_step_size``, and log cos of its angle, ``log_cos_step``). For an SI gradient (u
-    orthogonal to theta) tan(angle) is the paper's ESS, lr |g_i| / rho_i. In float64."""
+    and of the whole SI vector (``effective_step_size``, and log cos of its angle,
+    ``log_cos_step``). For an SI gradient (u orthogonal to theta) tan(angle) is the paper's ESS,
+    lr |g_i| / rho_i. In float64."""
     lr = lr if not torch.is_tensor(lr) else lr.double()
-    def parts(per_row: bool):
-        dot, uu, tt = [], [], []
-        for p, u in zip(params, updates):
-            keep = batch_dims + 1 if per_row else batch_dims
-            p2, u2 = p.double().reshape(p.shape[:keep] + (-1,)), u.double().reshape(u.shape[:keep] + (-1,))
-            dot.append((p2 * u2).sum(-1))
-            uu.append(u2.square().sum(-1))
-            tt.append(p2.square().sum(-1))
-        cat = (lambda xs: torch.cat(xs, -1)) if per_row else (lambda xs: torch.stack(xs, -1))
-        return cat(dot), cat(uu), cat(tt)
+    # u.theta, |u|^2 and |theta|^2 per filter (or per tensor), once; per tensor as their sums
+    keep = batch_dims + 1 if filters else batch_dims
+    flat = [(p.double().reshape(p.shape[:keep] + (-1,)), u.double().reshape(u.shape[:keep] + (-1,)))
+            for p, u in zip(params, updates)]
+    join = (lambda xs: torch.cat(xs, -1)) if filters else (lambda xs: torch.stack(xs, -1))
+    rows = (join([(p2 * u2).sum(-1) for p2, u2 in flat]), join([u2.square().sum(-1) for _, u2 in flat]),
+            join([p2.square().sum(-1) for p2, _ in flat]))
+    sizes = [p.shape[batch_dims] for p in params]
+    dot, uu, tt = [layer_sums(r, sizes) for r in rows] if filters else rows
 
     def tan_angle(dot, uu, tt):
         lr_b = lr.unsqueeze(-1) if torch.is_tensor(lr) and dot.dim() > lr.dim() else lr
         radial = dot / tt.sqrt()
         perp = (uu - radial.square()).clamp_min(0).sqrt()
         return lr_b * perp / (tt.sqrt() - lr_b * radial)
-    dot, uu, tt = parts(False)
     out = {"group_effective_step_size": tan_angle(dot, uu, tt)}
     # the whole SI vector: cos = (|theta|^2 - lr u.theta) / (|theta| |theta - lr u|)
     d, q, t = dot.sum(-1), uu.sum(-1), tt.sum(-1)
@@ -165,7 +161,7 @@ def step_angles(params, updates, lr, batch_dims: int = 0, filters: bool = False)
     out["log_cos_step"] = torch.log(cos)
     out["effective_step_size"] = (1 - cos * cos).clamp_min(0).sqrt() / cos  # tan of the whole turn
     if filters:
-        out["filter_effective_step_size"] = tan_angle(*parts(True))
+        out["filter_effective_step_size"] = tan_angle(*rows)
     return out
 
 

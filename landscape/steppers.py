@@ -231,7 +231,7 @@ class Vectorised:
         self.dtype = next(iter(self.trainable.values())).dtype
         self.rho = torch.tensor([r.rho for r in runs], dtype=torch.float64, device=dev).to(self.dtype)
         self.si_list = [self.trainable[k] for k in self.names]
-        self.momentum = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(runs[0].buffers))]
+        self.optimizer_state = ([torch.stack([r.buffers[i] for r in runs]) for i in range(len(runs[0].buffers))]
                          if runs[0].buffers is not None else None)  # the optimizer's state, stacked
         bf16 = cfg.precision == "bf16"
         if bf16:
@@ -275,7 +275,7 @@ class Vectorised:
             grads, (loss, correct) = self.step(self.trainable, self.frozen, self.buffers, x, y)
             stats, rho_end_sq = self.update(self.si_list, [grads[k] for k in names], lr_step, lr,
                                             self.rho, cfg.groups == "filter", cfg.space,
-                                            self.momentum, cfg.momentum, cfg.weight_decay, 1,
+                                            self.optimizer_state, cfg.momentum, cfg.weight_decay, 1,
                                             *optimizer_settings(cfg))
             acc.add(stats, loss, correct, len(y))
             acc.end_step(rho_end_sq)
@@ -317,8 +317,8 @@ class Vectorised:
     def state(self, j: int) -> dict:
         run = self.runs[j]
         state = {k: self.params[k][j] if k in self.params else self.buffers[k][j] for k in run.model.state_dict()}
-        momentum = [b[j] for b in self.momentum] if self.momentum is not None else None
-        return training_state(state, momentum, run.buffer_keys)
+        buffers = [b[j] for b in self.optimizer_state] if self.optimizer_state is not None else None
+        return training_state(state, buffers, run.buffer_keys)
 
 
 STEPPERS = {"single": Streams, "streams": Streams, "vectorised": Vectorised}

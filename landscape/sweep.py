@@ -52,7 +52,7 @@ def parse_rates(text: str) -> list[float]:
     once ('1e-5:0.1+3e-3,7e-3': the {1,2,5} grid refined near a boundary)."""
     text = str(text).strip()
     if "+" in text.replace("e+", "e"):
-        parts = [part for part in text.replace("e+", "e").split("+")]
+        parts = text.replace("e+", "e").split("+")
         if any(not part.strip() for part in parts):
             raise ArgumentError(f"bad ELR grid {text!r}: an empty grid around '+'", "elrs")
         return sorted({float(f"{v:.12g}") for part in parts for v in parse_rates(part)})
