@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import train
+from landscape import Trajectory, train
 from landscape.models import build_model, frozen_parameters, model_spec, si_groups
 
 
@@ -60,6 +60,17 @@ def test_spec_checks_heads_and_patches():
         model_spec("transformer", (1, 40), 10, width=10, heads=4)
     with pytest.raises(Exception, match="patches of 4"):
         model_spec("transformer", (1, 42), 10, width=8)
+
+
+def test_heads_is_a_train_flag_checked_against_the_width(tmp_path, data_root, cli):
+    base = ["train", "--model", "transformer", "--dataset", "mnist1d", "--data-root", data_root,
+            "--train-subset", "64", "--batch-size", "32", "--epochs", "1", "--device", "cpu", "-q"]
+    code, _, err = cli(base + ["--width", "8", "--heads", "3", "-o", str(tmp_path / "bad.h5")])
+    assert code != 0 and "heads" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.h5").exists()
+    code, _, err = cli(base + ["--width", "8", "--heads", "2", "-o", str(tmp_path / "t.h5")])
+    assert code == 0, err
+    assert Trajectory(str(tmp_path / "t.h5")).config["heads"] == 2
 
 
 def test_training_moves_only_the_si_weights_and_eq3_holds_over_rows(tmp_path, data_root):

@@ -194,7 +194,10 @@ def _model_and_data_options(p) -> None:
                    "into patches of 4) (default convnet)")
     g.add_argument("--width", type=_number(int, True), default=S,
                    help="channels k of the first layer / hidden units (default 32 / 64 / 256)")
-    g.add_argument("--depth", type=_number(int, True), default=S, help="mlp hidden layers (default 3)")
+    g.add_argument("--depth", type=_number(int, True), default=S,
+                   help="mlp hidden layers / transformer blocks (default 3)")
+    g.add_argument("--heads", type=_number(int, True), default=S,
+                   help="transformer attention heads; --width must be a multiple (default 4)")
     g.add_argument("--last-layer-norm", type=_number(float, True), default=S,
                    help="Frobenius norm of the frozen last layer (default 10)")
     g = p.add_argument_group("data")
