@@ -20,3 +20,9 @@ class ArgumentError(LandscapeError, ValueError):
     ...
     landscape.errors.ArgumentError: elr must be a positive number, got -1
     """
+
+
+class StorageError(LandscapeError):
+    """A write the file system refused (no space, over quota, read-only, no permission): what
+    is safe and how to go on. The command line exits with ``exit_status`` 4 for it."""
+    exit_status = 4

@@ -90,7 +90,18 @@ class WriterLock:
         if key in _HELD:
             raise LandscapeError(f"{self.target} is already being written by this process "
                                  f"({_HELD[key].what}): one writer per file")
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        from .files import is_storage_error, storage_error
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._take(wait)
+        except OSError as e:
+            if not is_storage_error(e):
+                raise
+            raise storage_error(self.path, e) from None
+        _HELD[key] = self
+        return self
+
+    def _take(self, wait: float) -> None:
         deadline = time.monotonic() + wait  # rides out a reader's momentary probe (writer_of)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -127,9 +138,13 @@ class WriterLock:
                 "command": " ".join([os.path.basename(sys.argv[0] or "python")] + sys.argv[1:])[:300],
                 "what": self.what}
         self.info = {**info, "seq": 0, "writing": False}
-        self._store()
-        _HELD[key] = self
-        return self
+        try:
+            self._store()
+        except OSError:  # a full disk has no block for it: leave no lock file behind
+            os.unlink(self.path)
+            os.close(fd)
+            self.fd = None
+            raise
 
     def _store(self) -> None:
         data = json.dumps(self.info).encode()

@@ -7,12 +7,13 @@ selection of several checkpoints ('last', 'all', '10,50', 'every:K').
 """
 from __future__ import annotations
 
+import io
 import os
 
 import torch
 
 from .errors import ArgumentError, LandscapeError
-from .files import atomic_write
+from .files import atomic_write, refuse_input_as_output
 from .trajectory import FORMAT_VERSION, Trajectory, rebuild_model
 
 
@@ -62,9 +63,12 @@ def export_checkpoint(traj_path: str, epoch: int | None, out: str, overwrite: bo
     stored epoch, atomically. Returns what was written."""
     payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
                **Trajectory(traj_path).checkpoint(epoch), "source": os.path.abspath(traj_path)}
+    refuse_input_as_output(out, traj_path)
     if os.path.exists(out) and not overwrite:
         raise ArgumentError(f"{out} already exists: pass overwrite to replace it", "overwrite")
-    atomic_write(out, lambda tmp: torch.save(payload, tmp), suffix=".pt")
+    buffer = io.BytesIO()  # serialised first: a full disk is then an OSError of a plain write
+    torch.save(payload, buffer)
+    atomic_write(out, lambda tmp: open(tmp, "wb").write(buffer.getbuffer()), suffix=".pt")
     return payload
 
 

@@ -45,7 +45,7 @@ import torch
 from .legacy import stored_config
 from .version import __version__
 from .errors import LandscapeError
-from .files import atomic_write
+from .files import METADATA_MARGIN, atomic_write, is_storage_error, reserve, storage_error
 from .locks import WriterLock, commit_marker, writer_of
 
 FORMAT = "landscape-trajectory"
@@ -306,6 +306,32 @@ def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: l
     f.create_group("checkpoints")
 
 
+def _chunk_rows(row_shape: tuple) -> int:
+    """Epochs per chunk of a per-epoch dataset: 64, fewer for wide rows (per-filter metrics), so
+    a chunk is about 64 kB at most and a short run does not carry mostly-empty chunks."""
+    return max(1, min(64, 8192 // max(1, int(np.prod(row_shape, dtype=np.int64)))))
+
+
+def commit_bytes(rows: dict, state: dict, checkpoint: bool) -> int:
+    """An upper bound of what committing one epoch adds to the file: a new chunk for every row
+    (the epoch number and the timing included), the checkpoint's tensors with an object header
+    each, and HDF5's metadata margin, with a quarter on top."""
+    shapes = [np.shape(v) for v in rows.values()] + [(), ()]
+    chunks = sum(_chunk_rows(shape) * max(1, int(np.prod(shape))) * 8 for shape in shapes)
+    tensors = (sum(t.numel() * t.element_size() + 4096 for t in model_state(state).values())
+               if checkpoint else 0)
+    return int(1.25 * (chunks + tensors)) + METADATA_MARGIN
+
+
+def _flush_to_disk(f: h5py.File) -> None:
+    """HDF5's buffers, then the operating system's, to the disk."""
+    f.flush()
+    try:
+        os.fsync(f.id.get_vfd_handle())
+    except (OSError, TypeError, ValueError):  # a driver without a descriptor (a Python file object)
+        pass
+
+
 class TrajectoryWriter:
     """Appends one epoch at a time and commits it with the ``epochs_complete`` marker.
 
@@ -318,8 +344,14 @@ class TrajectoryWriter:
             version = read_h5(path, lambda f: int(f.attrs["format_version"]))
             if version < 2:  # the old layout leaked a model state per epoch: rewrite it once
                 repack(path, lock=self.lock)
-            with self._open() as f:
-                _discard_uncommitted(f)
+            try:
+                reserve(path, METADATA_MARGIN)
+                with self._open() as f:
+                    _discard_uncommitted(f)
+            except OSError as e:
+                if not is_storage_error(e):
+                    raise
+                raise storage_error(path, e, "the file is unchanged", f"continue with resume {path}", "resume") from None
         except BaseException:
             self.lock.release()
             raise
@@ -402,12 +434,8 @@ class TrajectoryWriter:
     def _rows(f, name: str, row_shape: tuple) -> h5py.Dataset:
         """The growable float64 dataset of per-epoch rows ``name`` (created empty if missing)."""
         if name not in f:
-            # chunks of 64 epochs, fewer for wide rows (per-filter metrics): about 64 kB at most,
-            # so a short run does not carry mostly-empty chunks
-            size = int(np.prod(row_shape, dtype=np.int64))
-            rows = max(1, min(64, 8192 // max(1, size)))
             f.create_dataset(name, shape=(0,) + row_shape, maxshape=(None,) + row_shape,
-                             dtype=np.float64, chunks=(rows,) + row_shape)
+                             dtype=np.float64, chunks=(_chunk_rows(row_shape),) + row_shape)
         return f[name]
 
     @staticmethod
@@ -421,13 +449,19 @@ class TrajectoryWriter:
                      seconds: float = float("nan")) -> None:
         """Commit one epoch: ``rows`` maps a path under /metrics ('train_loss', 'groups/elr',
         'filters/elr', ...) to that epoch's value (a number or a row); ``state`` is the model
-        state (the resume slot, and a checkpoint when ``checkpoint``)."""
+        state (the resume slot, and a checkpoint when ``checkpoint``). The space the commit
+        can take is reserved first (``files.reserve``), so a full disk refuses the epoch before
+        the file is touched: a ``StorageError`` saying how many epochs are safe."""
+        safe = (f"{epoch - 1} epochs are safe in {self.path}" if epoch != 2 else
+                f"1 epoch is safe in {self.path}")
         try:
+            reserve(self.path, commit_bytes(rows, state, checkpoint))
             self._commit(epoch, rows, state, checkpoint, seconds)
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
-            raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); the file keeps "
-                                 f"the epochs committed before it: fix the cause (disk space?) and "
-                                 f"continue with resume", "resume") from None
+            if is_storage_error(e):
+                raise storage_error(self.path, e, safe, f"continue with resume {self.path}", "resume") from None
+            raise LandscapeError(f"{self.path}: writing epoch {epoch} failed ({e}); {safe}: fix the "
+                                 f"cause and continue with resume", "resume") from None
 
     def _commit(self, epoch, rows, state, checkpoint, seconds) -> None:
         with self._open() as f:
@@ -449,6 +483,7 @@ class TrajectoryWriter:
             for name, tensor in state.items():
                 slot[name][...] = tensor.detach().cpu().numpy()
             slot.attrs.modify("epoch", epoch)
+            _flush_to_disk(f)  # the epoch's data on disk before the marker that commits it
             f.attrs.modify("epochs_complete", epoch)  # the commit
 
     def set_attrs(self, values: dict) -> None:
@@ -588,20 +623,32 @@ def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
     touched only here, under its writer lock (a live training run is not written to), and the
     new group is written beside the old one and swapped in, so an interruption leaves the
     previous results whole."""
-    with WriterLock(path, f"appending /analyses/{name}") as lock, lock.writing(), \
-            open_h5(path, "a") as f:
-        f.require_group(posixpath.dirname(f"analyses/{name}"))
-        tmp = f"analyses/.tmp-{name.replace('/', '.')}"
-        if tmp in f:
-            del f[tmp]
-        g = f.create_group(tmp)
-        for k, v in arrays.items():
-            g.create_dataset(k, data=np.asarray(v))
-        for k, v in attrs.items():
-            g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-        if f"analyses/{name}" in f:
-            del f[f"analyses/{name}"]
-        f.move(tmp, f"analyses/{name}")
+    nbytes = sum(np.asarray(v).nbytes + 4096 for v in arrays.values())
+    try:
+        with WriterLock(path, f"appending /analyses/{name}") as lock:
+            reserve(path, int(1.25 * nbytes) + METADATA_MARGIN)
+            with lock.writing(), open_h5(path, "a") as f:
+                _replace_analysis(f, name, arrays, attrs)
+    except OSError as e:
+        if not is_storage_error(e):
+            raise
+        raise storage_error(path, e, f"the results were not stored in it (/analyses/{name})") from None
+
+
+def _replace_analysis(f: h5py.File, name: str, arrays: dict, attrs: dict) -> None:
+    """Write /analyses/<name> beside the old one, then swap it in."""
+    f.require_group(posixpath.dirname(f"analyses/{name}"))
+    tmp = f"analyses/.tmp-{name.replace('/', '.')}"
+    if tmp in f:
+        del f[tmp]
+    g = f.create_group(tmp)
+    for k, v in arrays.items():
+        g.create_dataset(k, data=np.asarray(v))
+    for k, v in attrs.items():
+        g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    if f"analyses/{name}" in f:
+        del f[f"analyses/{name}"]
+    f.move(tmp, f"analyses/{name}")
 
 
 def _datasets(group) -> dict:

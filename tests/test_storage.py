@@ -1,5 +1,5 @@
-"""Trajectory files at the paper's scale: bounded size, old files, modes, failed commits."""
-import errno
+"""Trajectory files at the paper's scale: bounded size, old files, modes (a full disk:
+tests/test_full_disk.py)."""
 import os
 import stat
 
@@ -9,14 +9,12 @@ import pytest
 
 import landscape.trajectory as trajectory
 from landscape import Trajectory, train
-from landscape.errors import LandscapeError
 from landscape.sweep import sweep
-from landscape.trajectory import TrajectoryWriter, append_analysis, storage
+from landscape.trajectory import append_analysis, storage
 
 from test_training import _same_trajectory
 
 MB = 1e6
-
 
 @pytest.fixture
 def small(tiny):
@@ -25,12 +23,10 @@ def small(tiny):
     return dict(tiny, model="mlp", width=64, depth=2, batch_size=128, epochs=200, save_every=50,
                 elr=1e-3)
 
-
 def _state_bytes(path):
     with h5py.File(path, "r") as f:
         first = next(iter(f["state"].values()))  # a slot, or a version-1 epoch group
         return sum(ds.size * ds.dtype.itemsize for ds in first.values())
-
 
 def assert_bounded(path, epochs):
     size = storage(path)
@@ -44,13 +40,11 @@ def assert_bounded(path, epochs):
         f.visititems(lambda _, o: live.append(o.id.get_storage_size()) if isinstance(o, h5py.Dataset) else None)
     assert size["live_bytes"] == sum(live)
 
-
 @pytest.mark.slow
 def test_size_is_live_data_after_200_epochs(tmp_path, small):
     path = str(tmp_path / "t.h5")
     train(out=path, progress=False, **small)
     assert_bounded(path, 200)
-
 
 @pytest.mark.slow
 def test_size_is_live_data_after_interruptions_and_resumes(tmp_path, small):
@@ -66,14 +60,12 @@ def test_size_is_live_data_after_interruptions_and_resumes(tmp_path, small):
     train(out=path, resume=True, progress=False, epochs=200)
     assert_bounded(path, 200)
 
-
 @pytest.mark.slow
 def test_size_is_live_data_in_a_sweep(tmp_path, small):
     out = tmp_path / "sw"
     sweep([1e-3, 1e-2], str(out), strategy="vectorised", progress=False, **small)
     for elr in (1e-3, 1e-2):
         assert_bounded(str(out / f"elr{elr:g}.h5"), 200)
-
 
 def test_rewriting_an_analysis_reuses_the_space(tmp_path, tiny):
     path = str(tmp_path / "t.h5")
@@ -83,7 +75,6 @@ def test_rewriting_an_analysis_reuses_the_space(tmp_path, tiny):
     for _ in range(20):  # 400 kB each time: without persistent free space +8 MB
         append_analysis(path, "x", {"values": np.random.rand(50_000)}, {})
     assert os.path.getsize(path) <= first + 0.5 * MB
-
 
 def _as_version_1(path):
     """Rewrite a trajectory as the previous release wrote it (format version 1): a file without
@@ -107,7 +98,6 @@ def _as_version_1(path):
                 g.create_dataset(k, data=v)
             if f"state/{e - 1:06d}" in f:
                 del f[f"state/{e - 1:06d}"]
-
 
 @pytest.mark.slow
 def test_version_1_files_open_repack_and_resume(tmp_path, small, cli):
@@ -140,7 +130,6 @@ def test_version_1_files_open_repack_and_resume(tmp_path, small, cli):
     assert resumed.attrs["format_version"] == 2
     assert_bounded(path, 40)
 
-
 def test_new_files_follow_the_umask(tmp_path, tiny, cli):
     old = os.umask(0o022)
     try:
@@ -163,27 +152,3 @@ def test_new_files_follow_the_umask(tmp_path, tiny, cli):
     finally:
         os.umask(old)
 
-
-def test_a_failed_commit_keeps_the_previous_epoch_and_resumes(tmp_path, tiny, monkeypatch, cli):
-    cfg = dict(tiny, epochs=5, save_every=2)
-    full = train(out=str(tmp_path / "full.h5"), progress=False, **cfg)
-    real = TrajectoryWriter._append
-
-    def disk_full(f, name, row):
-        # epoch 3's metric rows are written, then the disk fills before its state and commit
-        if name == "timing/epoch_seconds" and f["metrics/epoch"].shape[0] == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(f, name, row)
-
-    monkeypatch.setattr(TrajectoryWriter, "_append", staticmethod(disk_full))
-    path = str(tmp_path / "cut.h5")
-    with pytest.raises(LandscapeError, match="writing epoch 3 failed.*continue with resume"):
-        train(out=path, progress=False, **cfg)
-    with h5py.File(path, "r") as f:
-        assert f["metrics/train_loss"].shape[0] == 3  # the uncommitted row is there...
-    cut = Trajectory(path)
-    assert cut.epochs_complete == 2 and list(cut.epochs) == [1, 2]  # ...and ignored
-    code, _, err = cli(["train", "--resume", path, "-q"])
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "No space left" in err
-    monkeypatch.setattr(TrajectoryWriter, "_append", staticmethod(real))
-    _same_trajectory(train(out=path, resume=True, progress=False), full)

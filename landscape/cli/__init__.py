@@ -1,6 +1,7 @@
 """``landscape`` command line: a thin layer over the Python API.
 
-Every user error becomes one line on stderr and exit status 2, never a traceback.
+Every user error becomes one line on stderr and exit status 2, never a traceback; a write the file
+system refused (full, read-only) exit status 4.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     except LandscapeError as e:
         print(f"landscape {args.command}: error: {in_flags(str(e), e.arguments, parser, args.command)}",
               file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
