@@ -15,7 +15,7 @@ from ..errors import LandscapeError
 from .common import Parser
 
 # one module per command, in the order of `landscape --help`
-COMMANDS = ("train", "show", "export", "repack", "evaluate", "toy", "sharpness", "interpolate",
+COMMANDS = ("train", "show", "export", "repack", "repair", "evaluate", "toy", "sharpness", "interpolate",
             "sweep", "regimes", "double_descent", "random_walk", "surface", "report")
 
 

@@ -18,7 +18,23 @@ def add_parser(sub):
                    help="at most this many epochs, evenly spaced, the last included")
     p.add_argument("--all", action="store_true", help="every epoch")
     p.add_argument("--json", metavar="PATH", help="write config and metrics as JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="read every stored byte against its checksum and report damage (exit status 1 if any)")
     p.set_defaults(run=run)
+
+
+def verify_file(path: str) -> int:
+    from ..integrity import verify
+    r = verify(path)
+    print(f"{path}: {r['datasets']} datasets, {megabytes(r['bytes'])} read"
+          + (f", {r['unchecked']} without a checksum (scalars, or written before checksums)" if r["unchecked"] else ""))
+    if not r["corrupt"]:
+        print("verified: every checksum matches")
+        return 0
+    for where in r["corrupt"]:
+        print(f"  damaged: {where}")
+    print(f"{len(r['corrupt'])} damaged datasets: 'landscape repair {path} -o REPAIRED.h5' keeps every intact epoch")
+    return 1
 
 
 def show_folder(folder: str) -> None:
@@ -52,7 +68,11 @@ def run(args):
     from ..trajectory import Trajectory, storage
     from ..points import parse_source
     if os.path.isdir(args.trajectory):
+        if args.verify:
+            return max([verify_file(p) for p in sorted(glob.glob(os.path.join(args.trajectory, "*.h5")))] or [0])
         return show_folder(args.trajectory)
+    if args.verify:
+        return verify_file(args.trajectory)
     path, epoch = parse_source(args.trajectory)
     t = Trajectory(path)
     if epoch is not None:
