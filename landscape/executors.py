@@ -79,6 +79,14 @@ def worker_main() -> None:
             sys.exit(2)
         if result["status"] == "nonfinite":
             print(f"NONFINITE\t{out}\t{result['message']}", flush=True)
+        print(f"DONE\t{out}", flush=True)
+
+
+# a worker's program: '' (the current folder) leaves sys.path first, so a folder that holds a
+# `landscape/` directory (a clone of the repository) cannot shadow the installed package
+WORKER = ("import os, sys\n"
+          "if sys.path and sys.path[0] in ('', os.getcwd()): del sys.path[0]\n"
+          "from landscape.executors import worker_main; worker_main()")
 
 
 def run_processes(cfgs, outs, workers, report, out_dir, logs=None) -> None:
@@ -87,16 +95,17 @@ def run_processes(cfgs, outs, workers, report, out_dir, logs=None) -> None:
     workers = max(1, min(len(cfgs), workers or os.cpu_count() or 1))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     lines: Queue = Queue()
-    procs, job_files = [], []
+    procs, job_files, shares, ended = [], [], [], set()
     for w in range(workers):
         share = [(dataclasses.asdict(c), o) for c, o in list(zip(cfgs, outs))[w::workers]]
         fd, path = tempfile.mkstemp(prefix=".sweep-job-", suffix=".json", dir=out_dir)
         with os.fdopen(fd, "w") as f:
             json.dump({"runs": share, "logs": logs or {}}, f)
         job_files.append(path)
-        p = subprocess.Popen([sys.executable, "-c", "from landscape.executors import worker_main; worker_main()",
-                              path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        p = subprocess.Popen([sys.executable, "-c", WORKER, path], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
         procs.append(p)
+        shares.append([o for _, o in share])
         threading.Thread(target=lambda p=p: [lines.put(l) for l in p.stdout] + [lines.put(None)],
                          daemon=True).start()
     failures, open_pipes = [], len(procs)
@@ -113,10 +122,16 @@ def run_processes(cfgs, outs, workers, report, out_dir, logs=None) -> None:
                 report.ended(out, rest[0])
             elif kind == "FAILED":
                 failures.append(f"{os.path.basename(out)}: {rest[0]}")
-        for p in procs:
+            elif kind == "DONE":
+                ended.add(out)
+        for p, share in zip(procs, shares):
             p.wait()
             if p.returncode not in (0, 2):
-                failures.append(f"a worker died (exit {p.returncode}): {p.stderr.read().strip()[-500:]}")
+                unfinished = [os.path.basename(o) for o in share if o not in ended]
+                last = (p.stderr.read().strip().splitlines() or ["no message"])[-1][-300:]
+                failures.append(f"the worker training {', '.join(unfinished) or 'its runs'} died (exit "
+                                f"{p.returncode}: {last}); their committed epochs are safe: re-run the same "
+                                f"command to resume them")
     except BaseException:
         # an interrupted sweep stops its workers the way Ctrl-C would, so each closes its file
         # with the epoch in flight uncommitted; their runs resume on the next call

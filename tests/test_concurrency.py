@@ -174,3 +174,37 @@ def test_a_second_sweep_on_a_live_folder_is_refused(tmp_path, tiny, cli):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.slow
+def test_processes_sweep_from_a_folder_holding_a_landscape_directory_and_a_killed_worker(tmp_path, tiny):
+    """Workers are not shadowed by a `landscape/` folder in the current directory (a clone of
+    the repository); a worker killed by SIGKILL is named with its runs and how to resume."""
+    cwd = tmp_path / "clone"
+    (cwd / "landscape").mkdir(parents=True)
+    (cwd / "landscape" / "__init__.py").write_text("raise ImportError('the shadowing folder')\n")
+    out = tmp_path / "sw"
+    args = ["landscape", "sweep", "--elrs", "1e-3,2e-3", "-o", str(out), "-q", "--strategy", "processes",
+            "--workers", "2", "--data-root", tiny["data_root"], "--width", "4", "--train-subset", "256",
+            "--batch-size", "64", "--device", "cpu", "--save-every", "1000"]
+    done = subprocess.run(args + ["--epochs", "2"], cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _epochs(out / "elr0.001.h5") == 2 and _epochs(out / "elr0.002.h5") == 2
+    out = tmp_path / "long"
+    args[args.index("-o") + 1] = str(out)
+    # the other worker finishes its run, then the sweep reports the dead one
+    proc = subprocess.Popen(args + ["--epochs", "60"], cwd=cwd, env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _epochs(out / "elr0.002.h5") >= 2, "the sweep's epochs")
+        workers = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "worker_main"], capture_output=True,
+                                 text=True).stdout.split()
+        assert workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, err
+    assert "died (exit -9" in err[0] and "re-run the same command to resume" in err[0]
+    assert "elr0.001.h5" in err[0] or "elr0.002.h5" in err[0]
