@@ -88,6 +88,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Check every setting (``ArgumentError`` naming the field) and resolve the automatic
         ones (``augment``), so that the stored configuration says what was done."""
+        self.check_types()
         for name in ("epochs", "batch_size", "eval_every", "save_every", "depth", "heads"):
             _positive(name, getattr(self, name), int)
         if self.rho is not None:
@@ -150,6 +151,26 @@ class TrainConfig:
         if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
             raise ArgumentError(f"momentum must be in [0, 1), got {self.momentum!r}", "momentum")
 
+    def check_types(self) -> None:
+        """Every field of the type its annotation names (no coercion: a width of 3.5, an epoch
+        count of 2.0 or augment "yes" is an ``ArgumentError`` naming the field)."""
+        for f in dataclasses.fields(self):
+            allowed = {t.strip() for t in str(f.type).split("|")}
+            value = getattr(self, f.name)
+            if value is None:
+                ok = "None" in allowed
+            elif isinstance(value, bool):
+                ok = "bool" in allowed
+            elif isinstance(value, int):
+                ok = bool(allowed & {"int", "float"})
+            elif isinstance(value, float):
+                ok = "float" in allowed
+            else:
+                ok = isinstance(value, str) and "str" in allowed
+            if not ok:
+                wanted = " or ".join(TYPE_WORDS[t] for t in sorted(allowed) if t in TYPE_WORDS and t != "None")
+                raise ArgumentError(f"{f.name} must be {wanted}, got {value!r}", f.name)
+
     @property
     def swept_rate(self) -> tuple[str, float]:
         """The run's learning-rate parameter: ('ELR', elr) on the sphere, ('LR', lr) in the
@@ -173,6 +194,9 @@ class TrainConfig:
         stored before them (``legacy.CONFIG``); unknown keys are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in legacy.stored_config(d).items() if k in known})
+
+
+TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 
 def _is_number(value) -> bool:

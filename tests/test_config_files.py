@@ -1,7 +1,10 @@
 """Config files: TOML in, the resolved settings out, flags overriding the file."""
-import pytest
-import numpy as np
+import tomllib
 
+import numpy as np
+import pytest
+
+from landscape import train
 from landscape.trajectory import Trajectory
 
 
@@ -46,3 +49,35 @@ def test_bad_config_files_are_one_line_errors(tmp_path, cli):
                         (["sweep", "-o", str(tmp_path / "x")], "give the grid")):
         code, _, err = cli(argv)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("text,words", [
+    ('width = 3.5\n', "width must be an integer, got 3.5"),
+    ('width = "wide"\n', "width must be an integer, got 'wide'"),
+    ('epochs = 2.0\n', "epochs must be an integer, got 2.0"),
+    ('device = 0\n', "device must be a string, got 0"),
+    ('augment = "yes"\n', "augment must be true or false, got 'yes'"),
+])
+def test_config_values_of_the_wrong_type_are_refused_not_coerced(tmp_path, cli, text, words):
+    (tmp_path / "c.toml").write_text(text)
+    code, _, err = cli(["train", "--config", str(tmp_path / "c.toml"), "-o", str(tmp_path / "t.h5")])
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "t.h5").exists()
+    with pytest.raises(ValueError, match=words.split(",")[0]):  # the library says the same
+        from landscape.config import TrainConfig
+        TrainConfig.from_settings(tomllib.loads(text.replace("-", "_"))).validate()
+
+
+def test_a_config_that_is_a_folder_or_binary_is_one_line(tmp_path, cli):
+    (tmp_path / "garbage.toml").write_bytes(bytes(range(256)) * 4)
+    for path, words in ((tmp_path, "is a folder"), (tmp_path / "garbage.toml", "not valid TOML")):
+        code, _, err = cli(["train", "--config", str(path), "-o", str(tmp_path / "t.h5")])
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_cannot_shorten_a_run(tmp_path, tiny, cli):
+    path = str(tmp_path / "t.h5")
+    train(out=path, progress=False, **dict(tiny, epochs=3))
+    code, _, err = cli(["train", "--resume", path, "--epochs", "2", "-q"])
+    assert code == 2 and "trained to epoch 3" in err and "--epochs 2" in err, err
+    assert Trajectory(path).config["epochs"] == 3 and Trajectory(path).epochs_complete == 3

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..config import COMPILE_MODES, DTYPES, GROUPINGS, LOSS_NAMES, OPTIMIZERS, PRECISIONS, SCHEDULES, TRAINING_SPACES
-from ..errors import LandscapeError
+from ..errors import ArgumentError, LandscapeError
 from ..points import parse_source
 import json
 import sys
@@ -322,7 +322,11 @@ def read_config(path: str, extra=()) -> dict:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise LandscapeError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
+    except IsADirectoryError:
+        raise LandscapeError(f"--config {path} is a folder: give a TOML file") from None
+    except OSError as e:
+        raise LandscapeError(f"--config {path}: cannot be read ({e.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise LandscapeError(f"--config {path}: not valid TOML ({e})") from None
     known = set(TrainConfig.__dataclass_fields__) | set(extra)
     out = {}
@@ -332,6 +336,10 @@ def read_config(path: str, extra=()) -> dict:
             raise LandscapeError(f"--config {path}: unknown key {key!r} (keys are the flags' names, "
                                  f"e.g. elr, weight-decay)")
         out[name] = value
+    try:  # the file's own types, named as its keys (flags given on the command line come after)
+        TrainConfig(**{k: v for k, v in out.items() if k in TrainConfig.__dataclass_fields__}).check_types()
+    except ArgumentError as e:
+        raise LandscapeError(f"--config {path}: {e}") from None
     return out
 
 
