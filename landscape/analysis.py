@@ -93,8 +93,9 @@ def stack_rows(rows: list[dict]) -> dict:
 def over_checkpoints(path: str, epochs: str, measure: Callable, *, name: str, settings,
                      units: int = 1, unit: str = "checkpoint", device: str = "cpu",
                      data_root: str | None = None, progress: bool | None = None,
-                     write: bool = True) -> dict:
-    """Run an analysis over the chosen checkpoints of a network trajectory.
+                     write: bool = True, finite: bool = False) -> dict:
+    """Run an analysis over the chosen checkpoints of a network trajectory (``finite``: refuse a
+    checkpoint with non-finite weights, where the analysis is undefined).
 
     ``measure(traj, data)`` prepares the analysis once (fixed batches, say) and returns the
     per-checkpoint function ``f(model, advance) -> {name: value}``, which calls
@@ -113,6 +114,10 @@ def over_checkpoints(path: str, epochs: str, measure: Callable, *, name: str, se
     try:
         for epoch in chosen:
             model = traj.load_model(epoch, device)
+            bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()] if finite else []
+            if bad:
+                raise LandscapeError(f"{path}@{epoch}: non-finite weights ({', '.join(bad[:3])}): its {name} "
+                                     f"is undefined; choose an earlier checkpoint")
             rows.append(per_checkpoint(model, lambda n=units, e=epoch: bar.update(n, postfix=f"epoch {e}")))
     finally:
         bar.close()

@@ -190,6 +190,9 @@ def load_dataset(name: str = "mnist1d", data_root: str = "data", download: bool 
     if name not in DATASETS and not name.startswith("mnist1d:"):
         raise LandscapeError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
                              f"(or mnist1d:samples=N,noise=F)")
+    if os.path.exists(data_root) and not os.path.isdir(data_root):
+        raise ArgumentError(f"data_root {data_root} is a file: give the folder that holds (or will "
+                            f"hold) the datasets", "data_root")
     if not 0.0 <= label_noise < 1.0:
         raise ArgumentError(f"label_noise must be in [0, 1), got {label_noise}", "label_noise")
     if label_noise_mode not in LABEL_NOISE_MODES:

@@ -38,13 +38,16 @@ def storage_error(path: str, e: OSError, safe: str = "nothing was written",
     if e.errno in REFUSED:
         return StorageError(f"cannot write {path} ({os.strerror(e.errno).lower()}): {safe}; "
                             f"choose a writable folder")
+    if e.errno == errno.ENOENT:
+        return StorageError(f"cannot write {path} (this file system takes no new files there): {safe}; "
+                            f"choose a writable folder")
     if e.errno == errno.ENAMETOOLONG:
         return StorageError(f"{path}: file name too long for {where}: {safe}; choose a shorter name")
     return StorageError(f"writing {path} failed ({os.strerror(e.errno or 0) or e}): {safe}")
 
 
 def is_storage_error(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in FULL + REFUSED + (errno.ENAMETOOLONG, errno.EIO)
+    return isinstance(e, OSError) and e.errno in FULL + REFUSED + (errno.ENAMETOOLONG, errno.EIO, errno.ENOENT)
 
 
 def reserve(path: str, nbytes: int) -> None:

@@ -29,7 +29,15 @@ _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 def lock_path(target: str) -> str:
-    return os.fspath(target) + ".lock"
+    """``FILE.lock``; for a name too long to take the suffix (file systems allow 255 bytes), a
+    shortened name with a digest of the whole one."""
+    target = os.fspath(target)
+    folder, name = os.path.split(target)
+    if len(os.fsencode(name)) + len(".lock") <= 255:
+        return target + ".lock"
+    import hashlib
+    digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+    return os.path.join(folder, f"{name[:200]}-{digest}.lock")
 
 
 def _key(path: str) -> str:

@@ -18,9 +18,10 @@ from .trajectory import FORMAT_VERSION, Trajectory, rebuild_model
 
 
 def parse_source(source: str) -> tuple[str, int | None]:
-    """``traj.h5@EPOCH`` -> (path, epoch); ``traj.h5`` -> (path, None); EPOCH may be 'last'."""
+    """``traj.h5@EPOCH`` -> (path, epoch); ``traj.h5`` -> (path, None); EPOCH may be 'last'. A
+    file whose own name holds an '@' ('a@b.h5') is that file."""
     path, sep, epoch = source.rpartition("@")
-    if not sep:
+    if not sep or os.path.exists(source):
         return source, None
     if epoch == "last":
         return path, -1
@@ -76,13 +77,22 @@ def load_checkpoint(path: str) -> dict:
     """Read a ``.pt`` written by ``export_checkpoint`` (checked, one-line errors)."""
     if not os.path.exists(path):
         raise LandscapeError(f"{path}: no such file")
+    import warnings
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about the file: our line says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign or damaged files
-        raise LandscapeError(f"{path}: not a readable checkpoint ({e.__class__.__name__}); "
-                             f"write one with 'landscape export'") from None
+        raise LandscapeError(f"{path}: not a readable checkpoint ({e.__class__.__name__}; files holding "
+                             f"pickled objects are refused); write one with 'landscape export'") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise LandscapeError(f"{path}: not a landscape checkpoint; write one with 'landscape export'")
+    for key, kind in (("model_spec", dict), ("config", dict), ("state_dict", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise LandscapeError(f"{path}: a landscape checkpoint without its {key}; write it again with "
+                                 f"'landscape export'")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise LandscapeError(f"{path}: its state_dict holds values that are not tensors")
     return payload
 
 
@@ -96,4 +106,11 @@ def load_point(source: str, device="cpu") -> tuple[torch.nn.Module, dict]:
         meta = load_checkpoint(path)
     else:
         meta = {**Trajectory(path).checkpoint(epoch), "source": path}
-    return rebuild_model(meta["model_spec"], meta["config"], meta["state_dict"], device), meta
+    try:
+        model = rebuild_model(meta["model_spec"], meta["config"], meta["state_dict"], device)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, LandscapeError):
+            raise
+        detail = " ".join(str(e).split()) or e.__class__.__name__
+        raise LandscapeError(f"{source}: its weights do not fit its model_spec ({detail[:240]})") from None
+    return model, meta

@@ -83,6 +83,8 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
             config = TrainConfig.from_settings(config)
         cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     cfg.validate()
+    if isinstance(cfg.data_root, str):  # stored absolute: analyses run from elsewhere find the same data
+        cfg.data_root = os.path.abspath(os.path.expanduser(cfg.data_root))
     return cfg
 
 
@@ -182,9 +184,16 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
     config_dict = dataclasses.asdict(cfg)
     if source:
         config_dict["init_source"] = source
-    if cfg.space != "whole" and not cfg.elr * rho ** 2 < torch.finfo(getattr(torch, cfg.dtype)).max:
-        raise ArgumentError(f"elr {cfg.elr:g}: the learning rate ELR * rho^2 = {cfg.elr * rho ** 2:.3g} "
-                            f"overflows {cfg.dtype}; use a smaller elr or dtype float64", "elr", "dtype")
+    if cfg.space != "whole":
+        largest = torch.finfo(getattr(torch, cfg.dtype)).max
+        try:
+            lr0 = cfg.elr * rho ** elr_power(cfg)
+        except OverflowError:
+            lr0 = math.inf
+        if not (rho < largest and lr0 < largest):
+            raise ArgumentError(f"elr {cfg.elr:g} at rho {rho:.3g}: the learning rate ELR × ρ^"
+                                f"{elr_power(cfg)} = {lr0:.3g} overflows {cfg.dtype}; use a smaller elr or "
+                                f"rho, or dtype float64", "elr", "rho", "dtype")
     initial_rows = None
     if cfg.checkpoint_metrics:  # the start point, before any step (no randomness drawn)
         initial_rows = epoch_rows(*checkpoint_metrics(model, data, cfg.batch_size, base_lr(cfg, rho),

@@ -190,8 +190,8 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
                 estimator=s.estimator, per_group=s.per_group, eig_tol=s.eig_tol)
         return per_checkpoint
 
-    result = over_checkpoints(path, epochs, measure, name="sharpness", settings=lambda traj: stored,
-                              units=s.probes, unit="probe", device=device, data_root=data_root,
+    result = over_checkpoints(path, epochs, measure, name="sharpness", finite=True,
+                              settings=lambda traj: stored, units=s.probes, unit="probe", device=device, data_root=data_root,
                               progress=progress, write=write)
     result["settings"] = stored
     return result

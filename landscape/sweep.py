@@ -187,9 +187,10 @@ class SweepPlan:
     @staticmethod
     def comparable(config: dict) -> dict:
         """A sweep's shared settings as a stored configuration means them (``TrainConfig.from_dict``),
-        without the swept rate and the device."""
+        without the swept rate, the device and where the data is read from (which a resumed run
+        may change too)."""
         full = dataclasses.asdict(TrainConfig.from_dict(config))
-        return {k: v for k, v in full.items() if k not in ("elr", "lr", "device")}
+        return {k: v for k, v in full.items() if k not in ("elr", "lr", "device", "data_root")}
 
     def check_index(self) -> None:
         """Refuse a folder that holds a sweep with other settings."""

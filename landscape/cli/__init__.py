@@ -39,10 +39,17 @@ def build_parser() -> Parser:
 NEGATIVE_VALUES = ("--grid",)
 
 
+# a value that reads as a negative number ('-1e-3', '-inf', '-.5'): attached to the option before
+# it, so that argparse takes it as that option's value (and the option's check refuses it in words)
+NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|infinity|nan)", re.IGNORECASE)
+
+
 def _attach_negative_values(argv: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(argv):
-        if argv[i] in NEGATIVE_VALUES and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+        if i + 1 < len(argv) and argv[i].startswith("--") and "=" not in argv[i] and (
+                (argv[i] in NEGATIVE_VALUES and argv[i + 1].startswith("-"))
+                or NEGATIVE_NUMBER.match(argv[i + 1])):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
@@ -77,6 +84,13 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a write the file system refused outside the guarded writes (a folder)
+        from ..files import is_storage_error, storage_error
+        if not is_storage_error(e):
+            raise
+        error = storage_error(e.filename or "the output", e)
+        print(f"landscape {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_status
     except KeyboardInterrupt:
         how = {"train": "continue with --resume", "sweep": "re-run the same command to continue"}
         print(f"landscape {args.command}: interrupted; "
