@@ -19,20 +19,17 @@ from .data import Dataset, dataset_of, resolve_device
 from .errors import ArgumentError, LandscapeError
 from .legacy import stored_config
 from .measure import SUBSETS, label_noise_subsets
-from .locks import refuse_if_written
 from .progress import Progress
 from .trajectory import Trajectory, append_analysis
 from .points import parse_source, select_epochs
 
 
 def network_trajectory(path: str, write: bool) -> Trajectory:
-    """The trajectory of a trained network at ``path``; with ``write`` (results appended to
-    it) refused now, not after the computation, if another process is writing it."""
+    """The trajectory of a trained network at ``path`` (its committed epochs, also while a run
+    writes it: results then wait beside it for the writer, ``trajectory.append_analysis``)."""
     traj = Trajectory(path)
     if traj.kind != "train":
         raise LandscapeError(f"{path}: a {traj.kind} trajectory has no network checkpoints")
-    if write:
-        refuse_if_written(path)
     return traj
 
 
@@ -76,12 +73,11 @@ def evaluation_sets(data: Dataset, which: str) -> dict:
 
 def results_target(source: str, write: bool) -> str | None:
     """The trajectory the results of an analysis of ``source`` ('traj.h5@EPOCH' or a '.pt'
-    checkpoint) are appended to, refused now if another process writes it; None for a '.pt'
+    checkpoint) are appended to (or wait beside, while a run writes it); None for a '.pt'
     file or ``write=False`` (nothing is stored)."""
     path = parse_source(source)[0]
     if not write or path.endswith(".pt"):
         return None
-    refuse_if_written(path)
     return path
 
 

@@ -227,10 +227,3 @@ def commit_marker(target: str):
         return info["seq"], bool(info["writing"])
     except (ValueError, KeyError, TypeError):
         return None, True  # being rewritten, or written by a writer without markers
-
-
-def refuse_if_written(target: str) -> None:
-    """Fail early (before a long computation) when ``target`` has a live writer."""
-    info = writer_of(target)
-    if info is not None:
-        raise WriterLock(target)._refuse(info)

@@ -360,6 +360,30 @@ def write_header(f: h5py.File, *, config: dict, model_spec: dict, group_names: l
     f.create_group("checkpoints")
 
 
+def _check_shapes(f: h5py.File, path: str) -> None:
+    """Before a writer touches a file: every per-epoch dataset holds at most one row past the
+    committed epochs (what a kill leaves), and the resume slots have the shapes of the initial
+    state; a damaged size would make resizing it hang or grow the file without end."""
+    done = int(f.attrs["epochs_complete"])
+    bad = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None and obj.shape[0] > done + 1:
+            bad.append(f"{obj.name} holds {obj.shape[0]} rows for {done} committed epochs")
+    for parent in ("metrics", "timing"):
+        if parent in f:
+            f[parent].visititems(visit)
+    start = f.get(f"checkpoints/{_key(0)}")
+    for slot in SLOTS:
+        if slot in f and start is not None:
+            for name, ds in f[slot].items():
+                if name in start and ds.shape != start[name].shape:
+                    bad.append(f"{ds.name} has shape {ds.shape}, not {start[name].shape}")
+    if bad:
+        raise LandscapeError(f"{path}: damaged ({bad[0]}); 'landscape repair {path} -o REPAIRED.h5' "
+                             f"keeps every intact epoch")
+
+
 def _chunk_rows(row_shape: tuple) -> int:
     """Epochs per chunk of a per-epoch dataset: 64, fewer for wide rows (per-filter metrics), so
     a chunk is about 64 kB at most and a short run does not carry mostly-empty chunks."""
@@ -396,6 +420,7 @@ class TrajectoryWriter:
         self.lock = lock or WriterLock(path, "resuming").acquire()
         try:
             version = read_h5(path, lambda f: int(f.attrs["format_version"]))
+            read_h5(path, lambda f: _check_shapes(f, path))
             if version < 2:  # the old layout leaked a model state per epoch: rewrite it once
                 repack(path, lock=self.lock)
             try:
@@ -513,7 +538,7 @@ class TrajectoryWriter:
         safe = (f"{epoch - 1} epochs are safe in {self.path}" if epoch != 2 else
                 f"1 epoch is safe in {self.path}")
         try:
-            reserve(self.path, commit_bytes(rows, state, checkpoint))
+            reserve(self.path, commit_bytes(rows, state, checkpoint) + pending_bytes(self.path))
             self._commit(epoch, rows, state, checkpoint, seconds)
         except OSError as e:  # disk full, quota, I/O error: the previous commit stands
             if is_storage_error(e):
@@ -543,6 +568,8 @@ class TrajectoryWriter:
             slot.attrs.modify("epoch", epoch)
             _flush_to_disk(f)  # the epoch's data on disk before the marker that commits it
             f.attrs.modify("epochs_complete", epoch)  # the commit
+            _fold_pending(f, self.path)  # analyses made of the live file meanwhile
+        _remove_folded(self.path)
 
     def set_attrs(self, values: dict) -> None:
         """Root attributes, written together in one commit."""
@@ -551,8 +578,18 @@ class TrajectoryWriter:
                 f.attrs.modify(name, value)
 
     def close(self) -> None:
-        """Nothing stays open between epochs; releases the writer lock."""
-        self.lock.release()
+        """Nothing stays open between epochs; folds the analyses still waiting, releases the
+        writer lock."""
+        try:
+            if self.lock.fd is not None and _pending(self.path):
+                reserve(self.path, pending_bytes(self.path) + METADATA_MARGIN)
+                with self._open() as f:
+                    _fold_pending(f, self.path)
+                _remove_folded(self.path)
+        except (OSError, LandscapeError):  # they stay beside the file, read by every reader
+            pass
+        finally:
+            self.lock.release()
 
 
 class Trajectory:
@@ -580,6 +617,8 @@ class Trajectory:
                     "checkpoints": sorted(int(k) for k in f["checkpoints"].keys() if int(k) <= done),
                     "data": {n: read_dataset(ds) for n, ds in f.get("data", {}).items()},
                     "initial": _datasets(f.get("initial")),
+                    "resumable": any(s in f and int(f[s].attrs.get("epoch", -1)) == done for s in SLOTS)
+                    or f"state/{_key(done)}" in f,
                     "analyses": _analysis_names(f)}
 
         r = read_h5(path, read)
@@ -609,7 +648,31 @@ class Trajectory:
         # each filter group's layer (index into group_names) and channel
         self.filter_layer = r["filter_layout"].get("layer")
         self.filter_channel = r["filter_layout"].get("channel")
-        self.checkpoint_epochs, self.data, self.analyses = r["checkpoints"], r["data"], r["analyses"]
+        self.checkpoint_epochs, self.data = r["checkpoints"], r["data"]
+        self.resumable = r["resumable"]
+        self.analyses = sorted(set(r["analyses"]) | {name for _, name in _pending(path)})
+
+    def problems(self) -> list[str]:
+        """What is missing or not finite in the committed epochs, one line each: no resume
+        state (a network run's file cannot be continued), metrics with NaN or inf (the test
+        metrics of epochs not evaluated, NaN by design, aside)."""
+        out = []
+        if self.kind == "train" and not self.resumable:
+            out.append(f"no resume state for epoch {self.epochs_complete}: --resume cannot continue it")
+        evaluated = None
+        if self.kind == "train" and self.epochs_complete:
+            from .config import TrainConfig, is_eval_epoch
+            cfg = TrainConfig.from_dict(self.config)
+            evaluated = np.array([is_eval_epoch(cfg, int(e)) for e in self.epochs])
+        for name, values in sorted(self.metrics.items()):
+            bad = ~np.isfinite(np.asarray(values, dtype=float))
+            if name.startswith("test_") and evaluated is not None:
+                bad &= evaluated
+            if bad.any():
+                epochs = self.epochs[bad] if len(self.epochs) == len(bad) else np.flatnonzero(bad) + 1
+                out.append(f"{name} is not finite at epoch{'s' if bad.sum() > 1 else ''} "
+                           f"{_compact([int(e) for e in epochs])}")
+        return out
 
     @property
     def status(self) -> str:
@@ -678,19 +741,92 @@ def _compact(epochs: list[int]) -> str:
 def append_analysis(path: str, name: str, arrays: dict, attrs: dict) -> None:
     """Store an analysis under /analyses/<name> (``name`` may nest: 'interpolation/a@1--b@2'),
     replacing only that group. Everything is computed before this is called; the file is
-    touched only here, under its writer lock (a live training run is not written to), and the
-    new group is written beside the old one and swapped in, so an interruption leaves the
-    previous results whole."""
+    touched only here, under its writer lock, and the new group is written beside the old one
+    and swapped in, so an interruption leaves the previous results whole. While a run writes
+    the file, the results go to a file of their own beside it (``pending_folder``), which every
+    reader merges at once and the writer folds into the trajectory at its next commit."""
     nbytes = sum(np.asarray(v).nbytes + 4096 for v in arrays.values())
     try:
+        if writer_of(path) is not None:
+            return _store_pending(path, name, arrays, attrs)
         with WriterLock(path, f"appending /analyses/{name}") as lock:
             reserve(path, int(1.25 * nbytes) + METADATA_MARGIN)
             with lock.writing(), open_h5(path, "a") as f:
+                _fold_pending(f, path)
                 _replace_analysis(f, name, arrays, attrs)
+            _remove_folded(path)
     except OSError as e:
         if not is_storage_error(e):
             raise
         raise storage_error(path, e, f"the results were not stored in it (/analyses/{name})") from None
+    except LandscapeError as e:
+        if "is being written by" not in str(e):
+            raise
+        _store_pending(path, name, arrays, attrs)  # a run started meanwhile
+
+
+def pending_folder(path: str) -> str:
+    """Where analyses of a file being written wait for its writer: ``FILE.pending/``."""
+    return os.fspath(path) + ".pending"
+
+
+def _store_pending(path: str, name: str, arrays: dict, attrs: dict) -> None:
+    folder = pending_folder(path)
+    os.makedirs(folder, exist_ok=True)
+    stamp = f"{time.time_ns():020d}"
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["name"] = name
+            _replace_analysis(f, name, arrays, attrs)
+    atomic_write(os.path.join(folder, f"{stamp}.h5"), write, suffix=".h5")
+
+
+def _pending(path: str) -> list[tuple[str, str]]:
+    """[(file, analysis name)] waiting for ``path``'s writer, oldest first (unreadable ones
+    skipped: a file being renamed into place, or damaged)."""
+    folder = pending_folder(path)
+    out = []
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        if not entry.endswith(".h5") or entry.startswith("."):
+            continue
+        try:
+            with h5py.File(os.path.join(folder, entry), "r") as f:
+                out.append((os.path.join(folder, entry), str(f.attrs["name"])))
+        except (OSError, KeyError):
+            continue
+    return out
+
+
+def _fold_pending(f: h5py.File, path: str) -> None:
+    """Copy the waiting analyses into the open trajectory (the files are removed after the
+    trajectory is closed: ``_remove_folded``); one that cannot be read stays where it is."""
+    for file, name in _pending(path):
+        try:
+            with h5py.File(file, "r") as src:
+                g = src[f"analyses/{name}"]
+                arrays = {k: read_dataset(ds) for k, ds in g.items() if isinstance(ds, h5py.Dataset)}
+                attrs = dict(g.attrs)
+        except (OSError, KeyError, Corrupt):
+            continue
+        _replace_analysis(f, name, arrays, attrs)
+        _FOLDED.setdefault(path, []).append(file)
+
+
+def pending_bytes(path: str) -> int:
+    """The size of the analyses waiting for ``path``'s writer."""
+    return sum(os.path.getsize(file) + 4096 for file, _ in _pending(path))
+
+
+_FOLDED: dict = {}  # trajectory -> pending files folded into it, removed once it is closed
+
+
+def _remove_folded(path: str) -> None:
+    for file in _FOLDED.pop(path, []):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(file)
+    with contextlib.suppress(OSError):
+        os.rmdir(pending_folder(path))
 
 
 def _replace_analysis(f: h5py.File, name: str, arrays: dict, attrs: dict) -> None:
@@ -732,7 +868,13 @@ def _analysis_names(f) -> list[str]:
 
 
 def read_analysis(path: str, name: str) -> tuple[dict, dict]:
-    """The arrays and attributes of /analyses/<name>."""
+    """The arrays and attributes of /analyses/<name> (the newest, waiting ones included)."""
+    for file, pending in reversed(_pending(path)):
+        if pending == name:
+            with h5py.File(file, "r") as f:
+                g = f[f"analyses/{name}"]
+                return {k: read_dataset(ds) for k, ds in g.items() if isinstance(ds, h5py.Dataset)}, dict(g.attrs)
+
     def read(f):
         if f"analyses/{name}" not in f:
             stored = _analysis_names(f)

@@ -115,8 +115,12 @@ def test_second_writers_are_refused_and_a_killed_writers_lock_is_taken_over(tmp_
                 "--batch-size", "64", "--epochs", "1", "--device", "cpu", "-q"]
         code, _, err = cli(["train", "-o", str(path), "--overwrite"] + base)
         assert_refused(code, err, proc.pid)
-        code, _, err = cli(["sharpness", str(path), "--probes", "2"])  # it would append results
-        assert_refused(code, err, proc.pid)
+        # an analysis of a committed epoch runs; its results wait beside the file for the writer
+        code, _, err = cli(["sharpness", str(path), "--probes", "2", "--batches", "1", "-q"])
+        assert code == 0, err
+        assert "sharpness" in Trajectory(str(path)).analyses
+        _wait_for(lambda: not os.path.exists(f"{path}.pending"), "the writer to fold the results in", timeout=60)
+        assert "sharpness" in Trajectory(str(path)).analyses
         code, _, err = cli(["repack", str(path)])
         assert_refused(code, err, proc.pid)
         with pytest.raises(LandscapeError, match=f"pid {proc.pid}"):
@@ -208,3 +212,45 @@ def test_processes_sweep_from_a_folder_holding_a_landscape_directory_and_a_kille
     assert proc.returncode == 2 and len(err) == 1, err
     assert "died (exit -9" in err[0] and "re-run the same command to resume" in err[0]
     assert "elr0.001.h5" in err[0] or "elr0.002.h5" in err[0]
+
+
+@pytest.mark.slow
+def test_a_live_trajectory_is_read_and_analysed_while_it_is_written(tmp_path, tiny, cli, as_flags):
+    """A run writes as fast as it can while readers and analyses loop over it for 40 s: no
+    failure, never 'damaged', and the run ends bit-identical to one nobody watched."""
+    cfg = dict(tiny, epochs=400, save_every=5)
+    quiet = tmp_path / "quiet.h5"
+    subprocess.run(_train_args(cfg, quiet, as_flags), env=_env(), check=True)
+    path = tmp_path / "sw" / "live.h5"
+    path.parent.mkdir()
+    proc = subprocess.Popen(_train_args(cfg, path, as_flags), env=_env())
+    seen, rounds = [], 0
+    try:
+        _wait_for(lambda: _epochs(path) >= 5, "five epochs")
+        deadline = time.time() + 40
+        while time.time() < deadline and proc.poll() is None:
+            rounds += 1
+            t = Trajectory(str(path))  # every read sees whole committed epochs
+            assert len(t.metrics["train_loss"]) == t.epochs_complete == len(t.epochs)
+            seen.append(t.epochs_complete)
+            epoch = t.checkpoint_epochs[-1]
+            for argv in (["show", str(path)], ["show", str(path.parent)],
+                         ["evaluate", f"{path}", "--checkpoints", str(epoch), "-q"],
+                         ["interpolate", f"{path}@0", f"{path}@{epoch}", "--points", "3", "-q"],
+                         ["sharpness", f"{path}", "--checkpoints", str(epoch), "--probes", "1", "--batches", "1",
+                          "--eigs", "0", "-q"]):
+                code, out, err = cli(argv)
+                assert code == 0, (argv, err)
+                assert "damaged" not in out + err and "unreadable" not in out, (argv, out, err)
+        assert proc.wait(timeout=600) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rounds >= 3 and seen == sorted(seen)
+    live, unwatched = Trajectory(str(path)), Trajectory(str(quiet))
+    for k in unwatched.metrics:
+        np.testing.assert_array_equal(live.metrics[k], unwatched.metrics[k], err_msg=k)
+    for k, v in unwatched.state_dict().items():
+        assert torch.equal(v, live.state_dict()[k]), k
+    assert not os.path.exists(f"{path}.pending")  # every result folded in
+    assert "sharpness" in live.analyses and any(a.startswith("interpolation/") for a in live.analyses)

@@ -1,5 +1,6 @@
 """Real corrupt bytes: one bit flipped on disk in each kind of dataset is caught by its
 checksum on every read that touches it, found by `show --verify`, and left out by `repair`."""
+import os
 import shutil
 
 import h5py
@@ -81,3 +82,32 @@ def test_a_flipped_bit_is_a_one_line_error_found_by_verify_and_dropped_by_repair
             assert torch.equal(v, original.state_dict(epoch)[k])
     code, _, err = cli(["repair", bad, "-o", bad, "--overwrite"])
     assert code == 2 and "destroy the input" in err
+
+
+def test_a_file_without_resume_state_or_with_non_finite_metrics_says_so(run, tmp_path, cli):
+    bad = str(tmp_path / "holes.h5")
+    shutil.copy(run, bad)
+    with h5py.File(bad, "a") as f:
+        f["metrics/train_loss"][2] = np.nan
+        del f["state"]
+    t = Trajectory(bad)
+    assert t.problems() == ["no resume state for epoch 6: --resume cannot continue it",
+                            "train_loss is not finite at epoch 3"]
+    code, out, _ = cli(["show", bad])
+    assert code == 0 and "warning: no resume state" in out and "warning: train_loss is not finite at epoch 3" in out
+    code, out, _ = cli(["show", str(tmp_path)])
+    assert "warning: train_loss is not finite" in out
+    assert Trajectory(run).problems() == []
+    code, _, err = cli(["train", "--resume", bad, "--epochs", "8", "-q"])
+    assert code == 2 and "no model state for epoch 6" in err
+
+
+def test_resume_checks_dataset_sizes_before_it_writes(run, tmp_path, cli):
+    bad = str(tmp_path / "grown.h5")
+    shutil.copy(run, bad)
+    with h5py.File(bad, "a") as f:  # a size no kill leaves (a damaged dataspace reads the same)
+        f["metrics/train_loss"].resize(10 ** 6, axis=0)
+    size = os.path.getsize(bad)
+    code, _, err = cli(["train", "--resume", bad, "--epochs", "8", "-q"])
+    assert code == 2 and "/metrics/train_loss holds 1000000 rows for 6 committed epochs" in err
+    assert os.path.getsize(bad) == size

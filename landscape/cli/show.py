@@ -60,7 +60,8 @@ def show_folder(folder: str) -> None:
         else:
             rate = f"ELR {t.config.get('elr', float('nan')):.3g}"
         print(f"{os.path.basename(path):<28} {t.kind:<6} {rate:>12} "
-              f"{t.epochs_complete:>7d} {t.status:<10} {last('train_loss'):>10} {last('test_accuracy'):>8}")
+              f"{t.epochs_complete:>7d} {t.status:<10} {last('train_loss'):>10} {last('test_accuracy'):>8}"
+              + "".join(f"  warning: {p}" for p in t.problems()))
 
 
 def run(args):
@@ -96,6 +97,8 @@ def run(args):
         status += f": {nonfinite_message(t.status_detail)}"
     writer = writer_of(t.path)
     print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer else ""))
+    for problem in t.problems():
+        print(f"warning: {problem}")
     print("config (as given): " + json.dumps(t.config, sort_keys=True))
     if t.kind == "train":
         spec, cfg = t.model_spec, t.config
