@@ -106,6 +106,11 @@ def write_report(inputs, out: str, fmt: str = "html", metrics: str = "auto") -> 
     from .files import atomic_write
     if fmt not in ("html", "md"):
         raise ArgumentError(f"format must be html or md, got {fmt!r}", "format")
+    extension = os.path.splitext(out)[1].lower()
+    expected = {"html": (".html", ".htm"), "md": (".md", ".markdown")}[fmt]
+    if extension not in expected:
+        raise ArgumentError(f"out {out}: the report is {fmt.upper()}, but the name says "
+                            f"{extension or 'no format'}; name it {os.path.splitext(out)[0]}{expected[0]}", "out")
     report = build_report(inputs, metrics)
     written = []
     if fmt == "html":

@@ -72,10 +72,33 @@ def in_flags(message: str, arguments, parser, command: str) -> str:
     return message
 
 
+OUTPUTS = ("json", "plot", "out")  # the options that name files a command writes
+
+
+def refuse_inputs_as_outputs(args) -> None:
+    """A command never writes over one of its own inputs (``traj.h5@EPOCH`` names traj.h5):
+    ``export X.h5 -o X.h5 --overwrite`` would replace the trajectory with its checkpoint."""
+    from ..files import refuse_input_as_output
+    inputs = []
+    for key, value in vars(args).items():
+        if key in OUTPUTS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                path = item if os.path.exists(item) else item.rpartition("@")[0]
+                if path and os.path.isfile(path):
+                    inputs.append(path)
+    for key in OUTPUTS:
+        out = getattr(args, key, None)
+        if isinstance(out, str):
+            refuse_input_as_output(out, *inputs)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
+        refuse_inputs_as_outputs(args)
         code = args.run(args)
     except LandscapeError as e:
         print(f"landscape {args.command}: error: {in_flags(str(e), e.arguments, parser, args.command)}",

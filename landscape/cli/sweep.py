@@ -22,7 +22,8 @@ def add_parser(sub):
     rates.add_argument("--lrs", metavar="GRID", default=None,
                        help="learning rates of --space whole (or --conventional), the same grammar "
                        "(default: none)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the runs")
+    p.add_argument("-o", "--out", default=None, metavar="DIR", help="folder for the runs (required, "
+                   "except with --print-config)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="vectorised: one vmapped model; streams: the models in turn on each "
                    "batch, a CUDA stream each; processes: worker processes; auto: processes on a "
@@ -71,6 +72,8 @@ def run(args):
         settings.pop("elr"), settings.pop("lr")
         print(config_toml(settings), end="")
         return 0
+    if args.out is None:
+        raise LandscapeError("give the folder for the runs: -o DIR")
     if args.elrs is not None:
         given["elr"] = 1.0  # marks --elrs for the check; every run sets its own
     if args.lrs is not None:

@@ -1,0 +1,64 @@
+"""What a newcomer meets first: no command writes over its own input, outputs are what their
+names say, set-up commands need no more than they use, data is found from any folder."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from landscape import Trajectory, train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root):
+    path = str(tmp_path_factory.mktemp("first") / "t.h5")
+    train(out=path, progress=False, model="convnet", width=4, dataset="mnist1d", data_root=data_root,
+          train_subset=256, batch_size=64, epochs=2, device="cpu", save_every=1)
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["export", "{t}", "-o", "{t}", "--overwrite"],
+    ["export", "{t}@1", "-o", "{t}", "--overwrite"],
+    ["show", "{t}", "--json", "{t}"],
+    ["interpolate", "{t}@0", "{t}@2", "--points", "3", "-q", "--plot", "{t}"],
+    ["evaluate", "{t}", "-q", "--json", "{t}"],
+    ["repair", "{t}", "-o", "{t}", "--overwrite"],
+    ["train", "--init", "{t}@1", "-o", "{t}", "--overwrite", "--epochs", "1", "-q"],
+])
+def test_no_command_writes_over_its_input(run, cli, argv):
+    before = open(run, "rb").read()
+    code, _, err = cli([a.format(t=run) for a in argv])
+    assert code == 2 and "would destroy the input" in err and len(err.strip().splitlines()) == 1, err
+    assert open(run, "rb").read() == before
+    assert Trajectory(run).epochs_complete == 2
+
+
+def test_report_writes_what_its_name_says(run, cli, tmp_path):
+    code, _, err = cli(["report", os.path.dirname(run), "-o", str(tmp_path / "r.pdf")])
+    assert code == 2 and "name it" in err and str(tmp_path / "r.html") in err
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_sweep_print_config_needs_no_output_folder(cli):
+    code, out, err = cli(["sweep", "--elrs", "1e-3,1e-2", "--print-config"])
+    assert code == 0, err
+    assert 'elrs = "1e-3,1e-2"' in out or "elrs" in out
+    code, _, err = cli(["sweep", "--elrs", "1e-3,1e-2"])
+    assert code == 2 and "-o DIR" in err
+
+
+def test_the_data_folder_is_stored_absolute_and_analyses_from_elsewhere_use_it(tmp_path, data_root):
+    os.symlink(data_root, tmp_path / "data")
+    done = subprocess.run([sys.executable, "-m", "landscape", "train", "--dataset", "mnist1d", "--data-root",
+                           "data", "--train-subset", "256", "--batch-size", "64", "--width", "4", "--epochs",
+                           "1", "--device", "cpu", "-q", "-o", "t.h5"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stored = Trajectory(str(tmp_path / "t.h5")).config["data_root"]
+    assert os.path.isabs(stored) and os.path.samefile(stored, data_root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "landscape", "evaluate", str(tmp_path / "t.h5"), "-q"],
+                          cwd=elsewhere, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(elsewhere) == []  # no dataset generated into ./data here
