@@ -167,8 +167,20 @@ class Slice:
         return _unflat(self.flat_point(x, y), self.origin, self.names)
 
     def project(self, params: dict) -> tuple[float, float]:
-        """Least-squares coordinates of a parameter vector in the slice's (flat) basis."""
+        """Least-squares coordinates of a parameter vector in the slice's basis: of its
+        difference from the origin (flat), or, for the SI part of a slice around a point on the
+        sphere, of the tangent vector whose great circle reaches its direction (the inverse of
+        ``flat_point``)."""
         delta = _flat(params, self.names) - self.theta
+        if self.si and self.kind == "around":
+            idx = self._si_index()
+            theta = self.theta[idx]
+            rho = theta.norm()
+            u, t = _flat(params, self.names)[idx], theta / rho
+            u = u / u.norm()
+            along = u - (u @ t) * t
+            angle = torch.atan2(along.norm(), u @ t)
+            delta[idx] = angle * rho * along / along.norm() if along.norm() > 0 else 0 * along
         gram = torch.stack([torch.stack([a @ b for b in self.d]) for a in self.d])
         rhs = torch.stack([a @ delta for a in self.d])
         xy = torch.linalg.solve(gram, rhs)
@@ -315,14 +327,38 @@ def write_vtk(prefix: str, result: dict, key: str = "train_loss") -> list[str]:
     return written
 
 
-def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = None, seed: int = 0,
+DEFAULT_GRID = "-1:1:21"
+
+
+def fitted_grid(points, n: int = 21, margin: float = 0.15) -> str:
+    """'XLO:XHI:N,YLO:YHI:N' covering ``points`` (x, y) with ``margin`` of each extent around."""
+    xy = np.asarray(points, dtype=float)
+    axes = []
+    for k in (0, 1):
+        lo, hi = float(xy[:, k].min()), float(xy[:, k].max())
+        pad = margin * max(hi - lo, 1e-3 * max(1.0, abs(lo), abs(hi)))
+        axes.append(f"{lo - pad:.6g}:{hi + pad:.6g}:{n}")
+    return ",".join(axes)
+
+
+def parse_grid(grid: str) -> tuple[np.ndarray, np.ndarray]:
+    """'LO:HI:N' (both coordinates) or 'XLO:XHI:N,YLO:YHI:N' -> (xs, ys)."""
+    parts = str(grid).split(",")
+    if len(parts) not in (1, 2):
+        raise ArgumentError(f"grid must be LO:HI:N or XLO:XHI:N,YLO:YHI:N, got {grid!r}", "grid")
+    xs = parse_axis(parts[0])
+    return xs, parse_axis(parts[-1])
+
+
+def surface(inputs: list[str], *, grid: str | None = None, space: str | None = None, seed: int = 0,
             directions: str = "random", trajectory: str | None = None, data: str = "train",
             bn: str = "recompute", device: str = "cpu", data_root: str | None = None,
             progress: bool | None = None, write: bool = True, name: str | None = None,
             points_at_once: int = POINTS_AT_ONCE) -> dict:
     """The Python API of ``landscape surface``: ``inputs`` one solution (random or PCA
     directions) or three (their plane); ``trajectory``: a run whose checkpoints are projected
-    on the slice (with ``directions='pca'`` they also give the directions)."""
+    on the slice (with ``directions='pca'`` they also give the directions). ``grid``: 'LO:HI:N'
+    or 'XLO:XHI:N,YLO:YHI:N'; None: fitted to the trajectory's projected path, else -1:1:21."""
     if len(inputs) not in (1, 3):
         raise ArgumentError(f"give one solution (with random or PCA directions) or three (their "
                             f"plane) as inputs, got {len(inputs)}", "inputs")
@@ -334,7 +370,6 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
     if bn not in PATH_BN_MODES or data not in DATA:
         raise ArgumentError(f"bn must be one of {', '.join(PATH_BN_MODES)} and data one of "
                             f"{', '.join(DATA)}", "bn", "data")
-    xs = ys = parse_axis(grid)
     device = resolve_device(device)
     loaded = [load_point(src, device) for src in inputs]
     for (m, meta), src in zip(loaded[1:], inputs[1:]):
@@ -348,6 +383,10 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
         checkpoints = [(e, {n: v for n, v in model_state(t.state_dict(e)).items() if n in params})
                        for e in t.checkpoint_epochs]
     sl, space, explained = make_slice(loaded, params, space, directions, seed, checkpoints, trajectory)
+    coords = [sl.project(c) for _, c in checkpoints]
+    if grid is None:  # the path's extent, and the marks', with a margin; else -1..1
+        grid = fitted_grid(coords + list(sl.marks.values())) if coords else DEFAULT_GRID
+    xs, ys = parse_grid(grid)
     dataset = analysis_data(meta["config"], data_root, device, next(model.parameters()).dtype)
     bar = Progress(len(xs) * len(ys), "surface", "point", progress)
     try:
@@ -362,7 +401,6 @@ def surface(inputs: list[str], *, grid: str = "-1:1:21", space: str | None = Non
     if explained is not None:
         result["pca_explained"] = explained
     if checkpoints:
-        coords = [sl.project(c) for _, c in checkpoints]
         result.update({"path_epochs": np.array([e for e, _ in checkpoints]), "trajectory": trajectory,
                        "path_x": np.array([c[0] for c in coords]), "path_y": np.array([c[1] for c in coords])})
     if target is not None:
@@ -391,8 +429,9 @@ def make_slice(loaded, params: dict, space: str | None, directions: str, seed: i
         if len(checkpoints) < 3:
             raise LandscapeError(f"{trajectory}: PCA directions need at least 3 checkpoints, it has {len(checkpoints)}")
         d1, d2, explained = pca_directions([c for _, c in checkpoints], list(params))
-        # PCA directions live in the whole space: the path is drawn as it went
-        return Slice(params, si, "flat", directions=(d1, d2)), "flat", explained
+        # on the sphere the directions are taken on its tangent space at the solution and the
+        # slice follows great circles, as for random directions; flat: the path as it went
+        return Slice(params, si, space, directions=(d1, d2)), space, explained
     gen = torch.Generator().manual_seed(int(seed))
     return Slice(params, si, space, directions=(filter_normalised(params, gen),
                                                  filter_normalised(params, gen))), space, None

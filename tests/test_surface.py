@@ -156,3 +156,36 @@ def test_points_evaluated_together_equal_one_at_a_time(tiny, tmp_path, bn):
     for key in one:
         np.testing.assert_allclose(together[key], one[key], rtol=1e-9, atol=1e-12)
     assert np.ptp(one["train_loss"]) > 1e-3  # the points differ: the comparison means something
+
+
+def test_a_sphere_slices_projection_inverts_its_great_circles():
+    """project(flat_point(x, y)) = (x, y) around a point on the sphere: the path's coordinates
+    are where the slice puts it (a least-squares difference would pull them inwards)."""
+    model = build_model(model_spec("convnet", (1, 16), 3, width=3), 0).double()
+    si = [n for n, _ in si_groups(model)]
+    params = {n: p.detach() for n, p in model.named_parameters() if n in si}
+    gen = torch.Generator().manual_seed(1)
+    sl = Slice(params, si, "sphere", directions=(filter_normalised(params, gen), filter_normalised(params, gen)))
+    for x, y in ((0.2, -0.1), (1.5, 0.7), (-2.5, 1.0)):
+        point = sl.point(x, y)
+        assert sl.project(point) == pytest.approx((x, y), abs=1e-9)
+        # at any radius: only the direction counts on the sphere
+        assert sl.project({n: 3.0 * v for n, v in point.items()}) == pytest.approx((x, y), abs=1e-9)
+
+
+def test_pca_on_the_sphere_follows_it_and_the_grid_covers_the_path(tmp_path, tiny, cli):
+    t = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, epochs=6))
+    code, _, err = cli(["surface", f"{t.path}@6", "--directions", "pca", "--trajectory", t.path, "-q",
+                        "--json", str(tmp_path / "s.json"), "--points-at-once", "1"])
+    assert code == 0, err
+    res = json.load(open(tmp_path / "s.json"))
+    assert res["space"] == "sphere"  # the default for an SI network, PCA directions included
+    x, y = np.array(res["x"]), np.array(res["y"])
+    px, py = np.array(res["path_x"]), np.array(res["path_y"])
+    assert x.min() < px.min() and px.max() < x.max() and y.min() < py.min() and py.max() < y.max()
+    assert (px.max() - px.min()) > 0.5 * (x.max() - x.min())  # the path fills the plot
+    code, _, err = cli(["surface", f"{t.path}@6", "--directions", "pca", "--trajectory", t.path, "-q",
+                        "--space", "flat", "--grid", "-1:1:3,-2:2:5", "--json", str(tmp_path / "f.json")])
+    assert code == 0, err
+    flat = json.load(open(tmp_path / "f.json"))
+    assert flat["space"] == "flat" and np.array(flat["train_loss"]).shape == (5, 3)

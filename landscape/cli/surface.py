@@ -13,7 +13,8 @@ def add_parser(sub):
     p = sub.add_parser("surface", help="the loss on a 2-D slice: around a solution or through three",
                        description=module.__doc__.replace("``", ""), formatter_class=RawHelpFormatter)
     p.add_argument("inputs", nargs="+", help="one solution (a.pt or traj.h5@EPOCH) or three (their plane)")
-    p.add_argument("--grid", default="-1:1:21", help="LO:HI:N of both coordinates")
+    p.add_argument("--grid", default=None, help="LO:HI:N of both coordinates, or XLO:XHI:N,YLO:YHI:N "
+                   "(default: fitted to --trajectory's projected path with a margin, else -1:1:21)")
     p.add_argument("--space", choices=SLICE_SPACES, default=None,
                    help="sphere: SI weights move on their sphere (tangent directions, great circles); "
                    "flat: straight lines (default: sphere for SI networks, flat otherwise)")
