@@ -95,7 +95,8 @@ def over_checkpoints(path: str, epochs: str, measure: Callable, *, name: str, se
 
     ``measure(traj, data)`` prepares the analysis once (fixed batches, say) and returns the
     per-checkpoint function ``f(model, advance) -> {name: value}``, which calls
-    ``advance(n)`` as it does ``n`` of its ``units`` of work (shown as progress). Returns
+    ``advance(n, phase)`` as it does ``n`` of its work's units (shown as progress); ``units``
+    is the estimate per checkpoint, corrected by what each checkpoint really took. Returns
     ``{"epoch": [n], name: [n, ...]}``; appended to the file under ``/analyses/<name>`` with
     ``settings`` (a dict, or a function of the trajectory giving it) unless ``write=False``
     ('/' in a row's name is stored as '.').
@@ -106,15 +107,23 @@ def over_checkpoints(path: str, epochs: str, measure: Callable, *, name: str, se
     data = analysis_data(traj.config, data_root, device, getattr(torch, stored_config(traj.config)["dtype"]))
     per_checkpoint = measure(traj, data)
     bar = Progress(len(chosen) * units, name, unit, progress)
-    rows = []
+    rows, planned = [], units
     try:
-        for epoch in chosen:
+        for i, epoch in enumerate(chosen):
             model = traj.load_model(epoch, device)
             bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()] if finite else []
             if bad:
                 raise LandscapeError(f"{path}@{epoch}: non-finite weights ({', '.join(bad[:3])}): its {name} "
                                      f"is undefined; choose an earlier checkpoint")
-            rows.append(per_checkpoint(model, lambda n=units, e=epoch: bar.update(n, postfix=f"epoch {e}")))
+            used = [0]
+
+            def advance(n=units, phase=None, e=epoch):
+                used[0] += n
+                bar.update(n, postfix=f"epoch {e}" + (f": {phase}" if phase else ""))
+            rows.append(per_checkpoint(model, advance))
+            if used[0] != planned:  # the work took more or less than estimated: so will the rest
+                bar.add_total((used[0] - planned) * (len(chosen) - i))
+                planned = used[0]
     finally:
         bar.close()
     result = {"epoch": np.array(chosen), **stack_rows(rows)}

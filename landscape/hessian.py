@@ -438,7 +438,7 @@ def hutchpp_trace(curv, matvecs: int, seed: int = 0, on_probes=None, groups=None
 
 
 def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products: int | None = None,
-                    info: dict | None = None) -> np.ndarray:
+                    info: dict | None = None, on_product=None) -> np.ndarray:
     """The k largest (algebraic) eigenvalues of a :class:`Curvature` or square LinearOperator,
     in decreasing order, by Lanczos with full reorthogonalisation, one product per step, stopped
     as soon as each of the top k Ritz pairs (theta_i, y_i) has residual ||M y_i - theta_i y_i||
@@ -447,7 +447,8 @@ def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products
     whatever the accuracy asked; PyHessian's power iteration stops when the estimate changes by
     less than 1e-3 relatively, which bounds nothing.) ``max_products``: at most this many
     (default max(300, 20 k), at most the dimension); ``info``, a dict, receives
-    ``products``, ``residuals`` and ``converged``.
+    ``products``, ``residuals`` and ``converged``; ``on_product()`` is called after each
+    product (progress).
 
     >>> from scipy.sparse.linalg import aslinearoperator
     >>> top_eigenvalues(aslinearoperator(np.diag(np.arange(1.0, 101.0))), 2).round(6)
@@ -462,7 +463,10 @@ def top_eigenvalues(curv, k: int, seed: int = 0, tol: float = 1e-6, max_products
 
     def matvec(q: np.ndarray) -> np.ndarray:
         v = torch.from_numpy(q).to(device=ops.device, dtype=ops.dtype)
-        return ops.single(v).double().cpu().numpy()
+        out = ops.single(v).double().cpu().numpy()
+        if on_product is not None:
+            on_product()
+        return out
     found = {"theta": None, "residuals": None, "converged": False}
 
     def converged(alpha, beta, b, exhausted):
@@ -506,7 +510,7 @@ def lanczos(matvec, dim: int, steps: int, v0: np.ndarray, stop=None):
 
 
 def spectral_density(curv, steps: int = 80, runs: int = 1, seed: int = 0,
-                     grid_points: int = 400, sigma: float | None = None):
+                     grid_points: int = 400, sigma: float | None = None, on_product=None):
     """Eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. 2019; PyHessian's
     ``density()``): each run's Ritz values are quadrature nodes weighted by the squared first
     components of the tridiagonal's eigenvectors; nodes are broadened by Gaussians of width
@@ -518,7 +522,8 @@ def spectral_density(curv, steps: int = 80, runs: int = 1, seed: int = 0,
     nodes, weights = [], []
     for _ in range(runs):
         v0 = rng.choice([-1.0, 1.0], size=ops.dim)
-        a, b = lanczos(op.matvec, ops.dim, steps, v0)
+        a, b = lanczos(op.matvec if on_product is None else lambda q: (op.matvec(q), on_product())[0],
+                       ops.dim, steps, v0)
         theta, vecs = eigh_tridiagonal(a, b) if len(a) > 1 else (a, np.ones((1, 1)))
         nodes.append(theta)
         weights.append(vecs[0] ** 2)

@@ -257,6 +257,9 @@ def interpolate(a: str, b: str | None = None, *, along: str | None = None, point
             model_a, meta_a = load_point(src_a, device)
             model_b, meta_b = load_point(src_b, device)
             check_compatible(meta_a, meta_b, meta_a["state_dict"], meta_b["state_dict"], (src_a, src_b))
+            if all(torch.equal(v, meta_b["state_dict"][k]) for k, v in meta_a["state_dict"].items()):
+                raise ArgumentError(f"{src_a} and {src_b} are the same point: the path between them has no "
+                                    f"length; give two different checkpoints", "a", "b")
             if dataset is None:
                 dataset = analysis_data(meta_a["config"], data_root, device, next(model_a.parameters()).dtype)
             runs.append(interpolate_pair(model_a, model_b, meta_a, dataset, alphas, path=path, bn=bn,

@@ -27,21 +27,33 @@ class Progress:
                         dynamic_ncols=True)
         self.total, self.done, self.desc, self.unit, self.every = total, initial, desc, unit, every
         self.start = self.last = time.monotonic()
-        self.initial = initial
+        self.initial, self.ended, self.postfix = initial, False, None
 
     def update(self, n: int = 1, line: str | None = None, postfix: str | None = None) -> None:
         self.done += n
+        if self.done > self.total:  # more work than estimated: the total follows, never past 100%
+            self.add_total(self.done - self.total)
+        self.postfix = postfix
         if self.lines:
             now = time.monotonic()
             if line is not None:
                 print(line, file=sys.stderr, flush=True)
-            elif now - self.last >= self.every or self.done >= self.total:
-                self.last = now
+            elif now - self.last >= self.every or (self.done >= self.total and not self.ended):
+                self.last, self.ended = now, self.done >= self.total
                 print(self.status(now) + (f"  {postfix}" if postfix else ""), file=sys.stderr, flush=True)
         elif not self.bar.disable:
             if postfix is not None or line is not None:
                 self.bar.set_postfix_str(postfix if postfix is not None else line.split("  ", 1)[-1])
             self.bar.update(n)
+
+    def add_total(self, delta: int) -> None:
+        """More (or, with a negative ``delta``, less) work than first estimated: the bar and
+        the time left follow."""
+        self.total = max(self.done, self.total + int(delta))
+        self.ended = self.ended and self.done >= self.total
+        if not self.bar.disable:
+            self.bar.total = self.total
+            self.bar.refresh()
 
     def status(self, now: float) -> str:
         elapsed = now - self.start
@@ -58,6 +70,8 @@ class Progress:
             self.bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
+        if self.lines and self.done and not self.ended and self.done >= self.total:
+            print(self.status(time.monotonic()), file=sys.stderr, flush=True)
         self.bar.close()
 
 

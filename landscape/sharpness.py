@@ -51,12 +51,14 @@ def fixed_batches(data, batch_size: int, count, seed: int):
 def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probes: int = 5, eigs: int = 1,
                          bn: str = "batch", density: bool = False, seed: int = 0,
                          dtype=None, probe_batch: int | None = None, hvp_mode: str = "rev",
-                         density_steps: int = 80, density_runs: int = 1, on_probes=None,
+                         density_steps: int = 80, density_runs: int = 1, on_products=None,
                          matrix: str = "hessian", estimator: str = "hutchinson",
                          per_group: bool = False, eig_tol: float = 1e-3) -> dict:
     """Every curvature number of one model (see the module docstring); ``matrix`` 'hessian' or
     'ggn', ``estimator`` 'hutchinson' or 'hutchpp' (``probes`` is then the number of products),
-    ``per_group``: the trace of every SI group's diagonal block, per layer and per filter."""
+    ``per_group``: the trace of every SI group's diagonal block, per layer and per filter;
+    ``on_products(n, phase)`` is called as each phase (trace, top eigenvalues, eigenvalue
+    density) does n curvature-vector products (progress)."""
     if estimator not in ESTIMATORS:
         raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}", "estimator")
     curv = Curvature(model, batches, criterion=criterion, bn=bn, dtype=dtype, probe_batch=probe_batch,
@@ -65,7 +67,8 @@ def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probe
     layers, filters = curv.group_slices("layer"), curv.group_slices("filter")
     groups = layers + filters if per_group else None
     estimate = hutchinson_trace if estimator == "hutchinson" else hutchpp_trace
-    res = estimate(curv, probes, seed, on_probes=on_probes, groups=groups)
+    res = estimate(curv, probes, seed, groups=groups,
+                   on_probes=None if on_products is None else lambda n: on_products(n, "trace"))
     trace, stderr = res.value, res.stderr
     g = curv.gradient()
     out = {
@@ -94,7 +97,8 @@ def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probe
             out[f"{name}_trace_effective"] = res.group_values[sl] * sq[sl]
     if eigs > 0:
         info = {}
-        vals = top_eigenvalues(curv, eigs, seed, eig_tol, info=info)
+        vals = top_eigenvalues(curv, eigs, seed, eig_tol, info=info,
+                               on_product=None if on_products is None else lambda: on_products(1, "top eigenvalues"))
         out["eigenvalues"] = vals
         out["eigenvalue_products"] = info["products"]
         out["eigenvalues_effective"] = vals * rho ** 2
@@ -102,10 +106,15 @@ def checkpoint_sharpness(model, batches, noise_batches, *, criterion=None, probe
     out.update({k: noise[k] for k in ("mean_grad_norm", "mean_effective_grad_norm",
                                       "grad_cov_trace", "grad_cov_trace_effective")})
     if density:
-        nodes, weights, grid, dens = spectral_density(curv, density_steps, density_runs, seed)
+        nodes, weights, grid, dens = spectral_density(
+            curv, density_steps, density_runs, seed,
+            on_product=None if on_products is None else lambda: on_products(1, "eigenvalue density"))
         out.update({"density_nodes": nodes * rho ** 2, "density_weights": weights,
                     "density_grid": grid * rho ** 2, "density": dens / rho ** 2})
     return out
+
+
+EIG_PRODUCTS = 40  # a first estimate of Lanczos products per top eigenvalue (ConvNets at eig_tol 1e-3)
 
 
 @dataclass
@@ -147,6 +156,13 @@ class SharpnessSettings:
             raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}",
                                 "estimator")
 
+    def products_estimate(self) -> int:
+        """Curvature-vector products one checkpoint takes, as first estimated (progress): the
+        probes, ``EIG_PRODUCTS`` per eigenvalue (Lanczos stops at its tolerance: the bar
+        corrects itself once a checkpoint is done) and the density's Lanczos steps."""
+        return (self.probes + EIG_PRODUCTS * self.eigs
+                + (self.density_steps * self.density_runs if self.density else 0))
+
     def stored(self, epochs: str, batch_size: int) -> dict:
         """The settings as stored beside the results."""
         data = ("the whole training set in stored order" if str(self.batches) == "all"
@@ -186,12 +202,12 @@ def sharpness(path: str, epochs: str = "last", settings: SharpnessSettings | Non
                 model, hess_batches, noise_batches, criterion=criterion, probes=s.probes, eigs=s.eigs, bn=s.bn,
                 density=s.density, seed=s.seed, dtype=torch.float64 if s.double else None,
                 probe_batch=s.probe_batch, hvp_mode=s.hvp_mode, density_steps=s.density_steps,
-                density_runs=s.density_runs, on_probes=advance, matrix=s.matrix,
+                density_runs=s.density_runs, on_products=advance, matrix=s.matrix,
                 estimator=s.estimator, per_group=s.per_group, eig_tol=s.eig_tol)
         return per_checkpoint
 
     result = over_checkpoints(path, epochs, measure, name="sharpness", finite=True,
-                              settings=lambda traj: stored, units=s.probes, unit="probe", device=device, data_root=data_root,
-                              progress=progress, write=write)
+                              settings=lambda traj: stored, units=s.products_estimate(), unit="product",
+                              device=device, data_root=data_root, progress=progress, write=write)
     result["settings"] = stored
     return result

@@ -62,3 +62,36 @@ def test_the_data_folder_is_stored_absolute_and_analyses_from_elsewhere_use_it(t
                           cwd=elsewhere, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert os.listdir(elsewhere) == []  # no dataset generated into ./data here
+
+
+def test_interpolating_a_point_with_itself_is_refused_at_once(run, cli):
+    code, _, err = cli(["interpolate", f"{run}@1", f"{run}@1", "--points", "3", "-q"])
+    assert code == 2 and "are the same point" in err
+
+
+def test_sharpness_progress_counts_every_phase_and_ends_at_its_true_total(run, tmp_path):
+    """Off a terminal, progress is status lines: they name each phase (trace, top eigenvalues,
+    density), the estimate is corrected after each checkpoint, and the last line is 100% of
+    the products really done (the trace probes, the Lanczos products, the density's steps)."""
+    done = subprocess.run([sys.executable, "-m", "landscape", "sharpness", run, "--checkpoints", "all",
+                           "--probes", "3", "--batches", "1", "--density", "--density-steps", "6", "--json",
+                           str(tmp_path / "s.json")],
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr
+    import json
+    res = json.load(open(tmp_path / "s.json"))
+    import re
+    last = done.stderr.strip().splitlines()[-1]
+    total = re.search(r"(\d+)/(\d+) products \(100%\)", last)
+    assert total and total.group(1) == total.group(2), done.stderr
+    # the probes and Lanczos products of every checkpoint, and at most 6 density steps each
+    counted = sum(3 + p for p in res["eigenvalue_products"])
+    assert counted < int(total.group(1)) <= counted + 6 * len(res["eigenvalue_products"])
+    percents = [int(p) for p in re.findall(r"\((\d+)%\)", done.stderr)]
+    assert max(percents) == 100 and "epoch 2: eigenvalue density" in last  # the phase is named
+
+
+def test_sharpness_help_states_the_cost(cli):
+    from landscape.cli import build_parser
+    text = build_parser()._subparsers._group_actions[0].choices["sharpness"].format_help()
+    assert "Cost:" in text and "products" in text

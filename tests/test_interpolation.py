@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from landscape import train
@@ -24,9 +25,15 @@ def test_grid_holds_both_ends():
 
 
 def test_identical_endpoints_give_zero_barrier_and_flat_path(tmp_path, tiny):
+    from landscape.analysis import analysis_data
+    from landscape.interpolation import interpolate_pair
+    from landscape.points import load_point
     t = train(out=str(tmp_path / "t.h5"), **tiny)
-    out = interpolate(f"{t.path}@3", f"{t.path}@3", points=5, extend=0.25, write=False)
-    r = out["pairs"][0]
+    (a, meta), (b, _) = load_point(f"{t.path}@3"), load_point(f"{t.path}@3")
+    r = interpolate_pair(a, b, meta, analysis_data(meta["config"], None, "cpu", torch.float32),
+                         alpha_grid(5, 0.25))
+    with pytest.raises(ValueError, match="the same point"):  # the command refuses it at once
+        interpolate(f"{t.path}@3", f"{t.path}@3", points=5, write=False)
     for key in ("train_loss", "test_loss", "train_error", "test_error"):
         assert np.ptp(r[key]) < 1e-6, key
         assert abs(r["summary"][key]["barrier"]) < 1e-6

@@ -47,7 +47,12 @@ def add_parser(sub):
     D = SharpnessSettings()  # the defaults, written once
     p = sub.add_parser("sharpness", help="Hessian trace, top eigenvalues and gradient noise of checkpoints",
                        description="Curvature of a trajectory's checkpoints; results are appended "
-                       "to it under /analyses/sharpness.")
+                       "to it under /analyses/sharpness. Cost: per checkpoint about --probes + 40 per "
+                       "eigenvalue (+ --density-steps with --density) curvature-vector products, each "
+                       "about two gradient passes over --batches (default: the whole training set), plus "
+                       "one gradient pass; the defaults make a first look of a few minutes for a small "
+                       "ConvNet on CPU (use --batches 10 for a quicker estimate). Progress counts products "
+                       "over every phase, with the time left.")
     p.add_argument("trajectory", help="traj.h5 (or traj.h5@EPOCH for one checkpoint)")
     add_checkpoints(p, "last")
     p.add_argument("--probes", type=_number(int), default=D.probes,
