@@ -1,7 +1,8 @@
 """The whole reproduction at a glance: analyses/out/summary.png -- every figure of the scripts
-and every claim's verdict (yes / no / undetermined) read from their JSON files, in two columns:
-from the checkpoint metrics (the paper's protocol, the headline) and from training's epoch
-means (analyses/out/epoch-means/).
+and every claim's verdict (yes / no / undetermined) read from their JSON files, in three columns:
+from the checkpoint metrics (the paper's protocol, the headline), from training's epoch means
+(analyses/out/epoch-means/), and the diagnosis by horizon where it was run (the same claims on
+the 400-epoch runs of analyses/diagnose.sh, analyses/out/horizon/).
 
     python analyses/summary.py     (after the figure scripts; analyses/run_all.sh runs it last)
 """
@@ -30,6 +31,7 @@ FIGURES = (("fig1_seeds.png", "Fig. 1: the three regimes over seeds", "fig1_regi
             "appendix_m_random_walk"),
            ("fig7_standard.png", "Fig. 7: standard training (Section 6)", "fig7_standard"))
 EPOCH_MEANS = os.path.join(OUT, "epoch-means")
+HORIZON = os.path.join(OUT, "horizon")
 MARK = {True: "YES", False: "NO ", None: " ? "}
 
 
@@ -57,9 +59,11 @@ def main():
     lines = []
     for _, _, source in FIGURES:
         epoch = {c["claim"]: c["confirmed"] for c in claims_of(source, EPOCH_MEANS)} if source else {}
+        horizon = {c["claim"]: c["confirmed"] for c in claims_of(source, HORIZON)} if source else {}
         for c in claims_of(source) if source else []:
             other = MARK[epoch[c["claim"]]] if c["claim"] in epoch else " - "
-            lines.append(f"[{MARK[c['confirmed']]}|{other}] " + textwrap.shorten(c["claim"], 86))
+            longer = MARK[horizon[c["claim"]]] if c["claim"] in horizon else " - "
+            lines.append(f"[{MARK[c['confirmed']]}|{other}|{longer}] " + textwrap.shorten(c["claim"], 80))
     text = fig.add_subplot(grid[rows, :])
     text.axis("off")
     half = -(-len(lines) // 2)
@@ -68,7 +72,7 @@ def main():
                   transform=text.transAxes)
     yes = sum(line.startswith("[YES") for line in lines)
     fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed on checkpoint metrics\n"
-                 f"[checkpoint metrics | epoch means]: YES / NO / ? undetermined / - not judged; "
+                 f"[checkpoint metrics | epoch means | 400 epochs, 1 seed]: YES / NO / ? undetermined / - not judged\n"
                  f"the evidence: analyses/REPRODUCTION.md, out/*.json",
                  fontsize=16)
     fig.savefig(out_path("summary.png"), dpi=70)
