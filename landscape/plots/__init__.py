@@ -79,10 +79,38 @@ def new_figure(panels: int = 1, width: float = 4.6, height: float = 3.8, max_col
     return fig, flat[:panels]
 
 
+def readable_log_axes(fig) -> None:
+    """Every log axis labelled where labels fit: at 1, 2 and 5 x 10^k over at most two decades,
+    at the powers of ten (at most about seven of them) over more; minor ticks unlabelled."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+    for ax in fig.axes:
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() != "log":
+                continue
+            lo, hi = sorted(limits)
+            if not (lo > 0 and hi > lo):
+                continue
+            decades = math.log10(hi / lo)
+            if decades <= 2:  # (the thresholds: label 2 and 5 too, which matplotlib skips past a decade)
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                                 minor_thresholds=(math.inf, math.inf)))
+            else:
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0,), numticks=8))
+                axis.set_major_formatter(LogFormatterSciNotation())
+            axis.set_minor_formatter(NullFormatter())
+
+
+INSPECT = []  # functions called with (figure, path) before a figure is written (the suite's checks)
+
+
 def save_figure(fig, path: str) -> None:
     """Write the figure atomically (its format from the extension of ``path``)."""
     import matplotlib.pyplot as plt
     from ..files import atomic_write
+    readable_log_axes(fig)
+    for inspect in INSPECT:
+        inspect(fig, path)
     suffix = os.path.splitext(path)[1]
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:] or "png"), suffix=suffix)
     plt.close(fig)

@@ -33,7 +33,7 @@ def plot_double_descent(result: dict, path: str) -> None:
         tw.plot(r["epochs"], r["effective_grad_norm"], color="tab:red", lw=0.8, label="effective grad norm")
         if r.get("egn_peak_epoch") is not None:
             tw.axvline(r["egn_peak_epoch"], color="tab:red", ls=":", lw=0.8, label="its peak")
-        tw.set_ylabel("effective grad norm (sharpness)", color="tab:red")
+        tw.set_ylabel("mean stochastic effective grad norm", color="tab:red")
         tw.set_yscale("log")
         verdict = {True: "double descent", False: "no double descent", None: "undetermined"}[r["double_descent"]]
         p = "" if r["p_value"] is None else f", p = {r['p_value']:.3g}"

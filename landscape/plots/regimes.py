@@ -32,7 +32,7 @@ def plot_regimes(result: dict, path: str) -> None:
         axes[0].plot([], [], color="k", ls=styles[regime], label=f"regime {regime or '?'}")
     axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log",
                 title=f"train loss ({result['metrics']} metrics); line style: regime")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower left")  # the runs start high: the corner stays free
     axes[1].set(xlabel="train loss", ylabel=axis_label, xscale="log", yscale="log",
                 title="gradient norm vs train loss\n(dots: tail means, regime colour)")
     regime_legend(axes[1], loc="lower left")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import colorbar, log_or_symlog, new_figure, ordered_colors, save_figure
+from . import colorbar, log_or_symlog, new_figure, no_minor_labels, ordered_colors, save_figure
 
 
 def plot_sharpness(result: dict, path: str) -> None:
@@ -12,14 +12,14 @@ def plot_sharpness(result: dict, path: str) -> None:
     epoch; the trace against train loss as points coloured by epoch (a colour bar, no lines
     that would zig-zag); the spectral density of the last checkpoint when computed."""
     epochs = np.asarray(result["epoch"])
-    series = [("trace_effective", "Hessian trace, effective (x rho^2)")]
+    series = [("trace_effective", "Hessian trace, effective (x rho^2)", "Hessian trace")]
     if "eigenvalues_effective" in result:
-        series.append(("lambda_max", "top Hessian eigenvalue, effective"))
-    series.append(("mean_effective_grad_norm", "mean stochastic effective gradient norm"))
+        series.append(("lambda_max", "top Hessian eigenvalue, effective", "top eigenvalue"))
+    series.append(("mean_effective_grad_norm", "mean stochastic eff. gradient norm", "gradient noise"))
     values = {"lambda_max": np.asarray(result["eigenvalues_effective"])[:, 0]} if "eigenvalues_effective" in result else {}
     panels = len(series) + 1 + ("density" in result)
     fig, axes = new_figure(panels, 4.3, 3.6, max_cols=3)
-    for ax, (key, label) in zip(axes, series):
+    for ax, (key, label, title) in zip(axes, series):
         v = values.get(key, np.asarray(result.get(key, [])))
         if key == "trace_effective":
             ax.errorbar(epochs, v, yerr=2 * np.asarray(result["trace_stderr_effective"]), fmt="o-", ms=3,
@@ -28,14 +28,16 @@ def plot_sharpness(result: dict, path: str) -> None:
         else:
             ax.plot(epochs, v, "o-", ms=3)
         log_or_symlog(ax, v)
-        ax.set(xlabel="epoch", ylabel=label, title=label.split(",")[0])
+        no_minor_labels(ax)
+        ax.set(xlabel="epoch", ylabel=label, title=title)
     ax = axes[len(series)]
-    colors, mappable = ordered_colors(np.maximum(epochs, 1), cmap="viridis")
+    colors, mappable = ordered_colors(epochs, cmap="viridis", log=False)  # epoch 0 included: linear
     trace = np.asarray(result["trace_effective"])
     ax.scatter(result["loss"], trace, c=colors, s=22, edgecolor="k", lw=0.4, zorder=3)
-    ax.set(xscale="log", xlabel="train loss at the checkpoint (on the curvature batches)",
+    ax.set(xscale="log", xlabel="train loss (curvature batches)",
            ylabel="Hessian trace, effective (x rho^2)", title="sharpness against train loss")
     log_or_symlog(ax, trace)
+    no_minor_labels(ax)
     colorbar(fig, mappable, ax, "epoch")
     if "density" in result:
         ax = axes[-1]

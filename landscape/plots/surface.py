@@ -13,6 +13,12 @@ def plot_surface(result: dict, path: str) -> None:
     keys = [k for k in ("train_loss", "test_loss", "train_error", "test_error") if k in result][:2]
     fig, axes = new_figure(len(keys), 5.0, 4.3)
     x, y = np.asarray(result["x"]), np.asarray(result["y"])
+    path_colors = None
+    if result.get("path_x") is not None and len(result["path_x"]):  # one epoch scale for every panel
+        from matplotlib.cm import ScalarMappable
+        epochs = np.asarray(result["path_epochs"])
+        path_colors = ScalarMappable(matplotlib.colors.Normalize(epochs.min(), max(epochs.max(), epochs.min() + 1)),
+                                     cmap="autumn")
     for ax, key in zip(axes, keys):
         z = np.asarray(result[key])
         if key.endswith("loss"):
@@ -34,11 +40,13 @@ def plot_surface(result: dict, path: str) -> None:
             ax.annotate(name, (mx, my), xytext=(4, 4), textcoords="offset points", color="w", fontsize=9)
         if result.get("path_x") is not None and len(result["path_x"]):
             ax.plot(result["path_x"], result["path_y"], "-", color="w", lw=1)
-            ax.scatter(result["path_x"], result["path_y"], c=result["path_epochs"], cmap="autumn", s=14,
-                       zorder=3, edgecolor="k", lw=0.3, label="checkpoints (colour: epoch)")
+            ax.scatter(result["path_x"], result["path_y"], c=result["path_epochs"], cmap=path_colors.cmap,
+                       norm=path_colors.norm, s=14, zorder=3, edgecolor="k", lw=0.3, label="checkpoints")
             ax.legend(fontsize=7, loc="lower right")
         what = "through three solutions" if result["directions"] == "three solutions" else \
             f"{result['directions']} directions"
         ax.set(xlabel="x (slice coordinate)", ylabel="y (slice coordinate)",
                title=f"{what}, {result['space']} slice")
+    if path_colors is not None:
+        colorbar(fig, path_colors, axes, "checkpoint epoch (the run's path)")
     save_figure(fig, path)
