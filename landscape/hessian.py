@@ -613,9 +613,12 @@ def scale_invariant_parameters(model, data, criterion=None, params=None) -> dict
 
 
 def hessian_eigenvalues(model, criterion=None, data=None, k: int = 1, *, matrix: str = "hessian",
-                        bn: str | None = None, seed: int = 0, params=None, tol: float = 1e-6) -> np.ndarray:
+                        bn: str | None = None, seed: int = 0, params=None, tol: float = 1e-6,
+                        max_products: int | None = None, info: dict | None = None) -> np.ndarray:
     """The ``k`` largest eigenvalues of the Hessian (or GGN) of ``model``'s loss on ``data``,
     decreasing (PyHessian's ``eigenvalues(top_n=k)``), each within ``tol`` (relative) of an
-    eigenvalue (``top_eigenvalues``)."""
+    eigenvalue (``top_eigenvalues``), in at most ``max_products`` Hessian-vector products
+    (default max(300, 20 k)); ``info`` (a dict) receives the products spent, the residuals and
+    whether the tolerance was reached."""
     curv = Curvature(model, data, criterion=criterion, bn=bn, matrix=matrix, params=params)
-    return top_eigenvalues(curv, k, seed, tol)
+    return top_eigenvalues(curv, k, seed, tol, max_products=max_products, info=info)

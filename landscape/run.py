@@ -74,6 +74,10 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
                 raise ArgumentError(f"resume takes the stored configuration; only epochs, device "
                                     f"and data_root may change (got {k})", "resume", k)
             setattr(cfg, k, v)
+        if cfg.schedule != "constant" and cfg.epochs != stored.config.get("epochs"):
+            raise ArgumentError(f"{out}: a {cfg.schedule} schedule depends on the run's length, so it "
+                                f"cannot change from {stored.config.get('epochs')} to {cfg.epochs} epochs",
+                                "epochs")
         if isinstance(cfg.epochs, int) and cfg.epochs < stored.epochs_complete:
             raise ArgumentError(f"{out} is trained to epoch {stored.epochs_complete}: epochs {cfg.epochs} "
                                 f"would end it before that (give at least {stored.epochs_complete}, or "

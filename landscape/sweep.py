@@ -203,6 +203,14 @@ class SweepPlan:
         # both read as a run's configuration is read (options added since filled as they were
         # then, or with their defaults), so a sweep made before an option existed continues
         stored, shared = self.comparable(old.get("config", {})), self.comparable(self.shared)
+        before, now = stored.pop("epochs"), shared.pop("epochs")  # more epochs extend the sweep
+        if now < before:
+            raise LandscapeError(f"{self.out_dir} holds a sweep of {before} epochs: epochs {now} would end it "
+                                 f"before them (give {before} or more to continue or extend it)", "epochs")
+        if now > before and shared.get("schedule") != "constant":
+            raise LandscapeError(f"{self.out_dir}: a {shared.get('schedule')} schedule depends on the run's "
+                                 f"length, so its runs cannot be extended from {before} to {now} epochs; "
+                                 f"train a new sweep", "epochs")
         if stored != shared:
             diff = sorted(k for k in set(shared) | set(stored) if shared.get(k) != stored.get(k))
             raise LandscapeError(f"{self.out_dir} holds a sweep with other settings ({', '.join(diff)} "

@@ -119,6 +119,21 @@ class TensorBoardMirror:
         self.writer.close()
 
 
+def wandb_run(wandb, folder: str, name: str, config: dict):
+    """A new W&B run (project from WANDB_PROJECT); quiet (``-q`` sets WANDB_SILENT): neither its
+    console lines nor its warnings."""
+    import warnings
+    quiet = os.environ.get("WANDB_SILENT", "").lower() in ("1", "true")
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        major, minor = (int(x) for x in wandb.__version__.split(".")[:2])
+        reinit = "finish_previous" if (major, minor) >= (0, 19) else True  # (a boolean is deprecated since)
+        return wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder, name=name,
+                          config=config, reinit=reinit,
+                          settings=wandb.Settings(silent=True, console="off") if quiet else None)
+
+
 class WandbMirror:
     """A Weights & Biases run per trajectory (project from WANDB_PROJECT, default 'landscape';
     WANDB_MODE=offline works without a network), the configuration as its config, one step
@@ -130,9 +145,8 @@ class WandbMirror:
         except ImportError:
             raise LandscapeError("log wandb needs Weights & Biases: pip install 'landscape[wandb]'", "log") from None
         os.makedirs(folder, exist_ok=True)
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
-                              name=os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs"),
-                              config={k: v for k, v in config.items() if v is not None}, reinit=True)
+        self.run = wandb_run(wandb, folder, os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs"),
+                             {k: v for k, v in config.items() if v is not None})
 
     def log_epoch(self, epoch: int, metrics: dict, groups: dict, group_names: list) -> None:
         row = {scalar_name(k): float(v) for k, v in metrics.items() if np.isfinite(v)}
@@ -222,8 +236,7 @@ def log_analysis(trajectory_path: str, kinds, prefix: str, result: dict, log_dir
     if "wandb" in kinds:
         import wandb
         stem = os.path.basename(folder.rstrip(os.sep)).removesuffix(".logs")
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "landscape"), dir=folder,
-                         name=f"{stem}-{prefix}", config=config or {}, reinit=True)
+        run = wandb_run(wandb, folder, f"{stem}-{prefix}", config or {})
         for i, e in enumerate(epochs):
             run.log({f"{prefix}/epoch": int(e), **{f"{prefix}/{k}": float(v[i]) for k, v in series.items()
                                                     if np.isfinite(v[i])}})

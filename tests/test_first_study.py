@@ -95,3 +95,28 @@ def test_sharpness_help_states_the_cost(cli):
     from landscape.cli import build_parser
     text = build_parser()._subparsers._group_actions[0].choices["sharpness"].format_help()
     assert "Cost:" in text and "products" in text
+
+
+def test_typos_get_the_option_meant(cli):
+    for argv, words in ((["train", "--elsr", "1e-3"], "did you mean --elr?"),
+                        (["sharpness", "x.h5", "--prbes", "3"], "did you mean --probes?"),
+                        (["trian"], "did you mean 'train'?")):
+        code, _, err = cli(argv)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_analyses_take_the_device_train_takes(cli):
+    from landscape.cli import build_parser
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("sharpness", "evaluate", "interpolate", "surface", "train"):
+        device = next(a for a in commands[name]._actions if "--device" in a.option_strings)
+        assert device.default == "auto" or "(default auto)" in device.help, (name, device.default)
+
+
+def test_quiet_silences_the_dashboards_too(tmp_path, data_root):
+    pytest.importorskip("wandb")
+    done = subprocess.run([sys.executable, "-m", "landscape", "train", "--dataset", "mnist1d", "--data-root",
+                           data_root, "--train-subset", "256", "--batch-size", "64", "--width", "4", "--epochs",
+                           "1", "--device", "cpu", "-q", "-o", str(tmp_path / "t.h5"), "--log", "wandb"],
+                          capture_output=True, text=True, env=dict(os.environ, WANDB_MODE="offline"))
+    assert done.returncode == 0 and done.stderr == "" and done.stdout == "", done.stderr

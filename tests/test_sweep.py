@@ -7,6 +7,7 @@ import pytest
 
 import landscape.run as run_mod
 from landscape import Trajectory, train
+from landscape.errors import LandscapeError
 from landscape.sweep import parse_rates, sweep
 
 
@@ -150,3 +151,30 @@ def test_a_sweep_made_before_an_option_existed_continues(tmp_path, tiny):
     assert [r["status"] for r in out["runs"]] == ["done", "done"]
     with pytest.raises(Exception, match="other settings"):  # a real difference is still refused
         sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1, width=8))
+
+
+@pytest.mark.parametrize("strategy", ["processes", "streams"])
+def test_a_finished_sweep_is_extended_to_more_epochs(tmp_path, tiny, cli, strategy):
+    cfg = dict(tiny, epochs=2, dtype="float64")
+    out = tmp_path / "sw"
+    sweep([1e-3, 1e-2], str(out), strategy=strategy, progress=False, **cfg)
+    index = sweep([1e-3, 1e-2], str(out), strategy=strategy, progress=False, **dict(cfg, epochs=4))
+    assert [r["status"] for r in index["runs"]] == ["done", "done"]
+    for elr in (1e-3, 1e-2):
+        extended = Trajectory(str(out / f"elr{elr:g}.h5"))
+        assert extended.epochs_complete == 4
+        ref = train(out=str(tmp_path / f"ref{elr:g}.h5"), progress=False, **dict(cfg, elr=elr, epochs=4))
+        _assert_same(extended, ref, rtol=1e-5)
+    base = ["sweep", "--elrs", "1e-3,1e-2", "-o", str(out), "--data-root", tiny["data_root"], "--width", "4",
+            "--train-subset", "256", "--batch-size", "64", "--device", "cpu", "--dtype", "float64", "-q"]
+    code, _, err = cli(base + ["--epochs", "3"])
+    assert code == 2 and "would end it before them" in err
+
+
+def test_a_cosine_sweep_cannot_be_extended(tmp_path, tiny):
+    cfg = dict(tiny, epochs=2, schedule="cosine", space="whole", lr=0.1, elr=None)
+    out = tmp_path / "sw"
+    given = {k: v for k, v in cfg.items() if k != "lr"}
+    sweep([0.1], str(out), strategy="processes", progress=False, **given)
+    with pytest.raises(LandscapeError, match="cosine schedule depends on the run's length"):
+        sweep([0.1], str(out), strategy="processes", progress=False, **dict(given, epochs=4))

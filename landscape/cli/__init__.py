@@ -96,7 +96,12 @@ def refuse_inputs_as_outputs(args) -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    args, extra = parser.parse_known_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    if extra:  # told by the command's own parser, which knows its options (and the one meant)
+        command = next(a for a in parser._actions if isinstance(a.choices, dict)).choices[args.command]
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "quiet", False):  # -q: dashboards' own libraries quiet too
+        os.environ.setdefault("WANDB_SILENT", "true")
     try:
         refuse_inputs_as_outputs(args)
         code = args.run(args)

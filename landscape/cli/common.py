@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import difflib
 import math
 
 import numpy as np
@@ -52,8 +54,22 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):  # one line, not usage + message
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+    def error(self, message):  # one line, not usage + message; the option meant, for a typo
+        unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized arguments" in message else []
+        options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for word in unknown:
+            close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+        invalid = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if invalid:
+            choices = re.findall(r"'([^']*)'", invalid.group(2))
+            close = difflib.get_close_matches(invalid.group(1), choices, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]!r}?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see '{self.prog} --help')\n")
 
 
 def number_list(kind):
@@ -134,8 +150,8 @@ def add_outputs(p, plot: str = "the figure", json: str = "the results") -> None:
     p.add_argument("--plot", metavar="PNG", help=f"draw {plot} (format from the extension: png, pdf, svg)")
 
 
-def add_device(p, default: str = "cpu") -> None:
-    p.add_argument("--device", default=default, help="auto | cpu | cuda[:N]")
+def add_device(p, default: str = "auto") -> None:
+    p.add_argument("--device", default=default, help="auto (a GPU when there is one, as train) | cpu | cuda[:N]")
 
 
 def add_checkpoint_run_options(p, plot: str) -> None:
