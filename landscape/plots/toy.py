@@ -13,7 +13,7 @@ def plot_toy(results: list[dict], path: str) -> None:
     """Figure 2: F against iteration (log-log: convergence happens within tens of steps) for
     every ELR, coloured in ELR order (colour bar), line style by regime; then each run's
     individual ELRs with the eq. (9) equilibria (dashed)."""
-    fig, axes = new_figure(1 + len(results), 4.2, 3.6)
+    fig, axes = new_figure(1 + len(results), 5.0, 4.0, max_cols=2)  # rows of two: room for labels
     ax = axes[0]
     colors, mappable = ordered_colors([r["elr"] for r in results], cmap="plasma")
     order = sorted(range(len(results)), key=lambda i: -results[i]["elr"])  # smaller ELRs drawn on top
