@@ -111,3 +111,17 @@ def test_resume_checks_dataset_sizes_before_it_writes(run, tmp_path, cli):
     code, _, err = cli(["train", "--resume", bad, "--epochs", "8", "-q"])
     assert code == 2 and "/metrics/train_loss holds 1000000 rows for 6 committed epochs" in err
     assert os.path.getsize(bad) == size
+
+
+def test_every_folder_command_skips_and_names_a_corrupt_file(run, tmp_path, cli):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    shutil.copy(run, folder / "elr0.01.h5")
+    flipped(run, str(folder / "elr0.02.h5"), "metrics/train_loss")
+    for argv in (["show", str(folder)], ["regimes", str(folder), "--min-points", "2", "--min-tail", "1"],
+                 ["random-walk", str(folder)]):
+        code, out, err = cli(argv)
+        assert "elr0.02.h5" in out + err and "checksum mismatch" in out + err, (argv, out, err)
+        assert "None" not in out, out
+    code, _, err = cli(["show", str(folder / "elr0.02.h5")])
+    assert code == 2 and "checksum mismatch" in err

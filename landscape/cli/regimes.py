@@ -34,8 +34,10 @@ def print_regimes(result: dict) -> None:
         {"effective_grad_norm": "stochastic effective gradient norm (SI parameters)",
          "grad_norm": "stochastic gradient norm (conventional networks: all trained parameters)"}[a]
         for a in axes))
-    print(f"largest regime-1 {name}: {result['largest_regime1_rate']}; smallest regime-3 {name}: "
-          f"{result['smallest_regime3_rate']} (between determined runs)")
+    def rate(value, regime):
+        return f"{value:g}" if value is not None else f"none (no run in regime {regime})"
+    print(f"largest regime-1 {name}: {rate(result['largest_regime1_rate'], 1)}; smallest regime-3 {name}: "
+          f"{rate(result['smallest_regime3_rate'], 3)} (between determined runs)")
     if not result["ordered"]:
         print(f"NOT ORDERED in {name}: " + "; ".join(
             f"{name} {o['rate']:g} is {o['regime']} but {name} {o['next_rate']:g} is {o['next_regime']}"
