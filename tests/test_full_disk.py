@@ -70,6 +70,19 @@ def reference(tmp_path, tiny):
     return run
 
 
+def _fill(folder: str) -> str:
+    """Write a file into ``folder`` until its file system is full; returns its path."""
+    filler = os.path.join(folder, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def _one_line_full(done, safe_epochs=None):
     assert done.returncode == 4, (done.returncode, done.stderr[-2000:])
     lines = done.stderr.strip().splitlines()
@@ -120,14 +133,7 @@ def test_a_disk_filled_by_another_file_mid_run(small_fs, reference, tiny, tmp_pa
         except Exception:  # not created yet
             pass
         time.sleep(0.05)
-    filler = os.path.join(folder, "filler")
-    with open(filler, "wb") as f:  # another program takes every free block
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    filler = _fill(folder)  # another program takes every free block
     err = run.stderr.read()
     run.wait(timeout=120)
     _one_line_full(subprocess.CompletedProcess(run.args, run.returncode, "", err))
@@ -145,13 +151,7 @@ def test_analyses_on_a_full_disk_fail_in_one_line_and_leave_no_lock(small_fs, ti
     os.makedirs(sweep)
     path = os.path.join(sweep, "elr0.01.h5")
     assert _landscape(*_train_argv(tiny, path, epochs=3)).returncode == 0
-    with open(os.path.join(folder, "filler"), "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    _fill(folder)
     before = os.path.getsize(path)
     for argv in (["sharpness", f"{path}@3", "--probes", "2", "--batches", "1"],
                  ["interpolate", f"{path}@0", f"{path}@3", "--points", "3"],
