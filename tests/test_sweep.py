@@ -153,6 +153,7 @@ def test_a_sweep_made_before_an_option_existed_continues(tmp_path, tiny):
         sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1, width=8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["processes", "streams"])
 def test_a_finished_sweep_is_extended_to_more_epochs(tmp_path, tiny, cli, strategy):
     cfg = dict(tiny, epochs=2, dtype="float64")
@@ -170,6 +171,7 @@ def test_a_finished_sweep_is_extended_to_more_epochs(tmp_path, tiny, cli, strate
     code, _, err = cli(base + ["--epochs", "3"])
     assert code == 2 and "would end it before them" in err
 
+@pytest.mark.slow
 
 def test_a_cosine_sweep_cannot_be_extended(tmp_path, tiny):
     cfg = dict(tiny, epochs=2, schedule="cosine", space="whole", lr=0.1, elr=None)
