@@ -48,7 +48,6 @@ def test_sweep_print_config_needs_no_output_folder(cli):
     assert code == 2 and "-o DIR" in err
 
 @pytest.mark.slow
-
 def test_the_data_folder_is_stored_absolute_and_analyses_from_elsewhere_use_it(tmp_path, data_root):
     os.symlink(data_root, tmp_path / "data")
     done = subprocess.run([sys.executable, "-m", "landscape", "train", "--dataset", "mnist1d", "--data-root",
@@ -70,7 +69,6 @@ def test_interpolating_a_point_with_itself_is_refused_at_once(run, cli):
     assert code == 2 and "are the same point" in err
 
 @pytest.mark.slow
-
 def test_sharpness_progress_counts_every_phase_and_ends_at_its_true_total(run, tmp_path):
     """Off a terminal, progress is status lines: they name each phase (trace, top eigenvalues,
     density), the estimate is corrected after each checkpoint, and the last line is 100% of
@@ -115,7 +113,6 @@ def test_analyses_take_the_device_train_takes(cli):
         assert device.default == "auto" or "(default auto)" in device.help, (name, device.default)
 
 @pytest.mark.slow
-
 def test_quiet_silences_the_dashboards_too(tmp_path, data_root):
     pytest.importorskip("wandb")
     done = subprocess.run([sys.executable, "-m", "landscape", "train", "--dataset", "mnist1d", "--data-root",

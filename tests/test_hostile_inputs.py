@@ -46,7 +46,6 @@ def point(tmp_path_factory, data_root):
     return folder
 
 @pytest.mark.slow
-
 def test_bad_training_input(tmp_path, tiny):
     base = ["train", "--dataset", "mnist1d", "--data-root", tiny["data_root"], "--train-subset", "256",
             "--batch-size", "64", "--width", "4", "--epochs", "1", "--device", "cpu", "-q"]
@@ -67,7 +66,6 @@ def test_bad_training_input(tmp_path, tiny):
         assert not [p for p in os.listdir(tmp_path) if p.endswith(".lock")]
 
 @pytest.mark.slow
-
 def test_bad_checkpoints(point):
     good = str(point / "good.pt")
     for name, words in (("nospec.pt", "without its model_spec"), ("misfit.pt", "do not fit its model_spec"),
@@ -79,7 +77,6 @@ def test_bad_checkpoints(point):
               "non-finite weights (features.3.weight)")
 
 @pytest.mark.slow
-
 def test_a_read_only_folder(tmp_path, tiny, point):
     ro = tmp_path / "ro"
     ro.mkdir()
