@@ -47,6 +47,7 @@ def test_sweep_print_config_needs_no_output_folder(cli):
     code, _, err = cli(["sweep", "--elrs", "1e-3,1e-2"])
     assert code == 2 and "-o DIR" in err
 
+
 @pytest.mark.slow
 def test_the_data_folder_is_stored_absolute_and_analyses_from_elsewhere_use_it(tmp_path, data_root):
     os.symlink(data_root, tmp_path / "data")
@@ -67,6 +68,7 @@ def test_the_data_folder_is_stored_absolute_and_analyses_from_elsewhere_use_it(t
 def test_interpolating_a_point_with_itself_is_refused_at_once(run, cli):
     code, _, err = cli(["interpolate", f"{run}@1", f"{run}@1", "--points", "3", "-q"])
     assert code == 2 and "are the same point" in err
+
 
 @pytest.mark.slow
 def test_sharpness_progress_counts_every_phase_and_ends_at_its_true_total(run, tmp_path):
@@ -111,6 +113,7 @@ def test_analyses_take_the_device_train_takes(cli):
     for name in ("sharpness", "evaluate", "interpolate", "surface", "train"):
         device = next(a for a in commands[name]._actions if "--device" in a.option_strings)
         assert device.default == "auto" or "(default auto)" in device.help, (name, device.default)
+
 
 @pytest.mark.slow
 def test_quiet_silences_the_dashboards_too(tmp_path, data_root):

@@ -45,6 +45,7 @@ def point(tmp_path_factory, data_root):
         f["checkpoints/000001/features.3.weight"][...] = float("inf")
     return folder
 
+
 @pytest.mark.slow
 def test_bad_training_input(tmp_path, tiny):
     base = ["train", "--dataset", "mnist1d", "--data-root", tiny["data_root"], "--train-subset", "256",
@@ -65,6 +66,7 @@ def test_bad_training_input(tmp_path, tiny):
         assert _run("show", str(tmp_path / name)).returncode == 0
         assert not [p for p in os.listdir(tmp_path) if p.endswith(".lock")]
 
+
 @pytest.mark.slow
 def test_bad_checkpoints(point):
     good = str(point / "good.pt")
@@ -75,6 +77,7 @@ def test_bad_checkpoints(point):
         _one_line(_run("surface", bad, "--grid=-1:1:3", "-q"), 2, words)
     _one_line(_run("sharpness", f"{point / 'inf.h5'}@1", "--probes", "2", "--batches", "1", "-q"), 2,
               "non-finite weights (features.3.weight)")
+
 
 @pytest.mark.slow
 def test_a_read_only_folder(tmp_path, tiny, point):

@@ -172,6 +172,7 @@ def test_a_sphere_slices_projection_inverts_its_great_circles():
         # at any radius: only the direction counts on the sphere
         assert sl.project({n: 3.0 * v for n, v in point.items()}) == pytest.approx((x, y), abs=1e-9)
 
+
 @pytest.mark.slow
 def test_pca_on_the_sphere_follows_it_and_the_grid_covers_the_path(tmp_path, tiny, cli):
     t = train(out=str(tmp_path / "t.h5"), progress=False, **dict(tiny, epochs=6))

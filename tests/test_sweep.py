@@ -171,6 +171,7 @@ def test_a_finished_sweep_is_extended_to_more_epochs(tmp_path, tiny, cli, strate
     code, _, err = cli(base + ["--epochs", "3"])
     assert code == 2 and "would end it before them" in err
 
+
 @pytest.mark.slow
 def test_a_cosine_sweep_cannot_be_extended(tmp_path, tiny):
     cfg = dict(tiny, epochs=2, schedule="cosine", space="whole", lr=0.1, elr=None)
