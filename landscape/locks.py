@@ -163,6 +163,7 @@ class WriterLock:
     def writing(self):
         """Brackets one change of the target (a commit): a reader whose read overlapped it (the
         ``seq`` moved, or ``writing`` was set) reads again -- a sequence lock across processes."""
+        exclusive = _record_lock(self.fd, fcntl.LOCK_EX)  # waits for readers inside a read
         self.info["writing"] = True
         self._store()
         try:
@@ -171,6 +172,8 @@ class WriterLock:
             self.info["seq"] += 1
             self.info["writing"] = False
             self._store()
+            if exclusive:
+                _record_lock(self.fd, fcntl.LOCK_UN)
 
     def release(self) -> None:
         if self.fd is None:
@@ -212,6 +215,42 @@ def writer_of(target: str) -> dict | None:
         return None  # a stale file left by a killed writer
     finally:
         os.close(fd)
+
+
+# the byte of the lock file whose POSIX record lock brackets a commit: the writer holds it
+# exclusively while it commits, a reader shares it while it reads, so the two never overlap
+# (record locks and the writer's flock are independent on Linux)
+COMMIT_BYTE = 1 << 20
+
+
+def _record_lock(fd: int, how: int) -> bool:
+    """``fcntl.lockf`` on ``COMMIT_BYTE`` (blocking); False where the file system has none."""
+    try:
+        fcntl.lockf(fd, how, 1, COMMIT_BYTE)
+        return True
+    except OSError as e:
+        if e.errno in _NO_LOCKS + (errno.EBADF, errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+
+
+@contextlib.contextmanager
+def between_commits(target: str):
+    """Holds off ``target``'s writer while the body reads (a shared record lock on its lock
+    file); yields True when held, False when there is no writer's lock file or no record locks
+    (readers then check the commit marker instead). Not for the writer's own process."""
+    if _key(lock_path(target)) in _HELD:
+        yield False
+        return
+    try:
+        fd = os.open(lock_path(target), os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _record_lock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)  # drops the record lock
 
 
 def commit_marker(target: str):

@@ -46,7 +46,7 @@ from .legacy import stored_config
 from .version import __version__
 from .errors import LandscapeError
 from .files import METADATA_MARGIN, atomic_write, is_storage_error, reserve, storage_error
-from .locks import WriterLock, commit_marker, writer_of
+from .locks import WriterLock, between_commits, commit_marker, writer_of
 
 FORMAT = "landscape-trajectory"
 FORMAT_VERSION = 2
@@ -183,6 +183,17 @@ def read_h5(path: str, read, retry_seconds: float = 5.0):
     overlapped a commit of a live writer (its lock file's marker moved, or the read failed) is
     done again, so readers see whole committed epochs only."""
     deadline = time.monotonic() + retry_seconds
+    with between_commits(path) as held:
+        if held:  # no commit can start before this read ends
+            with open_h5(path) as f:
+                try:
+                    return read(f)
+                except Corrupt as e:
+                    raise corrupt_error(path, e.where) from None
+                except LandscapeError:
+                    raise
+                except Exception as e:  # not a commit under it: the file itself
+                    raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
     while True:
         before = commit_marker(path)
         opened, error = False, None
@@ -772,14 +783,19 @@ def pending_folder(path: str) -> str:
 
 def _store_pending(path: str, name: str, arrays: dict, attrs: dict) -> None:
     folder = pending_folder(path)
-    os.makedirs(folder, exist_ok=True)
     stamp = f"{time.time_ns():020d}"
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
             f.attrs["name"] = name
             _replace_analysis(f, name, arrays, attrs)
-    atomic_write(os.path.join(folder, f"{stamp}.h5"), write, suffix=".h5")
+    for attempt in range(20):  # the writer removes the folder once it has folded its files in
+        os.makedirs(folder, exist_ok=True)
+        try:
+            return atomic_write(os.path.join(folder, f"{stamp}.h5"), write, suffix=".h5")
+        except LandscapeError:
+            if os.path.isdir(folder) or attempt == 19:
+                raise
 
 
 def _pending(path: str) -> list[tuple[str, str]]:
