@@ -25,9 +25,11 @@ when written again (``repack``).
 
 Concurrency: one writer per file (``locks.WriterLock`` on ``FILE.lock``, held for the whole run);
 the writer opens the file only for the milliseconds in which an epoch is committed, without HDF5
-file locking, so readers (a notebook's ``h5py.File``, ``landscape show``) never block it; readers
-reopen the file each time, retry while a live writer may be mid-commit, and see only committed
-epochs.
+file locking, so readers (a notebook's ``h5py.File``, ``landscape show``) never block it for
+long; readers reopen the file each time and see only committed epochs: a reader shares a record
+lock on the lock file that the writer takes exclusively while it commits, so a read never
+overlaps a commit (where the file system has no record locks, a read that overlapped one is
+retried).
 """
 from __future__ import annotations
 
