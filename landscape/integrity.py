@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 
 import h5py
-import numpy as np
 
 from .errors import LandscapeError
 from .files import atomic_write, refuse_input_as_output
-from .trajectory import (CREATE_OPTIONS, FORMAT_VERSION, SLOTS, Corrupt, _create_slots, _key,
-                         checksummed, open_h5, read_dataset, read_h5)
+from .trajectory import (CREATE_OPTIONS, FORMAT_VERSION, SLOTS, Corrupt, _create_slots, _key, _read_state,
+                         _write_state, checksummed, intact_rows, open_h5, read_dataset, read_h5)
 
 
 def verify(path: str) -> dict:
@@ -41,21 +40,10 @@ def verify(path: str) -> dict:
     return report
 
 
-def _rows_readable(ds: h5py.Dataset, done: int) -> int:
-    """How many leading rows of a per-epoch dataset read back intact (chunk by chunk)."""
-    step = ds.chunks[0] if ds.chunks else max(done, 1)
-    for start in range(0, min(done, ds.shape[0]), step):
-        try:
-            ds[start:min(done, start + step)]
-        except (OSError, RuntimeError):
-            return start
-    return min(done, ds.shape[0])
-
-
 def _state(group: h5py.Group) -> dict | None:
-    """The arrays of a state group, or None if any of them cannot be read."""
+    """A state group's tensors, or None if any of them cannot be read."""
     try:
-        return {name: np.asarray(read_dataset(ds)) for name, ds in group.items()}
+        return _read_state(group)
     except (Corrupt, OSError, RuntimeError, ValueError):
         return None
 
@@ -85,7 +73,7 @@ def repair(path: str, out: str, overwrite: bool = False) -> dict:
                                            if isinstance(o, h5py.Dataset) else None)
             done = was
             for name, ds in rows.items():
-                readable = _rows_readable(ds, was)
+                readable = intact_rows(ds, was)
                 if readable < done:
                     dropped.append(f"epochs {readable + 1}-{was}: /{name} is damaged from epoch {readable + 1}")
                     done = readable
@@ -129,8 +117,7 @@ def repair(path: str, out: str, overwrite: bool = False) -> dict:
                     continue
                 g = dst.create_group(f"checkpoints/{key}")
                 g.attrs["epoch"] = epoch
-                for name, arr in state.items():
-                    checksummed(g, name, arr)
+                _write_state(g, state)
             resume = None
             for slot in SLOTS:
                 if slot in src and int(src[slot].attrs.get("epoch", -1)) == done:
@@ -139,8 +126,7 @@ def repair(path: str, out: str, overwrite: bool = False) -> dict:
                     src.attrs.get("kind", "train") == "train":
                 resume = _state(dst[f"checkpoints/{_key(0)}"])
             if resume is not None:
-                import torch
-                _create_slots(dst, {k: torch.from_numpy(v) for k, v in resume.items()}, done)
+                _create_slots(dst, resume, done)
             elif "state" in src:
                 dropped.append(f"the resume state of epoch {done}: damaged or gone (the file reads, "
                                f"but cannot be resumed)")

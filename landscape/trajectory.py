@@ -158,16 +158,23 @@ def read_dataset(ds: h5py.Dataset, rows: int | None = None) -> np.ndarray:
     except OSError as e:
         if not _is_checksum_failure(e):
             raise
-    where = ds.name
-    if rows is not None and ds.chunks:
-        step = ds.chunks[0]
-        for start in range(0, rows, step):
-            try:
-                ds[start:min(rows, start + step)]
-            except OSError:
-                where = f"{ds.name}, epochs {start + 1}-{min(rows, start + step)}"
-                break
-    raise Corrupt(where)
+    if rows is None or not ds.chunks:
+        raise Corrupt(ds.name)
+    start = intact_rows(ds, rows)
+    raise Corrupt(ds.name if start >= rows else f"{ds.name}, epochs {start + 1}-{min(rows, start + ds.chunks[0])}")
+
+
+def intact_rows(ds: h5py.Dataset, rows: int) -> int:
+    """How many of the first ``rows`` rows of a per-epoch dataset read back (chunk by chunk:
+    the rows before the first chunk that fails its checksum)."""
+    rows = min(rows, ds.shape[0])
+    step = ds.chunks[0] if ds.chunks else max(rows, 1)
+    for start in range(0, rows, step):
+        try:
+            ds[start:min(rows, start + step)]
+        except (OSError, RuntimeError):
+            return start
+    return rows
 
 
 def _is_checksum_failure(e: OSError) -> bool:
