@@ -192,42 +192,34 @@ def read_h5(path: str, read, retry_seconds: float = 5.0):
     overlapped a commit of a live writer (its lock file's marker moved, or the read failed) is
     done again, so readers see whole committed epochs only."""
     deadline = time.monotonic() + retry_seconds
-    with between_commits(path) as held:
-        if held:  # no commit can start before this read ends
-            with open_h5(path) as f:
-                try:
-                    return read(f)
-                except Corrupt as e:
-                    raise corrupt_error(path, e.where) from None
-                except LandscapeError:
+    with between_commits(path) as held:  # held: no commit can start before this read ends
+        while True:
+            # (with the lock held the marker is not read: closing another descriptor of the lock
+            # file would drop the lock)
+            before = None if held else commit_marker(path)
+            opened, error = False, None
+            try:
+                with open_h5(path) as f:
+                    opened = True
+                    result = read(f)
+            except LandscapeError as e:
+                if opened:  # read's own verdict: final
                     raise
-                except Exception as e:  # not a commit under it: the file itself
-                    raise LandscapeError(f"{path}: damaged trajectory ({e}); it cannot be read") from None
-    while True:
-        before = commit_marker(path)
-        opened, error = False, None
-        try:
-            with open_h5(path) as f:
-                opened = True
-                result = read(f)
-        except LandscapeError as e:
-            if opened:  # read's own verdict: final
-                raise
-            error = e
-        except Corrupt as e:  # final, unless a live writer was rewriting that chunk
-            error = corrupt_error(path, e.where)
-        except Exception as e:  # h5py raises many kinds on a file changing under it
-            error = e
-        if error is None and (before is None or (not before[1] and commit_marker(path) == before)):
-            return result
-        if time.monotonic() < deadline and writer_of(path) is not None:
-            time.sleep(0.01)
-            continue
-        if error is None:  # the marker moved, but its writer is gone: it was killed mid-commit
-            return result
-        if isinstance(error, LandscapeError):
-            raise error
-        raise LandscapeError(f"{path}: damaged trajectory ({error}); it cannot be read") from None
+                error = e
+            except Corrupt as e:  # final, unless a live writer was rewriting that chunk
+                error = corrupt_error(path, e.where)
+            except Exception as e:  # h5py raises many kinds on a file changing under it
+                error = e
+            if error is None and (before is None or (not before[1] and commit_marker(path) == before)):
+                return result
+            if not held and time.monotonic() < deadline and writer_of(path) is not None:
+                time.sleep(0.01)
+                continue
+            if error is None:  # the marker moved, but its writer is gone: it was killed mid-commit
+                return result
+            if isinstance(error, LandscapeError):
+                raise error
+            raise LandscapeError(f"{path}: damaged trajectory ({error}); it cannot be read") from None
 
 
 def atomic_create(path: str, overwrite: bool, build, lock: WriterLock | None = None) -> None:
