@@ -24,14 +24,64 @@ DEFAULT_WIDTH = {"convnet": 32, "resnet18": 64, "resnet18-post": 64, "mlp": 256,
 PATCH = 4  # the transformer's tokens: patches of 4 samples (signals) or 4 x 4 pixels (images)
 
 
+def conv1d_time_major(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """``F.conv1d(x, weight, stride=stride, padding=padding)`` (no bias, zero padding) computed
+    as one matrix product over time-major rows: the signal (B, C, L) is read as (B, L, C), the
+    kernel's ``k`` shifted windows are laid side by side, (B·L', k·C) @ (k·C, C_out). The result
+    is (B, C_out, L') with time-major strides, which the next such convolution, a BatchNorm1d
+    of this module and ``max_pool1d`` read without a copy. On the CPU this is 1.7x faster per
+    training pass of the recipe's ConvNet than ``F.conv1d`` (``benchmarks/conv_layout.py``).
+
+    >>> x, w = torch.randn(2, 3, 8), torch.randn(4, 3, 3)
+    >>> torch.allclose(conv1d_time_major(x, w, 1, 1), F.conv1d(x, w, padding=1), atol=1e-6)
+    True
+    """
+    batch, channels, length = x.shape
+    kernel = weight.shape[-1]
+    rows = x.transpose(1, 2)
+    if padding:
+        rows = F.pad(rows, (0, 0, padding, padding))
+    out_length = (length + 2 * padding - kernel) // stride + 1
+    span = stride * (out_length - 1) + 1
+    windows = [rows[:, j:j + span:stride] for j in range(kernel)]
+    u = windows[0] if kernel == 1 else torch.cat(windows, 2)
+    w = weight.permute(2, 1, 0).reshape(kernel * channels, -1)  # rows in the windows' order
+    return (u.reshape(batch * out_length, kernel * channels) @ w).view(batch, out_length, -1).transpose(1, 2)
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` (same parameters and state dict) whose CPU forward is
+    :func:`conv1d_time_major`; other devices and configurations use the library's kernel."""
+
+    def forward(self, x):
+        if (x.device.type == "cpu" and x.dim() == 3 and self.bias is None and self.groups == 1
+                and self.dilation == (1,) and self.padding_mode == "zeros" and isinstance(self.padding, tuple)):
+            return conv1d_time_major(x, self.weight, self.stride[0], self.padding[0])
+        return super().forward(x)
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that normalises a time-major signal (B, C, L with C the fastest axis,
+    as :class:`Conv1d` returns it) as the (B·L, C) matrix it is in memory: the same statistics
+    over batch and length, without reordering it."""
+
+    def forward(self, x):
+        if x.dim() == 3 and x.stride(1) == 1 and x.shape[2] > 1:
+            batch, channels, length = x.shape
+            rows = x.transpose(1, 2).reshape(batch * length, channels)
+            return super().forward(rows).view(batch, length, channels).transpose(1, 2)
+        return super().forward(x)
+
+
 def _conv(dim: int, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
-    cls = nn.Conv1d if dim == 1 else nn.Conv2d
+    cls = Conv1d if dim == 1 else nn.Conv2d
     return cls(cin, cout, kernel_size=kernel, stride=stride, padding=kernel // 2, bias=False)
 
 
 def _bn(dim: int, channels: int) -> nn.Module:
     # affine=False: no learnable shift/scale, so the preceding weight is scale-invariant
-    return (nn.BatchNorm1d if dim in (0, 1) else nn.BatchNorm2d)(channels, affine=False)
+    cls = {0: nn.BatchNorm1d, 1: BatchNorm1d}.get(dim, nn.BatchNorm2d)
+    return cls(channels, affine=False)
 
 
 def _frozen_head(features: int, num_classes: int, norm: float, bias: bool = False) -> nn.Linear:
@@ -54,9 +104,8 @@ class ConvNet(nn.Module):
         pool = nn.MaxPool1d(2) if dim == 1 else nn.MaxPool2d(2)
         layers, cin = [], in_channels
         for i, mult in enumerate((1, 2, 4, 8)):
-            layers += [_conv(dim, cin, width * mult), _bn(dim, width * mult), nn.ReLU()]
-            if i > 0:
-                layers.append(pool)
+            # pool, then ReLU: the same output as ReLU then pool (both monotone), on half the values
+            layers += [_conv(dim, cin, width * mult), _bn(dim, width * mult)] + ([pool] if i > 0 else []) + [nn.ReLU()]
             cin = width * mult
         self.features = nn.Sequential(*layers)
         self.head = _frozen_head(cin, num_classes, last_layer_norm, head_bias)

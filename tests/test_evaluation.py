@@ -184,8 +184,9 @@ def test_resume_fine_tuning_and_sweeps_give_the_same_checkpoint_rows(tmp_path, t
         assert set(ca) == set(cb) and list(ca["epoch"]) == [0, 1, 2, 3, 4]
         for k in ca:
             np.testing.assert_allclose(ca[k], cb[k], rtol=rtol, atol=0, err_msg=k)
-    # vectorised sums in another order (float64 rounding apart; a chaotic ELR would amplify it)
-    for strategy, rtol in (("streams", 0.0), ("processes", 0.0), ("vectorised", 1e-8)):
+    # vectorised sums in another order, and a worker runs one thread where this process may run
+    # several (a threaded BatchNorm sums its rows in another order): float64 rounding apart
+    for strategy, rtol in (("streams", 0.0), ("processes", 1e-8), ("vectorised", 1e-8)):
         sweep([1e-3, 1e-2], str(tmp_path / strategy), strategy=strategy, progress=False, **cfg)
         for e, t in single.items():
             same(Trajectory(str(tmp_path / strategy / f"elr{e:g}.h5")), t, rtol)

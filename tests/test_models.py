@@ -142,3 +142,53 @@ def test_preactivation_resnet18_on_signals_is_jointly_si():
     with torch.no_grad():
         dict(frozen_parameters(model))["head.weight"].mul_(2.0)
     assert not torch.allclose(_outputs(model, x), ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0), (5, 1, 2)])
+def test_time_major_convolution_is_conv1d(kernel, stride, padding):
+    """The CPU's time-major convolution against ``F.conv1d`` in float64: output, input and weight
+    gradients, from a contiguous input and from a time-major one."""
+    from landscape.models import conv1d_time_major
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 4, kernel, dtype=torch.float64, generator=gen)
+    g = None
+    for x in (torch.randn(5, 4, 17, dtype=torch.float64, generator=gen),
+              torch.randn(5, 17, 4, dtype=torch.float64, generator=gen).transpose(1, 2)):
+        outs = []
+        for conv in (lambda a, b: conv1d_time_major(a, b, stride, padding),
+                     lambda a, b: torch.nn.functional.conv1d(a, b, stride=stride, padding=padding)):
+            a, b = x.clone().requires_grad_(), w.clone().requires_grad_()
+            y = conv(a, b)
+            g = torch.randn(y.shape, dtype=torch.float64, generator=gen) if g is None else g
+            outs.append((y, *torch.autograd.grad((y * g).sum(), (a, b))))
+        for new, ref in zip(*outs):
+            assert new.shape == ref.shape
+            torch.testing.assert_close(new, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_time_major_batchnorm_is_batchnorm1d(affine):
+    """BatchNorm1d of a time-major signal against nn.BatchNorm1d on the same values: train-mode
+    output and gradients, running statistics (momentum and cumulative), then eval mode."""
+    from landscape.models import BatchNorm1d
+    gen = torch.Generator().manual_seed(1)
+    for momentum in (0.1, None):
+        new = BatchNorm1d(6, affine=affine, momentum=momentum).double()
+        ref = torch.nn.BatchNorm1d(6, affine=affine, momentum=momentum).double()
+        if affine:
+            with torch.no_grad():
+                for m in (new, ref):
+                    m.weight.copy_(torch.linspace(0.5, 2, 6)), m.bias.copy_(torch.linspace(-1, 1, 6))
+        for _ in range(3):
+            rows = torch.randn(4, 9, 6, dtype=torch.float64, generator=gen) * 3 + 1
+            a, b = rows.transpose(1, 2).requires_grad_(), rows.transpose(1, 2).contiguous().requires_grad_()
+            assert a.stride(1) == 1  # the time-major path
+            ya, yb = new(a), ref(b)
+            g = torch.randn(yb.shape, dtype=torch.float64, generator=gen)
+            torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(torch.autograd.grad((ya * g).sum(), a)[0],
+                                       torch.autograd.grad((yb * g).sum(), b)[0], rtol=1e-10, atol=1e-12)
+        for key, value in ref.state_dict().items():
+            torch.testing.assert_close(new.state_dict()[key], value, rtol=1e-12, atol=0)
+        new.eval(), ref.eval()
+        torch.testing.assert_close(new(a.detach()), ref(b.detach()), rtol=1e-12, atol=1e-12)
