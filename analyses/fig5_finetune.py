@@ -35,8 +35,15 @@ def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
     colors, mappable = ordered_colors([float(t.config["elr"]) for t, _ in kept])
     color_of = {id(t): c for (t, _), c in zip(kept, colors)}
     table, claims = [], []
+    # a run fine-tuned at its source's own ELR is the source continued: the others from the same
+    # checkpoint are compared with it, at the same length, in place of the source's own tail
+    continued = {(os.path.realpath(t.config["init_source"]["path"]), t.config["init_source"]["epoch"]): tm
+                 for t, tm in kept if float(t.config["elr"]) == float(t.config["init_source"]["elr"])}
     for t, tm in kept:
         src_info = t.config["init_source"]
+        key = (os.path.realpath(src_info["path"]), src_info["epoch"])
+        if float(t.config["elr"]) == float(src_info["elr"]):
+            continue  # the continued source: the reference, not a claim
         base = curves(Trajectory(src_info["path"]), source)
         switch = np.flatnonzero(base["epoch"] == src_info["epoch"]) if base is not None else []
         if not len(switch):
@@ -54,7 +61,8 @@ def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
                  "to_regime": ref["regime"] if ref else None, "from_epoch": src_info["epoch"],
                  "final_train_loss": tail(tm["train_loss"]),
                  "final_egn": tail(tm["effective_grad_norm"]),
-                 "source_final_egn": tail(base["effective_grad_norm"]),
+                 "source_final_egn": tail((continued.get(key) or base)["effective_grad_norm"]),
+                 "source_continued": key in continued,
                  "source_final_train_loss": tail(base["train_loss"]),
                  "source_loss_at_switch": float(base["train_loss"][switch[0]]),
                  "reference_final_train_loss": ref["tail_train_loss"] if ref else None,
@@ -79,7 +87,8 @@ def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
         elif e["from_regime"] == 1:
             claims.append(claim(f"from regime-1 ELR {e['from']:g}, a higher ELR {e['to']:g} ends in a flatter region",
                                 e["final_egn"] < e["source_final_egn"],
-                                f"final eff. grad norm {e['final_egn']:.4g} vs the source run's {e['source_final_egn']:.4g}"))
+                                f"final eff. grad norm {e['final_egn']:.4g} vs the source run's {e['source_final_egn']:.4g}"
+                                + (" (continued as long)" if e["source_continued"] else "")))
         elif e["to_regime"] == 2:
             rel = abs(e["final_train_loss"] / e["reference_final_train_loss"] - 1)
             claims.append(claim(f"from regime 2 (ELR {e['from']:g}), regime-2 ELR {e['to']:g} moves to that ELR's loss level",

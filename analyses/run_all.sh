@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 OUT=${ANALYSES_OUT:-analyses/out}  # where figures, JSON and logs go
 export ANALYSES_OUT=$OUT
-STAGES=15
+STAGES=12
 STAGE=0
 stage() {  # one line per stage: number, what, time since the start
   STAGE=$((STAGE + 1))
@@ -20,14 +20,23 @@ quietly() {  # LOG CMD...: run CMD with its output in analyses/out/logs/LOG.log;
   "${@:2}" > "$OUT/logs/$1.log" 2>&1 || {
     echo "failed: ${*:2} (its output: $OUT/logs/$1.log)" >&2; tail -5 "$OUT/logs/$1.log" >&2; exit 1; }
 }
-stage "train: the main ELR sweep, one per seed (train/sweep_mnist1d.sh)"
-quietly sweep bash train/sweep_mnist1d.sh
-stage "train: label noise 0/10/20% up to the 1/2 boundary, no crops (train/label_noise_mnist1d.sh)"
-quietly label_noise bash train/label_noise_mnist1d.sh
-stage "train: fine-tuning from regimes 1 and 2 (train/finetune_mnist1d.sh)"
-quietly finetune bash train/finetune_mnist1d.sh
-stage "train: Section 6, outside the sphere (train/section6_mnist1d.sh)"
-quietly section6 bash train/section6_mnist1d.sh
+# The training scripts run at once, their sweeps' workers sharing one run slot per core
+# (LANDSCAPE_SLOTS): the cores stay busy to the end instead of idling at each sweep's last run.
+export LANDSCAPE_SLOTS=${LANDSCAPE_SLOTS:-${SLOTS:-$(nproc)}}
+stage "train, on $LANDSCAPE_SLOTS run slots at once: the main sweeps, then fine-tuning; label noise; Section 6"
+chain() {  # NAME LOG SCRIPT [LOG SCRIPT ...]: the scripts one after another, a line when done
+  local name=$1; shift
+  while [ $# -gt 0 ]; do quietly "$1" bash "$2"; shift 2; done
+  printf '        [%5ds] trained: %s\n' "$(( $(date +%s) - START ))" "$name"
+}
+chain "the main ELR sweep of every seed (train/sweep_mnist1d.sh), fine-tuning (train/finetune_mnist1d.sh)" \
+  sweep train/sweep_mnist1d.sh finetune train/finetune_mnist1d.sh & MAIN=$!
+chain "label noise 0/10/20% up to the 1/2 boundary, no crops (train/label_noise_mnist1d.sh)" \
+  label_noise train/label_noise_mnist1d.sh & NOISE=$!
+chain "Section 6, outside the sphere (train/section6_mnist1d.sh)" section6 train/section6_mnist1d.sh & S6=$!
+FAILED=0
+for chain_pid in $MAIN $NOISE $S6; do wait "$chain_pid" || FAILED=1; done  # the others finish (resumable)
+[ "$FAILED" = 0 ] || exit 1
 stage "figure 2: the toy model"
 quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
   --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"

@@ -1,8 +1,9 @@
 """The whole reproduction at a glance: analyses/out/summary.png -- every figure of the scripts
 and every claim's verdict (yes / no / undetermined) read from their JSON files, in three columns:
 from the checkpoint metrics (the paper's protocol, the headline), from training's epoch means
-(analyses/out/epoch-means/), and the diagnosis by horizon where it was run (the same claims on
-the 400-epoch runs of analyses/diagnose.sh, analyses/out/horizon/).
+(analyses/out/epoch-means/), and the diagnoses where they were run (analyses/diagnose.sh: the
+same claims on the 400-epoch runs, analyses/out/horizon/, and on the runs of each further
+diagnosis, analyses/out/diagnosis/*/; one mark per diagnosis that judged the claim).
 
     python analyses/summary.py     (after the figure scripts; analyses/run_all.sh runs it last)
 """
@@ -32,6 +33,7 @@ FIGURES = (("fig1_seeds.png", "Fig. 1: the three regimes over seeds", "fig1_regi
            ("fig7_standard.png", "Fig. 7: standard training (Section 6)", "fig7_standard"))
 EPOCH_MEANS = os.path.join(OUT, "epoch-means")
 HORIZON = os.path.join(OUT, "horizon")
+DIAGNOSES = (HORIZON, *(os.path.join(OUT, "diagnosis", name) for name in ("finetune-long", "noise-long", "more-data")))
 MARK = {True: "YES", False: "NO ", None: " ? "}
 
 
@@ -59,10 +61,10 @@ def main():
     lines = []
     for _, _, source in FIGURES:
         epoch = {c["claim"]: c["confirmed"] for c in claims_of(source, EPOCH_MEANS)} if source else {}
-        horizon = {c["claim"]: c["confirmed"] for c in claims_of(source, HORIZON)} if source else {}
+        diagnoses = [{c["claim"]: c["confirmed"] for c in claims_of(source, d)} if source else {} for d in DIAGNOSES]
         for c in claims_of(source) if source else []:
             other = MARK[epoch[c["claim"]]] if c["claim"] in epoch else " - "
-            longer = MARK[horizon[c["claim"]]] if c["claim"] in horizon else " - "
+            longer = "/".join(MARK[d[c["claim"]]].strip() for d in diagnoses if c["claim"] in d) or " - "
             lines.append(f"[{MARK[c['confirmed']]}|{other}|{longer}] " + textwrap.shorten(c["claim"], 80))
     text = fig.add_subplot(grid[rows, :])
     text.axis("off")
@@ -72,7 +74,7 @@ def main():
                   transform=text.transAxes)
     yes = sum(line.startswith("[YES") for line in lines)
     fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed on checkpoint metrics\n"
-                 f"[checkpoint metrics | epoch means | 400 epochs, 1 seed]: YES / NO / ? undetermined / - not judged\n"
+                 f"[checkpoint metrics | epoch means | diagnoses: 400 epochs, longer fine-tuning or noise, 2x data; 1 seed]: YES / NO / ? undetermined / - not judged\n"
                  f"the evidence: analyses/REPRODUCTION.md, out/*.json",
                  fontsize=16)
     fig.savefig(out_path("summary.png"), dpi=70)

@@ -7,7 +7,9 @@ committed epoch, and the trajectory's one-writer lock keeps two workers off one 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from queue import Queue
 
 from .errors import ArgumentError, LandscapeError
@@ -66,6 +69,50 @@ def _fault_hook():
 
 # --- processes on this machine --------------------------------------------------------------
 
+SLOTS_ENV = "LANDSCAPE_SLOTS"  # "N" or "N:FOLDER": the run slots every sweep's workers share
+
+
+def slots_setting() -> tuple[int, str] | None:
+    """``LANDSCAPE_SLOTS`` read: (number of slots, the folder of their lock files) or None."""
+    spec = os.environ.get(SLOTS_ENV)
+    if not spec:
+        return None
+    count, _, folder = spec.partition(":")
+    if not count.isdigit() or int(count) < 1:
+        raise LandscapeError(f"{SLOTS_ENV}={spec}: expected a positive number of run slots, N or N:FOLDER "
+                             f"(e.g. {SLOTS_ENV}={os.cpu_count()})")
+    return int(count), folder or os.path.join(tempfile.gettempdir(), f"landscape-slots-{os.getuid()}")
+
+
+@contextlib.contextmanager
+def run_slot():
+    """Hold one of ``LANDSCAPE_SLOTS``'s run slots (an exclusive ``flock`` on one of N files)
+    while a run trains, waiting for one to free; without the variable, nothing. Several sweeps
+    started at once on one machine then keep N runs training, never more, and a core a sweep
+    leaves idle at its end goes to another sweep's next run. A killed holder's lock goes with
+    its process."""
+    setting = slots_setting()
+    if setting is None:
+        yield
+        return
+    count, folder = setting
+    os.makedirs(folder, exist_ok=True)
+    while True:
+        for i in range(count):
+            fd = os.open(os.path.join(folder, f"slot{i}"), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+            return
+        time.sleep(0.2)
+
+
 def worker_main() -> None:
     """A worker process: ``python -c '...' JOB.json`` trains its share of the runs one after
     another with one thread (``run_one``), and reports each committed epoch as a line on stdout."""
@@ -73,7 +120,8 @@ def worker_main() -> None:
     for cfg_dict, out in job["runs"]:
         def report(epoch, metrics, out=out):
             print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
-        result = run_one(cfg_dict, out, 1, job.get("logs") or {}, on_epoch=report)
+        with run_slot():
+            result = run_one(cfg_dict, out, 1, job.get("logs") or {}, on_epoch=report)
         if result["status"] == "failed":
             print(f"FAILED\t{out}\t{result['error']}", flush=True)
             sys.exit(2)
@@ -93,6 +141,7 @@ def run_processes(cfgs, outs, workers, report, out_dir, logs=None) -> None:
     """Worker processes (separate interpreters, so no fork of a threaded torch and no
     ``__main__`` guard needed by callers), each with a round-robin share of the runs."""
     workers = max(1, min(len(cfgs), workers or os.cpu_count() or 1))
+    slots_setting()  # a malformed LANDSCAPE_SLOTS is refused here, before any worker starts
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     lines: Queue = Queue()
     procs, job_files, shares, ended = [], [], [], set()

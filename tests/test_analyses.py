@@ -103,6 +103,14 @@ def test_the_whole_reproduction_at_toy_size_writes_every_claim_in_both_columns(t
     assert json.load(open(out / "epoch-means" / "fig1_regimes.json"))["metrics"] == "epoch"
     assert json.load(open(out / "fig1_regimes.json"))["claims"]  # the regime claims are always stated
     assert (out / "summary.png").stat().st_size > 0
+    # the fine-tuning diagnosis: the same fine-tuning run longer, beside its source continued
+    done = subprocess.run(["bash", str(root / "analyses" / "diagnose.sh"), "finetune"], env=dict(env, FT_LONG="4"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in (recipe / "finetune4").glob("*.h5")) == ["from0.0001-to0.0001.h5",
+                                                                         "from0.0001-to2e-4.h5"]
+    payload = json.load(open(out / "diagnosis" / "finetune-long" / "fig5_finetune.json"))
+    assert all(r["source_continued"] for r in payload["runs"]) and all(r["to"] != r["from"] for r in payload["runs"])
     t = Trajectory(str(recipe / "sweep-seed0" / "elr0.01.h5"))
     assert t.config["augment"] is False  # the official protocol: no augmentation on the sphere
     assert list(stored_checkpoint_metrics(t)["epoch"]) == [0, 1, 2, 3, 4, 5]

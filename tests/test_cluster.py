@@ -92,3 +92,32 @@ def test_bad_cluster_options(tmp_path, cfg):
         parse_shard("slurm")
     with pytest.raises(LandscapeError, match="^executor must be one of"):
         sweep(ELRS, str(tmp_path / "x"), executor="kubernetes", progress=False, **cfg)
+
+
+def test_sweeps_started_together_share_the_run_slots(tmp_path, cfg, local_reference, monkeypatch):
+    """LANDSCAPE_SLOTS=1: two sweeps of two workers each, started at once, train one run at a time
+    (each run's interval, from its file's creation to its last commit, overlaps no other), and
+    give the same trajectories as a sweep on its own."""
+    import datetime
+    import h5py
+    env = dict(os.environ, LANDSCAPE_SLOTS=f"1:{tmp_path / 'slots'}")
+    args = ["--elrs", ",".join(map(str, ELRS)), "-q", "--model", "mlp", "--width", "16", "--depth", "2",
+            "--dataset", "mnist1d", "--data-root", cfg["data_root"], "--train-subset", "256", "--batch-size", "64",
+            "--epochs", "4", "--device", "cpu", "--save-every", "2", "--dtype", "float64",
+            "--strategy", "processes", "--workers", "2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "landscape", "sweep", "-o", str(tmp_path / name), *args],
+                              stderr=subprocess.PIPE, text=True, env=env) for name in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    spans = []
+    for name in ("a", "b"):
+        assert_same_runs(local_reference, str(tmp_path / name))
+        for e in ELRS:
+            path = tmp_path / name / f"elr{e:g}.h5"
+            with h5py.File(path, "r") as h:
+                spans.append((datetime.datetime.fromisoformat(h.attrs["created"]).timestamp(), path.stat().st_mtime))
+    spans.sort()
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    monkeypatch.setenv("LANDSCAPE_SLOTS", "two")
+    with pytest.raises(LandscapeError, match="^LANDSCAPE_SLOTS=two: expected a positive number"):
+        sweep(ELRS, str(tmp_path / "x"), strategy="processes", progress=False, **cfg)

@@ -29,6 +29,7 @@ def add_parser(sub):
 
 def run(args):
     from ..config import TrainConfig
+    from ..executors import run_slot, slots_setting
     from ..run import train
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     if args.config:
@@ -40,17 +41,22 @@ def run(args):
         print(config_toml(dataclasses.asdict(cfg)), end="")
         return 0
     progress = False if args.quiet else None
-    if hasattr(args, "resume"):
-        if args.out not in (None, args.resume):
-            raise LandscapeError("--resume continues the given file: drop --out")
-        traj = train(out=args.resume, resume=True, progress=progress, log=args.log, log_dir=args.log_dir, **given)
-    else:
-        cfg = TrainConfig(**given)
-        name, value = cfg.swept_rate if cfg.space == "whole" else ("ELR", cfg.elr)
-        dataset = cfg.dataset.replace(":", "-").replace(",", "-").replace("=", "")  # a plain file name
-        out = args.out or f"runs/{cfg.model}-{dataset}-{name.lower()}{value:g}.h5"
-        traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress,
-                     log=args.log, log_dir=args.log_dir)
+    if hasattr(args, "resume") and args.out not in (None, args.resume):
+        raise LandscapeError("--resume continues the given file: drop --out")
+    if slots_setting() is not None:  # LANDSCAPE_SLOTS: a run slot is one core, as for a sweep's workers
+        import torch
+        torch.set_num_threads(1)
+    with run_slot():
+        if hasattr(args, "resume"):
+            traj = train(out=args.resume, resume=True, progress=progress, log=args.log, log_dir=args.log_dir,
+                         **given)
+        else:
+            cfg = TrainConfig(**given)
+            name, value = cfg.swept_rate if cfg.space == "whole" else ("ELR", cfg.elr)
+            dataset = cfg.dataset.replace(":", "-").replace(",", "-").replace("=", "")  # a plain file name
+            out = args.out or f"runs/{cfg.model}-{dataset}-{name.lower()}{value:g}.h5"
+            traj = train(cfg, out, overwrite=getattr(args, "overwrite", False), progress=progress,
+                         log=args.log, log_dir=args.log_dir)
     if not args.quiet:
         print_table(traj, rows=10)
         print(f"wrote {traj.path}")
