@@ -74,7 +74,7 @@ def main():
                   transform=text.transAxes)
     yes = sum(line.startswith("[YES") for line in lines)
     fig.suptitle(f"Reproduction at CPU scale: {yes} of {len(lines)} claims confirmed on checkpoint metrics\n"
-                 f"[checkpoint metrics | epoch means | diagnoses: 400 epochs, longer fine-tuning or noise, 2x data; 1 seed]: YES / NO / ? undetermined / - not judged\n"
+                 f"[checkpoint metrics | epoch means | diagnoses, one seed each]: YES / NO / ? undetermined / - not judged\n"
                  f"the evidence: analyses/REPRODUCTION.md, out/*.json",
                  fontsize=16)
     fig.savefig(out_path("summary.png"), dpi=70)
