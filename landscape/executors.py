@@ -87,14 +87,15 @@ def slots_setting() -> tuple[int, str] | None:
 @contextlib.contextmanager
 def run_slot():
     """Hold one of ``LANDSCAPE_SLOTS``'s run slots (an exclusive ``flock`` on one of N files)
-    while a run trains, waiting for one to free; without the variable, nothing. Several sweeps
-    started at once on one machine then keep N runs training, never more, and a core a sweep
-    leaves idle at its end goes to another sweep's next run. A killed holder's lock goes with
-    its process."""
+    while a run trains, on one thread (a slot is one core), waiting for one to free; without
+    the variable, nothing. Several sweeps started at once on one machine then keep N runs
+    training, never more, and a core a sweep leaves idle at its end goes to another sweep's
+    next run. A killed holder's lock goes with its process."""
     setting = slots_setting()
     if setting is None:
         yield
         return
+    import torch
     count, folder = setting
     os.makedirs(folder, exist_ok=True)
     while True:
@@ -105,9 +106,12 @@ def run_slot():
             except BlockingIOError:
                 os.close(fd)
                 continue
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
             try:
                 yield
             finally:
+                torch.set_num_threads(threads)
                 os.close(fd)  # releases the lock
             return
         time.sleep(0.2)

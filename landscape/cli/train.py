@@ -29,7 +29,7 @@ def add_parser(sub):
 
 def run(args):
     from ..config import TrainConfig
-    from ..executors import run_slot, slots_setting
+    from ..executors import run_slot
     from ..run import train
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     if args.config:
@@ -43,10 +43,7 @@ def run(args):
     progress = False if args.quiet else None
     if hasattr(args, "resume") and args.out not in (None, args.resume):
         raise LandscapeError("--resume continues the given file: drop --out")
-    if slots_setting() is not None:  # LANDSCAPE_SLOTS: a run slot is one core, as for a sweep's workers
-        import torch
-        torch.set_num_threads(1)
-    with run_slot():
+    with run_slot():  # LANDSCAPE_SLOTS: wait for a run slot, as a sweep's workers do
         if hasattr(args, "resume"):
             traj = train(out=args.resume, resume=True, progress=progress, log=args.log, log_dir=args.log_dir,
                          **given)
