@@ -37,12 +37,14 @@ def main(folder=os.path.join(RECIPE, "finetune"), *sweeps, metrics="auto"):
     table, claims = [], []
     # a run fine-tuned at its source's own ELR is the source continued: the others from the same
     # checkpoint are compared with it, at the same length, in place of the source's own tail
-    continued = {(os.path.realpath(t.config["init_source"]["path"]), t.config["init_source"]["epoch"]): tm
-                 for t, tm in kept if float(t.config["elr"]) == float(t.config["init_source"]["elr"])}
+    def source_of(t):  # (the source checkpoint, whether this run continues it at its own ELR)
+        src = t.config["init_source"]
+        return (os.path.realpath(src["path"]), src["epoch"]), float(t.config["elr"]) == float(src["elr"])
+    continued = {source_of(t)[0]: tm for t, tm in kept if source_of(t)[1]}
     for t, tm in kept:
         src_info = t.config["init_source"]
-        key = (os.path.realpath(src_info["path"]), src_info["epoch"])
-        if float(t.config["elr"]) == float(src_info["elr"]):
+        key, continues = source_of(t)
+        if continues:
             continue  # the continued source: the reference, not a claim
         base = curves(Trajectory(src_info["path"]), source)
         switch = np.flatnonzero(base["epoch"] == src_info["epoch"]) if base is not None else []
