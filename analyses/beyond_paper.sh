@@ -7,18 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source train/recipe.env
+source analyses/logged.sh
 OUT=${ANALYSES_OUT:-analyses/out}/beyond
 mkdir -p "$OUT/logs"
 START=$(date +%s)
 printf '[%5ds] train: momentum, Adam, Transformer sweeps (train/beyond_mnist1d.sh)\n' 0
-bash train/beyond_mnist1d.sh > "$OUT/logs/train.log" 2>&1 || { tail -5 "$OUT/logs/train.log"; exit 1; }
+logged "$OUT/logs/train.log" bash train/beyond_mnist1d.sh
 for name in momentum adam transformer; do
   for script in fig1_regimes fig4_equal_ess; do
     printf '[%5ds] analyses/%s.py on %s\n' "$(( $(date +%s) - START ))" "$script" "$RECIPE/beyond-$name"
     mkdir -p "$OUT/$name"
-    ANALYSES_OUT=$OUT/$name python "analyses/$script.py" "$RECIPE/beyond-$name" > "$OUT/logs/$name-$script.log" 2>&1 ||
-      { tail -5 "$OUT/logs/$name-$script.log"; exit 1; }
-    grep -E '^\[(confirmed|NOT confirmed|undetermined)\]' "$OUT/logs/$name-$script.log" | cut -c1-200 || true
+    logged "$OUT/logs/$name-$script.log" env ANALYSES_OUT="$OUT/$name" python "analyses/$script.py" "$RECIPE/beyond-$name"
+    verdicts "$OUT/logs/$name-$script.log" 200
   done
   landscape regimes "$RECIPE/beyond-$name" > "$OUT/$name/regimes.txt" 2>&1 || true
 done

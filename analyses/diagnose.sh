@@ -19,16 +19,15 @@ BASE=${ANALYSES_OUT:-analyses/out}
 PARTS=${*:-horizon finetune noise data}
 START=$(date +%s)
 say() { printf '[%5ds] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+source analyses/logged.sh
 judge() {  # OUT SCRIPT ARGS...: one figure script into OUT, its verdicts printed
-  mkdir -p "$1/logs"
   say "analyses/$2.py into $1"
-  ANALYSES_OUT=$1 python "analyses/$2.py" "${@:3}" > "$1/logs/$2.log" 2>&1 || { tail -5 "$1/logs/$2.log"; exit 1; }
-  grep -E '^\[(confirmed|NOT confirmed|undetermined)\]' "$1/logs/$2.log" | cut -c1-160 || true
+  logged "$1/logs/$2.log" env ANALYSES_OUT="$1" python "analyses/$2.py" "${@:3}"
+  verdicts "$1/logs/$2.log"
 }
 train() {  # LOG CMD...: a training stage, its output in BASE/diagnosis/logs/LOG.log
-  mkdir -p "$BASE/diagnosis/logs"
   say "train: ${*:2}"
-  "${@:2}" > "$BASE/diagnosis/logs/$1.log" 2>&1 || { tail -5 "$BASE/diagnosis/logs/$1.log"; exit 1; }
+  logged "$BASE/diagnosis/logs/$1.log" "${@:2}"
 }
 for part in $PARTS; do
   case $part in

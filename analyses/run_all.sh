@@ -15,11 +15,8 @@ stage() {  # one line per stage: number, what, time since the start
   STAGE=$((STAGE + 1))
   printf '[%2d/%d %5ds] %s\n' "$STAGE" "$STAGES" "$(( $(date +%s) - START ))" "$*"
 }
-quietly() {  # LOG CMD...: run CMD with its output in analyses/out/logs/LOG.log; on failure, say where
-  mkdir -p "$OUT/logs"
-  "${@:2}" > "$OUT/logs/$1.log" 2>&1 || {
-    echo "failed: ${*:2} (its output: $OUT/logs/$1.log)" >&2; tail -5 "$OUT/logs/$1.log" >&2; exit 1; }
-}
+source analyses/logged.sh
+quietly() { logged "$OUT/logs/$1.log" "${@:2}"; }  # LOG CMD...: CMD's output in OUT/logs/LOG.log
 # The training scripts run at once, their sweeps' workers sharing one run slot per core
 # (LANDSCAPE_SLOTS): the cores stay busy to the end instead of idling at each sweep's last run.
 export LANDSCAPE_SLOTS=${LANDSCAPE_SLOTS:-${SLOTS:-$(nproc)}}
@@ -45,7 +42,7 @@ SCRIPTS="fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitio
 for script in $SCRIPTS; do
   stage "analyses/$script.py (checkpoint metrics)"
   quietly "$script" python "analyses/$script.py"
-  grep -E '^\[(confirmed|NOT confirmed|undetermined)\]' "$OUT/logs/$script.log" | cut -c1-160 || true
+  verdicts "$OUT/logs/$script.log"
 done
 stage "the same claims from training's epoch means ($OUT/epoch-means/)"
 for script in $SCRIPTS; do
