@@ -34,21 +34,28 @@ chain "Section 6, outside the sphere (train/section6_mnist1d.sh)" section6 train
 FAILED=0
 for chain_pid in $MAIN $NOISE $S6; do wait "$chain_pid" || FAILED=1; done  # the others finish (resumable)
 [ "$FAILED" = 0 ] || exit 1
-stage "figure 2: the toy model"
-quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
-  --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"
 SCRIPTS="fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitions appendix_g_double_descent
          appendix_m_random_walk fig7_standard"
+# the second column (and Figure 2) on one core while the first column's scripts run on the other
+stage "started beside the checkpoint column: figure 2 (the toy model), the same claims from training's epoch means ($OUT/epoch-means/)"
+(
+  quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
+    --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"
+  for script in $SCRIPTS; do
+    # the angle to the start is a checkpoint metric only; fig3 reuses the sharpness the first
+    # column's fig3 stores in the runs, so it comes after it (below)
+    case $script in appendix_m_random_walk|fig3_sharpness) continue ;; esac
+    ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$script" python "analyses/$script.py" --metrics epoch
+  done
+) & SECOND=$!
 for script in $SCRIPTS; do
   stage "analyses/$script.py (checkpoint metrics)"
   quietly "$script" python "analyses/$script.py"
   verdicts "$OUT/logs/$script.log"
 done
-stage "the same claims from training's epoch means ($OUT/epoch-means/)"
-for script in $SCRIPTS; do
-  [ "$script" = appendix_m_random_walk ] && continue  # the angle to the start is a checkpoint metric only
-  ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$script" python "analyses/$script.py" --metrics epoch
-done
+stage "waiting for the second column (figure 2, epoch means)"
+wait "$SECOND"
+ANALYSES_OUT=$OUT/epoch-means quietly epoch-means-fig3_sharpness python analyses/fig3_sharpness.py --metrics epoch
 stage "analyses/summary.py"
 quietly summary python analyses/summary.py
 printf "[done %5ds] figures, JSON and summary.png in $OUT/ (logs: $OUT/logs/)\n" "$(( $(date +%s) - START ))"

@@ -26,9 +26,11 @@ from P to a later one, both more than noise allows:
                  smoother over ``noise_window`` epochs, phi matched to the lag-1 correlation AR(1)
                  residuals show through that filter; the null is simulated at phi rounded up
                  to a grid step of 0.05
-    verdict      double descent when p < ``alpha`` and the rise and the fall of the best window
-                 are each at least ``min_height``; ``None`` (undetermined) when the curve has
-                 fewer than ``min_points`` test evaluations
+    verdict      double descent when p < ``alpha``, the rise and the fall of the best window
+                 are each at least ``min_height``, and the curve descended into the window
+                 before the rise by at least the rise (a first descent: a run that wanders
+                 near one level, as one guessing at random does, has none); ``None``
+                 (undetermined) when the curve has fewer than ``min_points`` test evaluations
 
 Measured (``benchmarks/double_descent_calibration.py``, README): false peaks at most alpha on
 every no-peak family at 60-300 epochs under white and AR(1) noise; the power depends on how
@@ -261,8 +263,9 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
     (``double_descent``: True, False or None = undetermined, with ``reason``), the p-value and
     statistic ``z``, the peak window (``peak_epoch``: its highest smoothed point,
     ``bump_centre_epoch``, ``peak_width`` in epochs), the ``height`` it rises from the lowest
-    window before it (``preceding_min_epoch``) and the ``second_descent`` to the lowest after
-    it (``following_min_epoch``), and the noise estimate."""
+    window before it (``preceding_min_epoch``), the ``first_descent`` into that window from
+    the highest before it, the ``second_descent`` to the lowest window after the peak
+    (``following_min_epoch``), and the noise estimate."""
     c = criteria or PeakCriteria()
     e = np.asarray(epochs, float)
     y = np.asarray(values, float)
@@ -287,12 +290,13 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
     after = j + w + int(np.argmin(loc[j + w:])) if j + w < len(loc) else j
     height = float(loc[j] - loc[before])
     fall = float(loc[j] - loc[after])
+    first = float(loc[:before + 1].max() - loc[before])  # the descent into the lowest window before
     smoothed = moving_average_matrix(e, c.window) @ y
     peak = j + int(np.argmax(smoothed[j:j + w]))
     centre = lambda i: float(e[i:i + w].mean())  # noqa: E731
     out.update({"p_value": p, "z": t, "peak_epoch": float(e[peak]), "bump_centre_epoch": centre(j),
                 "peak_width": float(e[j + w - 1] - e[j] + spacing), "peak_test_error": float(loc[j]),
-                "height": height, "preceding_min_epoch": centre(before), "preceding_min": float(loc[before]),
+                "height": height, "first_descent": first, "preceding_min_epoch": centre(before), "preceding_min": float(loc[before]),
                 "second_descent": fall, "following_min_epoch": centre(after), "following_min": float(loc[after]),
                 "noise": {**noise, "null_phi": null_phi}, "_smoothed": smoothed})
     reasons = []
@@ -302,6 +306,8 @@ def detect_peak(epochs, values, criteria: PeakCriteria | None = None) -> dict:
         reasons.append(f"rises {height:.4f} into its peak window (< min_height {c.min_height:g})")
     if fall < c.min_height:
         reasons.append(f"falls {fall:.4f} after it (< min_height {c.min_height:g})")
+    if first < height:  # a wander near one level (a run guessing at random) is no double descent
+        reasons.append(f"descends {first:.4f} before the rise of {height:.4f}: no first descent")
     out["double_descent"] = not reasons
     if reasons:
         out["reason"] = "; ".join(reasons)

@@ -30,7 +30,8 @@ STEP_METRICS = ("log_cos_step_sum",)
 DISTANCE_METRICS = ("cos_to_init", "distance_to_init")
 # checkpoint rows of a run with label noise: the official metrics on each training subset
 SUBSETS = ("noisy", "clean")
-SUBSET_QUANTITIES = ("train_loss", "train_accuracy", "effective_grad_norm")
+# (the official ``--eval_on_train_subsets`` evaluates each subset forward only: loss and accuracy)
+SUBSET_QUANTITIES = ("train_loss", "train_accuracy")
 SUBSET_METRICS = tuple(f"{name}_{subset}" for subset in SUBSETS for name in SUBSET_QUANTITIES)
 CHECKPOINT_PREFIX = "checkpoint/"  # rows of the checkpoint metrics under /metrics
 
@@ -208,42 +209,54 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     filter); the test loss and accuracy in eval mode (``test``: already computed); with
     ``initial`` (the run's initial SI tensors) the cosine and distance to them
     (``distance_to_start``). With label noise (the official ``--eval_on_train_subsets``) the
-    noisy and the clean examples are also measured apart, each in its own batches in stored
-    order (``train_loss_noisy``, ``train_accuracy_noisy``, ``effective_grad_norm_noisy``, the
-    same ``_clean``), and the train loss and accuracy are their size-weighted means, as the
-    official code reports them; the effective gradient norm stays the whole set's. Returns
-    (metrics, per-layer, per-filter) with the names of the per-epoch metrics; the ELRs are
+    noisy and the clean examples are also evaluated apart, forward only, each in its own
+    batches in stored order (``train_loss_noisy``, ``train_accuracy_noisy``, the same
+    ``_clean``), and the train loss and accuracy are their size-weighted means, as the official
+    code reports them; the effective gradient norm stays the whole set's. Returns (metrics,
+    per-layer, per-filter) with the names of the per-epoch metrics; the ELRs are
     lr / rho^``elr_power``."""
     m = with_batch_statistics(model)
     params = [p for _, p in si_groups(m)]
     passes = checkpoint_pass(lambda x, y: forward_backward(m, params, x, y, loss=loss), params, data,
-                             batch_size, lr, groups, elr_power=elr_power)
+                             batch_size, lr, groups, elr_power=elr_power,
+                             batch_losses=lambda x, y: forward_loss(m, x, y, loss))
     test = test or test_metrics(model, data.x_test, data.y_test, loss=loss)
     return checkpoint_results(passes, lr, test, params, initial)
 
 
+def forward_loss(model, x, y, loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, number correct) of one batch, forward only."""
+    with torch.no_grad():
+        out = model(x)
+        return LOSSES[loss](out, y), (out.argmax(1) == y).sum()
+
+
 def checkpoint_pass(batch_gradients, params, data: Dataset, batch_size: int, lr, groups: str,
-                    batch_dims: int = 0, elr_power: int = 2) -> dict:
+                    batch_dims: int = 0, elr_power: int = 2, batch_losses=None) -> dict:
     """The checkpoint protocol's sums, one model or a stacked batch of them (``batch_dims=1``,
     ``lr`` then one per model): ``batch_gradients(x, y)`` gives (loss, number correct, SI
-    gradients) of a batch at the point, without a step. {'all': accumulator of the whole set,
-    and with label noise 'noisy'/'clean': those of each subset in its own stored-order batches}."""
+    gradients) of a batch at the point, without a step; ``batch_losses(x, y)`` (loss, number
+    correct), forward only. {'all': accumulator of the whole set, and with label noise
+    'noisy'/'clean': (loss sum, number correct, examples) of each subset in its own
+    stored-order batches}."""
     filters = groups == "filter"
-
-    def over(indices, with_filters):
-        acc = EpochAccumulator(elr_power)
-        for x, y in fixed_order_batches(data, batch_size, indices):
-            value, correct, grads = batch_gradients(x, y)
-            with torch.no_grad():
-                acc.add(si_statistics(params, grads, lr, batch_dims, filters=with_filters), value, correct, len(y))
-        with torch.no_grad():  # nothing moved: the norms at the end are the norms
-            acc.rho_end_sq = group_sq_norms(params, batch_dims)
-            if with_filters:
-                acc.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
-        return acc
-    passes = {"all": over(None, filters)}
+    acc = EpochAccumulator(elr_power)
+    for x, y in fixed_order_batches(data, batch_size):
+        value, correct, grads = batch_gradients(x, y)
+        with torch.no_grad():
+            acc.add(si_statistics(params, grads, lr, batch_dims, filters=filters), value, correct, len(y))
+    with torch.no_grad():  # nothing moved: the norms at the end are the norms
+        acc.rho_end_sq = group_sq_norms(params, batch_dims)
+        if filters:
+            acc.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
+    passes = {"all": acc}
     for name, indices in (label_noise_subsets(data) or {}).items():
-        passes[name] = over(indices, False)
+        loss_sum = correct_sum = 0
+        seen = 0
+        for x, y in fixed_order_batches(data, batch_size, indices):
+            value, correct = batch_losses(x, y)
+            loss_sum, correct_sum, seen = loss_sum + value.double() * len(y), correct_sum + correct, seen + len(y)
+        passes[name] = (loss_sum, correct_sum, seen)
     return passes
 
 
@@ -254,13 +267,16 @@ def checkpoint_results(passes: dict, lr: float, test: tuple, params, initial=Non
     and, given ``initial``, the distance to the start."""
     metrics, per_layer, per_filter = passes["all"].metrics(lr, index)
     del metrics["log_cos_step_sum"]  # no step is taken here
-    subsets = {name: (acc.metrics(lr, index)[0], acc.seen) for name, acc in passes.items() if name != "all"}
+    pick = (lambda t: t) if index is None else (lambda t: t[index])
+    subsets = {name: (float(pick(passes[name][0])) / passes[name][2],
+                      float(pick(passes[name][1])) / passes[name][2], passes[name][2])
+               for name in passes if name != "all"}
     if subsets:  # the official total under label noise: the subsets' size-weighted means
-        seen = sum(n for _, n in subsets.values())
-        for key in ("train_loss", "train_accuracy"):
-            metrics[key] = sum(part[key] * n for part, n in subsets.values()) / seen
-        for name, (part, _) in subsets.items():
-            metrics.update({f"{key}_{name}": part[key] for key in SUBSET_QUANTITIES})
+        seen = sum(n for _, _, n in subsets.values())
+        metrics["train_loss"] = sum(loss * n for loss, _, n in subsets.values()) / seen
+        metrics["train_accuracy"] = sum(accuracy * n for _, accuracy, n in subsets.values()) / seen
+        for name, (loss, accuracy, _) in subsets.items():
+            metrics[f"train_loss_{name}"], metrics[f"train_accuracy_{name}"] = loss, accuracy
     metrics["test_loss"], metrics["test_accuracy"] = test
     if initial is not None:
         scalars, layers = distance_to_start(params, initial)

@@ -46,7 +46,7 @@ class Run:
     buffers: list | None = None  # the optimizer's state: momentum buffers, or Adam's moments and step
     buffer_keys: list | None = None  # their keys in a stored training state
     initial: list | None = None  # the SI tensors at epoch 0 (distances to the start)
-    row_names: set = dataclasses.field(default_factory=set)  # the rows its file holds
+    row_shapes: dict = dataclasses.field(default_factory=dict)  # the rows its file holds: their shapes
     mirrors: list = dataclasses.field(default_factory=list)  # dashboards: copies of the rows
     last_metrics: dict | None = None
 
@@ -179,7 +179,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
             stored_config["epochs"] = cfg.epochs
             writer.set_attrs({"config": json.dumps(stored_config, sort_keys=True)})
         return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), start, writer, buffers, keys,
-                   initial, writer.row_names())
+                   initial, writer.row_shapes())
     if cfg.rho is not None:
         project_to_sphere(params, cfg.rho)
     rho = cfg.rho if cfg.rho is not None else float(group_sq_norms(params).detach().sum().sqrt())
@@ -215,7 +215,7 @@ def prepare_run(cfg: TrainConfig, out: str, data: Dataset, *, resume: bool = Fal
                      "original_labels": data.original_labels},
         attrs={"rho": rho, "lr": base_lr(cfg, rho), "device_used": str(data.x_train.device)})
     return Run(cfg, out, model, names, params, rho, base_lr(cfg, rho), 0, writer, buffers, keys,
-               [p.detach().clone() for p in params], {"epoch", *shapes})
+               [p.detach().clone() for p in params], shapes)
 
 
 def open_run_mirrors(run: Run, log, log_dir: str | None) -> None:
@@ -243,8 +243,9 @@ def commit_epoch(run: Run, epoch: int, metrics: dict, groups: dict, filters: dic
     rows = epoch_rows(metrics, groups, filters)
     if checkpoint is not None:
         rows.update(epoch_rows(*checkpoint, prefix=CHECKPOINT_PREFIX))
-    # a file written before a row existed keeps its layout: every row has one value per epoch
-    rows = {k: v for k, v in rows.items() if k in run.row_names}
+    # a file keeps its layout: every row it holds has one value per epoch, a row it lacks is not
+    # written, and a row the run no longer measures is NaN
+    rows = {k: rows[k] if k in rows else np.full(shape, np.nan) for k, shape in run.row_shapes.items()}
     run.writer.append_epoch(epoch, rows, state, checkpoint=is_checkpoint_epoch(run.cfg, epoch),
                             seconds=seconds)
     shown = {**metrics, **{k: v for k, v in rows.items()  # and the checkpoint scalars (the paper's)

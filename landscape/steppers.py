@@ -262,6 +262,7 @@ class Vectorised:
             loss = criterion(out, y)
             return loss, (loss, (out.argmax(1) == y).sum())
         self.measure = vmap(grad(measure_fn, has_aux=True), in_dims=(0, 0, None, None))
+        self.measure_losses = vmap(lambda tp, fp, x, y: measure_fn(tp, fp, x, y)[1], in_dims=(0, 0, None, None))
 
     def epoch(self, epoch: int, lrs: list, live: list, on_step=None) -> dict:
         """Train every model one epoch (a run that went non-finite keeps computing NaN beside
@@ -309,8 +310,12 @@ class Vectorised:
             grads, (loss, correct) = self.measure(self.trainable, self.frozen, x, y)
             return loss, correct, [grads[k] for k in names]
         lr = torch.tensor(lrs, dtype=torch.float64, device=self.device)
+        def batch_losses(x, y):
+            with torch.no_grad():
+                return self.measure_losses(self.trainable, self.frozen, x, y)
         passes = checkpoint_pass(batch_gradients, self.si_list, self.data, self.cfg.batch_size, lr,
-                                 self.cfg.groups, batch_dims=1, elr_power=elr_power(self.cfg))
+                                 self.cfg.groups, batch_dims=1, elr_power=elr_power(self.cfg),
+                                 batch_losses=batch_losses)
         return {j: checkpoint_results(passes, lrs[j], tests[j], [p[j] for p in self.si_list],
                                       self.runs[j].initial, index=j) for j in live}
 

@@ -508,12 +508,14 @@ class TrajectoryWriter:
             value = f.attrs[name]
         return value.decode() if isinstance(value, bytes) else value
 
-    def row_names(self) -> set[str]:
-        """The per-epoch rows the file holds (paths under /metrics)."""
-        names = set()
+    def row_shapes(self) -> dict[str, tuple]:
+        """{path under /metrics: its row's shape} of the per-epoch rows the file holds (the
+        epochs' numbers, ``epoch``, aside)."""
+        shapes = {}
         with self._open() as f:
-            f["metrics"].visititems(lambda n, o: names.add(n) if isinstance(o, h5py.Dataset) else None)
-        return names
+            f["metrics"].visititems(lambda n, o: shapes.update({n: o.shape[1:]})
+                                    if isinstance(o, h5py.Dataset) and n != "epoch" else None)
+        return shapes
 
     def initial_state(self) -> dict:
         """The model state at epoch 0 (the run's start)."""
@@ -535,10 +537,15 @@ class TrajectoryWriter:
 
     @staticmethod
     def _append(f, name: str, row) -> None:
-        row = np.asarray(row, dtype=np.float64)
-        ds = TrajectoryWriter._rows(f, name, row.shape)
-        ds.resize(ds.shape[0] + 1, axis=0)
-        ds[-1] = row
+        row = np.ascontiguousarray(row, dtype=np.float64).reshape((1,) + np.shape(row))
+        ds = TrajectoryWriter._rows(f, name, row.shape[1:])
+        # h5py's low-level calls: the high-level resize and assignment cost several times more,
+        # and a run appends some 50 rows every epoch
+        n = ds.shape[0]
+        ds.id.set_extent((n + 1,) + row.shape[1:])
+        space = ds.id.get_space()
+        space.select_hyperslab((n,) + (0,) * (row.ndim - 1), row.shape)
+        ds.id.write(h5py.h5s.create_simple(row.shape), space, row)
 
     def append_epoch(self, epoch: int, rows: dict, state: dict, checkpoint: bool,
                      seconds: float = float("nan")) -> None:
@@ -576,7 +583,7 @@ class TrajectoryWriter:
             slot = f[SLOTS[epoch % 2]]
             slot.attrs.modify("epoch", -1)
             for name, tensor in state.items():
-                slot[name][...] = tensor.detach().cpu().numpy()
+                slot[name].write_direct(np.ascontiguousarray(tensor.detach().cpu().numpy()))
             slot.attrs.modify("epoch", epoch)
             _flush_to_disk(f)  # the epoch's data on disk before the marker that commits it
             f.attrs.modify("epochs_complete", epoch)  # the commit

@@ -270,3 +270,18 @@ def test_the_noisy_and_clean_train_errors_come_from_the_checkpoint_subsets(tmp_p
                     *t.checkpoint_metrics[f"train_accuracy_{subset}"]]
         assert row[f"train_error_{subset}"] == pytest.approx([1 - a for a in measured])
     assert (tmp_path / "d.png").stat().st_size > 10_000
+
+
+def test_a_bump_without_a_first_descent_is_no_double_descent():
+    """The same significant bump on a curve that first fell (a learning curve) and on one that
+    stays near chance (a run guessing at random): only the first is a double descent."""
+    e = np.arange(1, 121)
+    rng = np.random.default_rng(3)
+    bump = 0.035 * np.exp(-0.5 * ((e - 60) / 8) ** 2)
+    noise = 0.005 * rng.standard_normal(len(e))
+    learned = detect_peak(e, 0.3 + 0.6 * np.exp(-e / 5) + bump + noise)
+    guessing = detect_peak(e, 0.88 + bump + noise)
+    assert learned["double_descent"] is True and abs(learned["peak_epoch"] - 60) <= 8
+    assert learned["first_descent"] > learned["height"]
+    assert guessing["p_value"] < 0.01 and guessing["height"] > 0.02  # the bump itself is significant
+    assert guessing["double_descent"] is False and "no first descent" in guessing["reason"]
