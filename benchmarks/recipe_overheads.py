@@ -1,0 +1,125 @@
+"""Two costs of the recipe's runs outside the training pass, each against what it replaced, side
+by side in one process (one thread, alternating rounds, medians):
+
+1. commit: writing one epoch (some 50 rows, the model state's resume slot, the fsync) through
+   h5py's low-level calls (``TrajectoryWriter`` now) against h5py's high-level resize and
+   assignment, on the recipe's ConvNet k=16 and the Section-6 ResNet-18 of width 8;
+2. the label-noise subsets of the checkpoint metrics: the noisy and the clean examples
+   evaluated forward only (as the official ``--eval_on_train_subsets``) against a forward and
+   backward pass of each batch (the gradients taken and dropped).
+
+    python benchmarks/recipe_overheads.py [--epochs 6] [--rounds 3] [--data-root data]
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import torch
+
+from landscape import train, trajectory
+from landscape.measure import checkpoint_metrics, forward_backward
+from landscape.run import load_training_data
+from landscape.config import TrainConfig
+from landscape.models import build_model, model_spec
+
+
+def high_level_append(f, name, row):
+    row = np.asarray(row, dtype=np.float64)
+    ds = trajectory.TrajectoryWriter._rows(f, name, row.shape)
+    ds.resize(ds.shape[0] + 1, axis=0)
+    ds[-1] = row
+
+
+class HighLevelSlot:
+    """The state slot written by assignment (``slot[name][...] = array``)."""
+    original = h5py.Dataset.write_direct
+
+    def __enter__(self):
+        h5py.Dataset.write_direct = lambda ds, a, *args: ds.__setitem__(Ellipsis, a)
+
+    def __exit__(self, *exc):
+        h5py.Dataset.write_direct = self.original
+
+
+def commit_ms(settings: dict, epochs: int, high_level: bool, folder: str) -> float:
+    """Median milliseconds of ``append_epoch`` over a run of ``epochs`` epochs."""
+    times = []
+    original_commit, original_append = trajectory.TrajectoryWriter.append_epoch, trajectory.TrajectoryWriter._append
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        original_commit(self, *args, **kwargs)
+        times.append(time.perf_counter() - start)
+    trajectory.TrajectoryWriter.append_epoch = timed
+    if high_level:
+        trajectory.TrajectoryWriter._append = staticmethod(high_level_append)
+    try:
+        if high_level:
+            with HighLevelSlot():
+                train(out=os.path.join(folder, "run.h5"), overwrite=True, progress=False, epochs=epochs, **settings)
+        else:
+            train(out=os.path.join(folder, "run.h5"), overwrite=True, progress=False, epochs=epochs, **settings)
+    finally:
+        trajectory.TrajectoryWriter.append_epoch, trajectory.TrajectoryWriter._append = original_commit, original_append
+    return 1000 * statistics.median(times)
+
+
+def subsets_seconds(cfg: TrainConfig, with_gradients: bool) -> float:
+    """Seconds of one checkpoint measurement of a label-noise run (its subsets included)."""
+    data = load_training_data(cfg)
+    model = build_model(model_spec(cfg.model, data.input_shape, data.num_classes, cfg.width), 0)
+    import landscape.measure as measure
+    original = measure.forward_loss
+    if with_gradients:  # the subsets' batches through forward and backward, as before
+        def forward_loss(m, x, y, loss="ce"):
+            params = [p for p in m.parameters() if p.requires_grad]
+            value, correct, _ = forward_backward(m, params, x, y, loss=loss)
+            return value.detach(), correct
+        measure.forward_loss = forward_loss
+    try:
+        start = time.perf_counter()
+        checkpoint_metrics(model, data, cfg.batch_size, 1e-3, cfg.groups, test=(0.0, 0.0))
+        return time.perf_counter() - start
+    finally:
+        measure.forward_loss = original
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--data-root", default="data")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    common = dict(dataset="mnist1d:noise=2", data_root=args.data_root, augment=False, device="cpu",
+                  save_every=25, elr=1e-3)
+    cases = {"ConvNet k=16 (the recipe)": dict(common, model="convnet", width=16),
+             "ResNet-18 w=8, conventional (Section 6)": dict(common, model="resnet18", width=8,
+                                                               conventional=True, momentum=0.9,
+                                                               weight_decay=5e-4, space="whole", lr=0.1)}
+    print(f"commit of one epoch, median over {args.epochs} epochs, {args.rounds} alternating rounds")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, settings in cases.items():
+            low, high = [], []
+            for _ in range(args.rounds):
+                high.append(commit_ms(settings, args.epochs, True, folder))
+                low.append(commit_ms(settings, args.epochs, False, folder))
+            lo, hi = statistics.median(low), statistics.median(high)
+            print(f"  {name:42s} high-level {hi:6.1f} ms  low-level {lo:6.1f} ms  ratio {hi / lo:.2f}x", flush=True)
+    cfg = TrainConfig(dataset="mnist1d:noise=2", data_root=args.data_root, model="convnet", width=16,
+                      label_noise=0.2, device="cpu")
+    fwd, both = [], []
+    for _ in range(args.rounds):
+        both.append(subsets_seconds(cfg, True))
+        fwd.append(subsets_seconds(cfg, False))
+    f, b = statistics.median(fwd), statistics.median(both)
+    print(f"checkpoint metrics of a label-noise run (ConvNet k=16, 20% noise), median of {args.rounds}: "
+          f"subsets forward and backward {b:.3f} s  forward only {f:.3f} s  ratio {b / f:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
