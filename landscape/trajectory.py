@@ -538,14 +538,17 @@ class TrajectoryWriter:
     @staticmethod
     def _append(f, name: str, row) -> None:
         row = np.ascontiguousarray(row, dtype=np.float64).reshape((1,) + np.shape(row))
-        ds = TrajectoryWriter._rows(f, name, row.shape[1:])
-        # h5py's low-level calls: the high-level resize and assignment cost several times more,
-        # and a run appends some 50 rows every epoch
-        n = ds.shape[0]
-        ds.id.set_extent((n + 1,) + row.shape[1:])
-        space = ds.id.get_space()
+        # h5py's low-level calls: the high-level lookup, resize and assignment cost more than
+        # the write itself, and a run appends some 50 rows (a ResNet some 300) every epoch
+        try:
+            dataset = h5py.h5d.open(f.id, name.encode())
+        except KeyError:
+            dataset = TrajectoryWriter._rows(f, name, row.shape[1:]).id
+        n = dataset.shape[0]
+        dataset.set_extent((n + 1,) + row.shape[1:])
+        space = dataset.get_space()
         space.select_hyperslab((n,) + (0,) * (row.ndim - 1), row.shape)
-        ds.id.write(h5py.h5s.create_simple(row.shape), space, row)
+        dataset.write(h5py.h5s.create_simple(row.shape), space, row)
 
     def append_epoch(self, epoch: int, rows: dict, state: dict, checkpoint: bool,
                      seconds: float = float("nan")) -> None:
@@ -582,8 +585,9 @@ class TrajectoryWriter:
             # the other slot holds the committed epoch's state: this one may be overwritten
             slot = f[SLOTS[epoch % 2]]
             slot.attrs.modify("epoch", -1)
-            for name, tensor in state.items():
-                slot[name].write_direct(np.ascontiguousarray(tensor.detach().cpu().numpy()))
+            for name, tensor in state.items():  # low-level, as _append (a ResNet has ~180 entries)
+                h5py.h5d.open(slot.id, name.encode()).write(
+                    h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(tensor.detach().cpu().numpy()))
             slot.attrs.modify("epoch", epoch)
             _flush_to_disk(f)  # the epoch's data on disk before the marker that commits it
             f.attrs.modify("epochs_complete", epoch)  # the commit
