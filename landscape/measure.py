@@ -201,7 +201,7 @@ def distance_to_start(params, initial) -> tuple[dict, dict]:
 
 def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups: str = "filter",
                        test: tuple | None = None, initial=None, loss: str = "ce",
-                       elr_power: int = 2) -> tuple[dict, dict, dict]:
+                       elr_power: int = 2, measured=None) -> tuple[dict, dict, dict]:
     """The official code's metrics of a point, no update: over the whole training set in fixed
     order with the run's batch size and train-mode BatchNorm (each batch normalised by its own
     statistics; no buffer changes), the train loss and accuracy (size-weighted) and the mean
@@ -214,9 +214,11 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     ``_clean``), and the train loss and accuracy are their size-weighted means, as the official
     code reports them; the effective gradient norm stays the whole set's. Returns (metrics,
     per-layer, per-filter) with the names of the per-epoch metrics; the ELRs are
-    lr / rho^``elr_power``."""
-    m = with_batch_statistics(model)
-    params = [p for _, p in si_groups(m)]
+    lr / rho^``elr_power``. ``measured``: the forward to measure with, a batch-statistics copy
+    of ``model`` that shares its parameters (``with_batch_statistics(model, True)``, compiled
+    or not); None: a fresh copy."""
+    m = measured if measured is not None else with_batch_statistics(model)
+    params = [p for _, p in si_groups(model if measured is not None else m)]
     passes = checkpoint_pass(lambda x, y: forward_backward(m, params, x, y, loss=loss), params, data,
                              batch_size, lr, groups, elr_power=elr_power,
                              batch_losses=lambda x, y: forward_loss(m, x, y, loss))

@@ -396,10 +396,12 @@ def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def with_batch_statistics(model: nn.Module) -> nn.Module:
+def with_batch_statistics(model: nn.Module, share_parameters: bool = False) -> nn.Module:
     """A copy whose BatchNorms always normalise by the current batch's statistics and keep no
-    running buffers, so evaluating or differentiating it mutates nothing."""
-    m = copy.deepcopy(model)
+    running buffers, so evaluating or differentiating it mutates nothing; with
+    ``share_parameters`` its parameters are the model's own tensors, so it follows the model
+    as it trains (one copy, compiled once, serves every epoch)."""
+    m = copy.deepcopy(model, {id(p): p for p in model.parameters()} if share_parameters else None)
     for bn in batchnorm_layers(m):
         bn.track_running_stats = False
         bn.running_mean = bn.running_var = bn.num_batches_tracked = None

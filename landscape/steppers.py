@@ -165,6 +165,10 @@ class Streams:
         self.streams = [torch.cuda.Stream(dev) if self.cuda else None for _ in runs]
         self.forwards = [compiled(r.model, self.cfg.compile_mode) if self.cfg.compile else r.model
                          for r in runs]
+        # compiled, the checkpoint pass measures through one batch-statistics copy per run that
+        # shares its parameters (a copy made each epoch would be compiled each epoch)
+        self.measured = [compiled(with_batch_statistics(r.model, share_parameters=True), self.cfg.compile_mode)
+                         if self.cfg.compile and self.cfg.checkpoint_metrics else None for r in runs]
 
     def _on(self, j, tensors):
         if not self.cuda:
@@ -207,7 +211,8 @@ class Streams:
         measured this epoch, by run)."""
         cfg = self.cfg
         return {j: checkpoint_metrics(self.runs[j].model, self.data, cfg.batch_size, lrs[j], cfg.groups,
-                                      tests.get(j), self.runs[j].initial, cfg.loss, elr_power(cfg)) for j in live}
+                                      tests.get(j), self.runs[j].initial, cfg.loss, elr_power(cfg),
+                                      self.measured[j]) for j in live}
 
     def state(self, j: int) -> dict:
         return self.runs[j].state()

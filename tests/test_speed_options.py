@@ -76,17 +76,25 @@ def test_compile_equals_eager(tmp_path, regime1, monkeypatch, options):
     to 1e-6), every logged metric included; a schedule does not recompile it each epoch."""
     from torch._dynamo.utils import counters
     monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")  # inductor needs minutes of C++ here
-    kw = {k: v for k, v in dict(regime1, epochs=3, dtype="float64", **options).items() if v is not None}
+    kw = {k: v for k, v in dict(regime1, epochs=3, dtype="float64", checkpoint_metrics=True,
+                                **options).items() if v is not None}
     eager = train(out=str(tmp_path / "e.h5"), progress=False, **kw)
-    graphs = []
+    graphs, copies = [], []
+    import landscape.measure
+    copy_each_time = landscape.measure.with_batch_statistics
+    monkeypatch.setattr(landscape.measure, "with_batch_statistics", lambda m: copies.append(1) or copy_each_time(m))
     comp = train(out=str(tmp_path / "c.h5"), progress=False, compile=True,
                  on_epoch=lambda e, m: graphs.append(counters["stats"]["unique_graphs"]), **kw)
+    assert len(copies) == 1  # epoch 0's, before training; then the compiled copy measures
     for k, v in eager.state_dict().items():
         torch.testing.assert_close(comp.state_dict()[k], v, rtol=1e-10, atol=1e-12)
     for k, v in eager.metrics.items():
         np.testing.assert_allclose(comp.metrics[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
     for k, v in eager.filter_metrics.items():
         np.testing.assert_allclose(comp.filter_metrics[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+    assert eager.checkpoint_metrics  # and the checkpoint pass, through its compiled copy
+    for k, v in eager.checkpoint_metrics.items():
+        np.testing.assert_allclose(comp.checkpoint_metrics[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
     assert graphs[0] == graphs[-1] > 0  # compiled in epoch 1, reused after
 
 
