@@ -6,11 +6,15 @@ by side in one process (one thread, alternating rounds, medians):
    assignment, on the recipe's ConvNet k=16 and the Section-6 ResNet-18 of width 8;
 2. the label-noise subsets of the checkpoint metrics: the noisy and the clean examples
    evaluated forward only (as the official ``--eval_on_train_subsets``) against a forward and
-   backward pass of each batch (the gradients taken and dropped).
+   backward pass of each batch (the gradients taken and dropped);
+3. the per-filter SI statistics of every step and checkpoint batch on the Section-6 ResNet
+   (62 tensors): one segment sum over all filters against a reduction per tensor, per call
+   and per epoch.
 
     python benchmarks/recipe_overheads.py [--epochs 6] [--rounds 3] [--data-root data]
 """
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -20,11 +24,11 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import train, trajectory
+from landscape import sphere, train, trajectory
 from landscape.measure import checkpoint_metrics, forward_backward
 from landscape.run import load_training_data
 from landscape.config import TrainConfig
-from landscape.models import build_model, model_spec
+from landscape.models import build_model, make_conventional, model_spec, si_groups
 
 
 def high_level_append(f, name, row):
@@ -100,6 +104,47 @@ def subsets_seconds(cfg: TrainConfig, with_gradients: bool) -> float:
         measure.forward_loss = original
 
 
+def per_tensor_filter_sq_norms(tensors, batch_dims=0):
+    return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
+
+
+def per_tensor_layer_sums(values, sizes):
+    return torch.stack([s.sum(-1) for s in values.split(list(sizes), dim=-1)], dim=-1)
+
+
+class PerTensorStatistics:
+    """The per-filter and per-layer sums a reduction per tensor, as before."""
+
+    def __enter__(self):
+        self.saved = sphere.filter_sq_norms, sphere.layer_sums
+        sphere.filter_sq_norms, sphere.layer_sums = per_tensor_filter_sq_norms, per_tensor_layer_sums
+
+    def __exit__(self, *exc):
+        sphere.filter_sq_norms, sphere.layer_sums = self.saved
+
+
+def statistics_cost(settings: dict, epochs: int, rounds: int, folder: str) -> None:
+    model = make_conventional(build_model(model_spec("resnet18", (1, 40), 10, width=8), 0))
+    params = [p.detach() for _, p in si_groups(model)]
+    grads = [torch.randn_like(p) for p in params]
+    per_call, per_epoch = {False: [], True: []}, {False: [], True: []}
+    for _ in range(rounds):
+        for segment in (False, True):
+            with contextlib.nullcontext() if segment else PerTensorStatistics():
+                start = time.perf_counter()
+                for _ in range(500):
+                    sphere.si_statistics(params, grads, 0.1, filters=True)
+                per_call[segment].append((time.perf_counter() - start) / 500)
+                t = train(out=os.path.join(folder, "stats.h5"), overwrite=True, progress=False, epochs=epochs, **settings)
+                with h5py.File(t.path, "r") as h:
+                    per_epoch[segment].append(float(np.median(h["timing/epoch_seconds"][:])))
+    old, new = statistics.median(per_call[False]), statistics.median(per_call[True])
+    old_e, new_e = statistics.median(per_epoch[False]), statistics.median(per_epoch[True])
+    print(f"SI statistics of a step, ResNet-18 w=8 ({len(params)} tensors): per tensor {1000 * old:.3f} ms  "
+          f"segment sum {1000 * new:.3f} ms  ratio {old / new:.2f}x; its epoch {old_e:.3f} s against {new_e:.3f} s "
+          f"({old_e / new_e:.3f}x)")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
@@ -131,6 +176,9 @@ def main():
     f, b = statistics.median(fwd), statistics.median(both)
     print(f"checkpoint metrics of a label-noise run (ConvNet k=16, 20% noise), median of {args.rounds}: "
           f"subsets forward and backward {b:.3f} s  forward only {f:.3f} s  ratio {b / f:.2f}x")
+    with tempfile.TemporaryDirectory() as folder:
+        statistics_cost(dict(cases["ResNet-18 w=8, conventional (Section 6)"], augment=True), args.epochs,
+                        args.rounds, folder)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ Eq. (3), sum_i 1/ELR_i = 1/ELR, follows from sum_i rho_i^2 = rho^2.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -31,17 +33,40 @@ def group_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
     return torch.stack([t.flatten(batch_dims).square().sum(-1) for t in tensors], dim=-1)
 
 
+_SEGMENT_LENGTHS: dict = {}
+
+
+def _segment_sums(values: torch.Tensor, key: tuple, lengths) -> torch.Tensor:
+    """Sums of consecutive segments along the last dimension, as one kernel
+    (``torch.segment_reduce``) in place of one per segment (a ResNet has some 60 SI tensors,
+    summed twice a step); ``lengths()`` gives the segments' lengths, made into a device tensor
+    once per ``key`` (the layout)."""
+    key = (key, values.shape[:-1], values.device)
+    if key not in _SEGMENT_LENGTHS:
+        _SEGMENT_LENGTHS[key] = torch.tensor(lengths(), device=values.device).expand(
+            values.shape[:-1] + (-1,)).contiguous()
+    return torch.segment_reduce(values, "sum", lengths=_SEGMENT_LENGTHS[key], axis=values.dim() - 1)
+
+
 def filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
     """Squared norm of every filter (output channel: a slice along the first non-batch
     dimension) of every tensor, concatenated: shape (*batch, n_filters). Each filter of a weight
     followed by a BatchNorm is scale-invariant on its own, an SI group of the paper's Fig. 4."""
+    if len(tensors) <= 4:  # a kernel per tensor is as fast, and reads no copy
+        return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
+    batch = tensors[0].shape[:batch_dims]
+    flat = torch.cat([t.reshape(batch + (-1,)) for t in tensors], dim=-1)
+    shapes = tuple(t.shape[batch_dims:] for t in tensors)
     # a 1-D tensor (a bias, a BatchNorm scale: conventional training) is one 'filter' per entry
-    return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
+    return _segment_sums(flat.square(), ("filters", shapes),
+                         lambda: [math.prod(shape[1:]) for shape in shapes for _ in range(shape[0])])
 
 
 def layer_sums(filter_values: torch.Tensor, sizes) -> torch.Tensor:
     """Per-filter values summed within each tensor (``sizes``: filters per tensor)."""
-    return torch.stack([s.sum(-1) for s in filter_values.split(list(sizes), dim=-1)], dim=-1)
+    if len(sizes) <= 4:
+        return torch.stack([s.sum(-1) for s in filter_values.split(list(sizes), dim=-1)], dim=-1)
+    return _segment_sums(filter_values, ("layers", tuple(sizes)), lambda: list(sizes))
 
 
 @torch.no_grad()

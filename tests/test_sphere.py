@@ -109,3 +109,22 @@ def test_filter_spheres_training_holds_every_filter_at_the_common_norm(tmp_path,
     np.testing.assert_allclose(norms.numpy(), rho / math.sqrt(len(norms)), rtol=1e-6)
     np.testing.assert_allclose(t.filter_metrics["elr"], len(norms) * 1e-2, rtol=1e-9)
     assert t.metrics["rho"][-1] == pytest.approx(rho, rel=1e-9)
+
+
+@pytest.mark.parametrize("count", [3, 7])  # a kernel per tensor, and one segment sum over all
+def test_filter_and_layer_norms_equal_a_loop_over_filters(count):
+    """Every filter's squared norm (a slice along the first dimension; each entry of a 1-D
+    tensor its own filter) and every tensor's sum of them, for one model and for a stack of
+    models, against an explicit loop."""
+    from landscape.sphere import filter_sq_norms, layer_sums
+    gen = torch.Generator().manual_seed(count)
+    shapes = [(4, 3, 3, 3), (5, 4, 3), (6,), (2, 7), (3, 2, 1, 1), (8,), (1, 5, 2)][:count]
+    tensors = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    loop = torch.tensor([float(t[i].square().sum()) for t in tensors for i in range(t.shape[0])], dtype=torch.float64)
+    torch.testing.assert_close(filter_sq_norms(tensors), loop, rtol=1e-14, atol=0)
+    sizes = [t.shape[0] for t in tensors]
+    torch.testing.assert_close(layer_sums(loop, sizes), torch.stack([t.square().sum() for t in tensors]), rtol=1e-14, atol=0)
+    stacked = [torch.stack([t, 2 * t]) for t in tensors]
+    torch.testing.assert_close(filter_sq_norms(stacked, batch_dims=1), torch.stack([loop, 4 * loop]), rtol=1e-14, atol=0)
+    torch.testing.assert_close(layer_sums(torch.stack([loop, 4 * loop]), sizes),
+                               torch.stack([layer_sums(loop, sizes), 4 * layer_sums(loop, sizes)]), rtol=1e-14, atol=0)
