@@ -94,6 +94,7 @@ def test_bad_cluster_options(tmp_path, cfg):
         sweep(ELRS, str(tmp_path / "x"), executor="kubernetes", progress=False, **cfg)
 
 
+@pytest.mark.slow
 def test_sweeps_started_together_share_the_run_slots(tmp_path, cfg, local_reference, monkeypatch):
     """LANDSCAPE_SLOTS=1: two sweeps of two workers each, started at once, train one run at a time
     (each run's interval, from its file's creation to its last commit, overlaps no other), and
