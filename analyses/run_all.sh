@@ -38,6 +38,7 @@ SCRIPTS="fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitio
          appendix_m_random_walk fig7_standard"
 # the second column (and Figure 2) on one core while the first column's scripts run on the other
 stage "started beside the checkpoint column: figure 2 (the toy model), the same claims from training's epoch means ($OUT/epoch-means/)"
+epoch_means() { ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$1" python "analyses/$1.py" --metrics epoch; }
 (
   quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
     --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"
@@ -45,7 +46,7 @@ stage "started beside the checkpoint column: figure 2 (the toy model), the same 
     # the angle to the start is a checkpoint metric only; fig3 reuses the sharpness the first
     # column's fig3 stores in the runs, so it comes after it (below)
     case $script in appendix_m_random_walk|fig3_sharpness) continue ;; esac
-    ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$script" python "analyses/$script.py" --metrics epoch
+    epoch_means "$script"
   done
 ) & SECOND=$!
 for script in $SCRIPTS; do
@@ -55,7 +56,7 @@ for script in $SCRIPTS; do
 done
 stage "waiting for the second column (figure 2, epoch means)"
 wait "$SECOND"
-ANALYSES_OUT=$OUT/epoch-means quietly epoch-means-fig3_sharpness python analyses/fig3_sharpness.py --metrics epoch
+epoch_means fig3_sharpness
 stage "analyses/summary.py"
 quietly summary python analyses/summary.py
 printf "[done %5ds] figures, JSON and summary.png in $OUT/ (logs: $OUT/logs/)\n" "$(( $(date +%s) - START ))"

@@ -104,20 +104,12 @@ def subsets_seconds(cfg: TrainConfig, with_gradients: bool) -> float:
         measure.forward_loss = original
 
 
-def per_tensor_filter_sq_norms(tensors, batch_dims=0):
-    return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
-
-
-def per_tensor_layer_sums(values, sizes):
-    return torch.stack([s.sum(-1) for s in values.split(list(sizes), dim=-1)], dim=-1)
-
-
 class PerTensorStatistics:
     """The per-filter and per-layer sums a reduction per tensor, as before."""
 
     def __enter__(self):
         self.saved = sphere.filter_sq_norms, sphere.layer_sums
-        sphere.filter_sq_norms, sphere.layer_sums = per_tensor_filter_sq_norms, per_tensor_layer_sums
+        sphere.filter_sq_norms, sphere.layer_sums = sphere.per_tensor_filter_sq_norms, sphere.per_tensor_layer_sums
 
     def __exit__(self, *exc):
         sphere.filter_sq_norms, sphere.layer_sums = self.saved

@@ -269,16 +269,14 @@ def checkpoint_results(passes: dict, lr: float, test: tuple, params, initial=Non
     and, given ``initial``, the distance to the start."""
     metrics, per_layer, per_filter = passes["all"].metrics(lr, index)
     del metrics["log_cos_step_sum"]  # no step is taken here
-    pick = (lambda t: t) if index is None else (lambda t: t[index])
-    subsets = {name: (float(pick(passes[name][0])) / passes[name][2],
-                      float(pick(passes[name][1])) / passes[name][2], passes[name][2])
-               for name in passes if name != "all"}
+    pick = float if index is None else (lambda t: float(t[index]))
+    subsets = {name: sums for name, sums in passes.items() if name != "all"}  # (loss sum, correct, examples)
     if subsets:  # the official total under label noise: the subsets' size-weighted means
         seen = sum(n for _, _, n in subsets.values())
-        metrics["train_loss"] = sum(loss * n for loss, _, n in subsets.values()) / seen
-        metrics["train_accuracy"] = sum(accuracy * n for _, accuracy, n in subsets.values()) / seen
-        for name, (loss, accuracy, _) in subsets.items():
-            metrics[f"train_loss_{name}"], metrics[f"train_accuracy_{name}"] = loss, accuracy
+        metrics["train_loss"] = sum(pick(loss) for loss, _, _ in subsets.values()) / seen
+        metrics["train_accuracy"] = sum(pick(correct) for _, correct, _ in subsets.values()) / seen
+        for name, (loss, correct, n) in subsets.items():
+            metrics[f"train_loss_{name}"], metrics[f"train_accuracy_{name}"] = pick(loss) / n, pick(correct) / n
     metrics["test_loss"], metrics["test_accuracy"] = test
     if initial is not None:
         scalars, layers = distance_to_start(params, initial)

@@ -53,7 +53,7 @@ def filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
     dimension) of every tensor, concatenated: shape (*batch, n_filters). Each filter of a weight
     followed by a BatchNorm is scale-invariant on its own, an SI group of the paper's Fig. 4."""
     if len(tensors) <= 4:  # a kernel per tensor is as fast, and reads no copy
-        return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
+        return per_tensor_filter_sq_norms(tensors, batch_dims)
     batch = tensors[0].shape[:batch_dims]
     flat = torch.cat([t.reshape(batch + (-1,)) for t in tensors], dim=-1)
     shapes = tuple(t.shape[batch_dims:] for t in tensors)
@@ -65,8 +65,18 @@ def filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
 def layer_sums(filter_values: torch.Tensor, sizes) -> torch.Tensor:
     """Per-filter values summed within each tensor (``sizes``: filters per tensor)."""
     if len(sizes) <= 4:
-        return torch.stack([s.sum(-1) for s in filter_values.split(list(sizes), dim=-1)], dim=-1)
+        return per_tensor_layer_sums(filter_values, sizes)
     return _segment_sums(filter_values, ("layers", tuple(sizes)), lambda: list(sizes))
+
+
+def per_tensor_filter_sq_norms(tensors, batch_dims: int = 0) -> torch.Tensor:
+    """``filter_sq_norms`` with a reduction per tensor (the few-tensor path)."""
+    return torch.cat([t.reshape(t.shape[:batch_dims + 1] + (-1,)).square().sum(-1) for t in tensors], dim=-1)
+
+
+def per_tensor_layer_sums(filter_values: torch.Tensor, sizes) -> torch.Tensor:
+    """``layer_sums`` with a reduction per tensor (the few-tensor path)."""
+    return torch.stack([s.sum(-1) for s in filter_values.split(list(sizes), dim=-1)], dim=-1)
 
 
 @torch.no_grad()
