@@ -1,4 +1,4 @@
-"""Two costs of the recipe's runs outside the training pass, each against what it replaced, side
+"""Four costs of the recipe's runs outside the training pass, each against what it replaced, side
 by side in one process (one thread, alternating rounds, medians):
 
 1. commit: writing one epoch (some 50 rows, the model state's resume slot, the fsync) through
@@ -9,7 +9,11 @@ by side in one process (one thread, alternating rounds, medians):
    backward pass of each batch (the gradients taken and dropped);
 3. the per-filter SI statistics of every step and checkpoint batch on the Section-6 ResNet
    (62 tensors): one segment sum over all filters against a reduction per tensor, per call
-   and per epoch.
+   and per epoch;
+4. summing a step's statistics into the epoch's accumulator: one ``_foreach_add_`` and the
+   finiteness checked once an epoch (``EpochAccumulator`` now) against an add per statistic
+   and a finiteness flag updated on the device every step, over epochs of 32 steps with the
+   statistics of the ConvNet and of the ResNet.
 
     python benchmarks/recipe_overheads.py [--epochs 6] [--rounds 3] [--data-root data]
 """
@@ -25,7 +29,8 @@ import numpy as np
 import torch
 
 from landscape import sphere, train, trajectory
-from landscape.measure import checkpoint_metrics, forward_backward
+from landscape.measure import NONFINITE, EpochAccumulator, checkpoint_metrics, forward_backward
+from landscape.steppers import statistics_and_step
 from landscape.run import load_training_data
 from landscape.config import TrainConfig
 from landscape.models import build_model, make_conventional, model_spec, si_groups
@@ -137,6 +142,60 @@ def statistics_cost(settings: dict, epochs: int, rounds: int, folder: str) -> No
           f"({old_e / new_e:.3f}x)")
 
 
+class PerStepFlags(EpochAccumulator):
+    """The accumulator as it was: an add per statistic, and the first non-finite step kept up
+    to date on the device by a few kernels every step."""
+
+    def add(self, stats, loss, correct, n):
+        self.sums = stats if self.sums is None else {k: self.sums[k] + v for k, v in stats.items()}
+        loss = loss.detach().double()
+        self.steps += 1
+        self._flag(NONFINITE["loss"] * ~torch.isfinite(loss) + NONFINITE["gradient"] * ~torch.isfinite(stats["grad_norm"]))
+        loss = loss * n
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.seen += n
+
+    def end_step(self, rho_end_sq):
+        self.rho_end_sq = rho_end_sq
+        self._flag(NONFINITE["parameters"] * ~torch.isfinite(rho_end_sq.sum(-1)))
+
+    def _flag(self, what):
+        what = what.long()
+        if getattr(self, "bad_step", None) is None:
+            self.bad_step, self.bad_what = torch.full_like(what, -1), torch.zeros_like(what)
+        self.bad_step = torch.where((self.bad_step < 0) & (what > 0), self.steps, self.bad_step)
+        self.bad_what = torch.where(self.bad_step == self.steps, self.bad_what | what, self.bad_what)
+
+    def nonfinite(self, index=None):
+        step = int(self.bad_step)
+        return None if step < 0 else {"step": step, "what": int(self.bad_what)}
+
+
+def accumulator_cost(rounds: int) -> None:
+    for name, spec in (("ConvNet k=16", model_spec("convnet", (1, 40), 10, width=16)),
+                       ("ResNet-18 w=8", model_spec("resnet18", (1, 40), 10, width=8))):
+        params = [p for _, p in si_groups(build_model(spec, 0))]
+        grads = [1e-3 * torch.randn_like(p) for p in params]
+        stats, rho_end_sq = statistics_and_step(params, grads, 1e-4, 1e-4, 10.0, True, "sphere", None, 0.0, 0.0)
+        loss, correct = torch.tensor(1.0), torch.tensor(3)
+        times = {PerStepFlags: [], EpochAccumulator: []}
+        for _ in range(rounds * 20):
+            for cls in times:
+                start = time.perf_counter()
+                acc = cls()
+                for _ in range(32):
+                    acc.add(stats, loss, correct, 128)
+                    acc.end_step(rho_end_sq)
+                acc.end_epoch(params, True)
+                acc.nonfinite()
+                acc.metrics(0.1)
+                times[cls].append(time.perf_counter() - start)
+        old, new = statistics.median(times[PerStepFlags]), statistics.median(times[EpochAccumulator])
+        print(f"accumulating an epoch of 32 steps' statistics, {name}: per statistic, flags each step "
+              f"{1000 * old:.2f} ms  foreach, one check an epoch {1000 * new:.2f} ms  ratio {old / new:.2f}x")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
@@ -171,6 +230,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         statistics_cost(dict(cases["ResNet-18 w=8, conventional (Section 6)"], augment=True), args.epochs,
                         args.rounds, folder)
+    accumulator_cost(args.rounds)
 
 
 if __name__ == "__main__":

@@ -66,22 +66,29 @@ def test_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 class EpochAccumulator:
     """Sums of per-step statistics on the device (no host synchronisation inside the epoch).
     With a batch of models every value carries a leading model dimension, and ``index`` picks
-    one model when reading."""
+    one model when reading. A step costs a few kernels: the statistics are summed by one
+    ``_foreach_add_``, and the finiteness of the loss, gradient and parameters is kept as one
+    small tensor per step and checked once, when the epoch's end asks (``nonfinite``)."""
 
     def __init__(self, elr_power: int = 2):
         # the ELR is lr / rho^elr_power: 2 for SGD and momentum SGD, 1 for Adam (``config.elr_power``)
         self.elr_power = elr_power
         self.sums, self.steps, self.seen = None, 0, 0
         self.loss_sum = self.correct = self.rho_end_sq = self.filter_rho_end_sq = None
-        self.bad_step = self.bad_what = None  # first step with a non-finite value, and which
+        # per step: (loss, gradient norm) and the parameters' squared norm after the step
+        self._step_values, self._params_after = [], []
+        self._first_bad = None  # (first non-finite step, what) once computed
 
     @torch.no_grad()
     def add(self, stats: dict, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
-        self.sums = stats if self.sums is None else {k: self.sums[k] + v for k, v in stats.items()}
+        if self.sums is None:  # its own copies (a compiled update may reuse its outputs' memory)
+            self.sums = {k: v.clone() for k, v in stats.items()}
+        else:
+            torch._foreach_add_(list(self.sums.values()), [stats[k] for k in self.sums])
         loss = loss.detach().double()
         self.steps += 1
-        self._flag(NONFINITE["loss"] * ~torch.isfinite(loss)
-                   + NONFINITE["gradient"] * ~torch.isfinite(stats["grad_norm"]))
+        self._step_values.append(torch.stack([loss, stats["grad_norm"].to(loss.dtype)]))
+        self._first_bad = None
         loss = loss * n
         self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
         self.correct = correct if self.correct is None else self.correct + correct
@@ -91,7 +98,8 @@ class EpochAccumulator:
     def end_step(self, rho_end_sq: torch.Tensor) -> None:
         """After the step: the new group norms (the next step's rho_i^2), checked as well."""
         self.rho_end_sq = rho_end_sq
-        self._flag(NONFINITE["parameters"] * ~torch.isfinite(rho_end_sq.sum(-1)))
+        self._params_after.append(rho_end_sq.sum(-1))
+        self._first_bad = None
 
     @torch.no_grad()
     def end_epoch(self, params, filters: bool, batch_dims: int = 0) -> None:
@@ -99,24 +107,32 @@ class EpochAccumulator:
         if filters:
             self.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
 
-    def _flag(self, what: torch.Tensor) -> None:
-        """Remember the first step at which something went non-finite, on the device (checking
-        on the host every step would synchronise; the epoch's end looks once)."""
-        what = what.long()
-        if self.bad_step is None:
-            self.bad_step, self.bad_what = torch.full_like(what, -1), torch.zeros_like(what)
-        self.bad_step = torch.where((self.bad_step < 0) & (what > 0), self.steps, self.bad_step)
-        self.bad_what = torch.where(self.bad_step == self.steps, self.bad_what | what, self.bad_what)
+    @torch.no_grad()
+    def _find_first_bad(self) -> tuple:
+        """(first step, 1-based, at which something was not finite, or -1; the NONFINITE bits
+        of what), each of the batch shape: one look over the steps' values."""
+        if self._first_bad is None:
+            values = torch.stack(self._step_values)  # (steps, 2, *batch)
+            what = (NONFINITE["loss"] * ~torch.isfinite(values[:, 0])
+                    + NONFINITE["gradient"] * ~torch.isfinite(values[:, 1]))
+            if self._params_after:
+                what = what + NONFINITE["parameters"] * ~torch.isfinite(torch.stack(self._params_after))
+            bad = what > 0
+            first = bad.long().argmax(0)  # the first True (0 where there is none)
+            step = torch.where(bad.any(0), first + 1, -1)
+            self._first_bad = (step, what.gather(0, first.unsqueeze(0)).squeeze(0))
+        return self._first_bad
 
     def nonfinite(self, index=None) -> dict | None:
         """None, or the first step of the epoch (1-based) at which the loss, a gradient or the
         parameters were not finite, with which of them."""
-        if self.bad_step is None:
+        if not self._step_values:
             return None
-        step = int(self.bad_step if index is None else self.bad_step[index])
+        bad_step, bad_what = self._find_first_bad()
+        step = int(bad_step if index is None else bad_step[index])
         if step < 0:
             return None
-        what = int(self.bad_what if index is None else self.bad_what[index])
+        what = int(bad_what if index is None else bad_what[index])
         return {"step": step, "what": [k for k, bit in NONFINITE.items() if what & bit]}
 
     def metrics(self, lr: float, index=None) -> tuple[dict, dict, dict]:

@@ -146,3 +146,28 @@ def test_json_outputs_carry_null_for_nan(tmp_path, tiny, cli):
     from landscape.files import write_json
     write_json(str(tmp_path / "x.json"), {"a": float("inf"), "b": np.array([1.0, np.nan]), "c": np.float32("nan")})
     assert strict_json(tmp_path / "x.json") == {"a": None, "b": [1.0, None], "c": None}
+
+
+def test_the_accumulator_finds_each_models_first_nonfinite_step_and_sums_the_rest():
+    """Two models stepped together: model 0's parameters go infinite after step 4, model 1's
+    gradient at step 2 (and its loss from step 3); the first bad step and what went bad are each
+    model's own, and the sums are a plain loop's."""
+    from landscape.measure import EpochAccumulator
+    acc = EpochAccumulator()
+    inf, nan = math.inf, math.nan
+    losses = [[1.0, 2.0], [1.5, 2.5], [1.2, nan], [1.1, nan], [1.0, nan]]
+    grad_norms = [[0.5, 0.7], [0.4, inf], [0.3, nan], [0.2, nan], [0.1, nan]]
+    after = [[4.0, 4.0], [4.0, 4.0], [4.0, 4.0], [inf, 4.0], [nan, 4.0]]
+    for loss, g, a in zip(losses, grad_norms, after):
+        stats = {"grad_norm": torch.tensor(g, dtype=torch.float64), "rho_sq": torch.tensor(a).double()}
+        acc.add(stats, torch.tensor(loss), torch.tensor([3, 5]), 10)
+        acc.end_step(torch.tensor(a).reshape(2, 1))
+    assert acc.nonfinite(0) == {"step": 4, "what": ["parameters"]}
+    assert acc.nonfinite(1) == {"step": 2, "what": ["gradient"]}
+    assert acc.sums["grad_norm"][0].item() == pytest.approx(sum(g[0] for g in grad_norms))
+    assert acc.loss_sum[0].item() == pytest.approx(10 * sum(l[0] for l in losses))
+    assert acc.correct.tolist() == [15, 25] and acc.steps == 5 and acc.seen == 50
+    finite = EpochAccumulator()
+    finite.add({"grad_norm": torch.tensor(0.5, dtype=torch.float64)}, torch.tensor(1.0), torch.tensor(3), 10)
+    finite.end_step(torch.tensor([1.0, 2.0]))
+    assert finite.nonfinite() is None
