@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 
 from .legacy import stored_model_spec
 from .errors import ArgumentError, LandscapeError
@@ -110,6 +109,8 @@ def falling_trend(values) -> dict:
     points (S / sqrt(f) against the exact null distribution of S: a perfect 5-point fall has
     p = 1/120), normal with a continuity correction above. Returns tau, the Theil-Sen slope
     (per point), r1 and p_falling."""
+    from scipy import stats  # here: importing it costs every command line half a second
+
     from .curves import FINE_TIME_SCALES, baseline_basis, fit_baseline
     y = np.asarray(values, float)
     n = len(y)
