@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 OUT=${ANALYSES_OUT:-analyses/out}  # where figures, JSON and logs go
 export ANALYSES_OUT=$OUT
-STAGES=12  # the training, the other lane's start, 8 scripts, the wait, the summary
+STAGES=12  # the training, fig3, the second column's start, 7 scripts, the wait, the summary
 STAGE=0
 stage() {  # one line per stage: number, what, time since the start
   STAGE=$((STAGE + 1))
@@ -34,38 +34,32 @@ chain "Section 6, outside the sphere (train/section6_mnist1d.sh)" section6 train
 FAILED=0
 for chain_pid in $MAIN $NOISE $S6; do wait "$chain_pid" || FAILED=1; done  # the others finish (resumable)
 [ "$FAILED" = 0 ] || exit 1
-SCRIPTS="fig1_regimes fig3_sharpness fig4_equal_ess fig5_finetune fig6_transitions appendix_g_double_descent
+# fig3 first and alone: its Hessian traces use both cores' threads (beside another script they
+# took 3x as long); then the checkpoint column's other scripts here and, beside them on the
+# other core, figure 2 and the epoch-mean column (the scripts' own work is single-threaded)
+stage "analyses/fig3_sharpness.py (checkpoint metrics; alone: its Hessian traces use every core)"
+quietly fig3_sharpness python analyses/fig3_sharpness.py
+verdicts "$OUT/logs/fig3_sharpness.log"
+SCRIPTS="fig1_regimes fig4_equal_ess fig5_finetune fig6_transitions appendix_g_double_descent
          appendix_m_random_walk fig7_standard"
-# Two lanes of about equal length (the figure stage's critical path): here the checkpoint column's
-# longest script (fig3: the Hessian traces) and three more; beside it figure 2, the epoch-mean
-# column and the checkpoint column's other scripts, whose stage lines and verdicts follow it.
-HERE="fig3_sharpness fig1_regimes fig4_equal_ess fig6_transitions"
-BESIDE="fig5_finetune appendix_g_double_descent appendix_m_random_walk fig7_standard"
-stage "started beside the checkpoint column: figure 2 (the toy model), the same claims from training's epoch means ($OUT/epoch-means/), then $BESIDE"
+stage "started beside the checkpoint column: figure 2 (the toy model), the same claims from training's epoch means ($OUT/epoch-means/)"
 epoch_means() { ANALYSES_OUT=$OUT/epoch-means quietly "epoch-means-$1" python "analyses/$1.py" --metrics epoch; }
 (
   quietly fig2_toy landscape toy --alphas 1,2,4 --elrs 0.1,0.2,0.5 --steps 10000 \
     --plot "$OUT/fig2_toy.png" --json "$OUT/fig2_toy.json"
-  for script in $SCRIPTS; do
-    # the angle to the start is a checkpoint metric only; fig3 reuses the sharpness the
-    # checkpoint column's fig3 stores in the runs, so it comes after it (in the other lane)
-    case $script in appendix_m_random_walk|fig3_sharpness) continue ;; esac
+  # fig3 reuses the sharpness the checkpoint column's fig3 stored in the runs
+  for script in fig3_sharpness $SCRIPTS; do
+    case $script in appendix_m_random_walk) continue ;; esac  # the angle to the start: a checkpoint metric only
     epoch_means "$script"
   done
-  for script in $BESIDE; do quietly "$script" python "analyses/$script.py"; done
 ) & SECOND=$!
-for script in $HERE; do
+for script in $SCRIPTS; do
   stage "analyses/$script.py (checkpoint metrics)"
   quietly "$script" python "analyses/$script.py"
   verdicts "$OUT/logs/$script.log"
 done
-epoch_means fig3_sharpness
-stage "waiting for the other lane (figure 2, epoch means, $BESIDE)"
+stage "waiting for the second column (figure 2, epoch means)"
 wait "$SECOND"
-for script in $BESIDE; do
-  stage "analyses/$script.py (checkpoint metrics, made beside)"
-  verdicts "$OUT/logs/$script.log"
-done
 stage "analyses/summary.py"
 quietly summary python analyses/summary.py
 printf "[done %5ds] figures, JSON and summary.png in $OUT/ (logs: $OUT/logs/)\n" "$(( $(date +%s) - START ))"

@@ -22,10 +22,12 @@ LRS_SI=${LRS_SI:-1e-1:1e3:9}
 WD_SI=${WD_SI:-1e-3}
 PREFIX=${PREFIX:-$RECIPE/s6}
 COMMON+=(--epochs "$EPOCHS")
-landscape sweep --lrs "$LRS_SI" --space whole --weight-decay "$WD_SI" -o "$PREFIX-si-whole" "${COMMON[@]}" "$@"
 CONV=(--model resnet18 --width "${CONV_WIDTH:-8}" --conventional --momentum 0.9 --weight-decay "${WD_CONV:-5e-4}" --augment)
 # CONV_COMPILE=--compile: the ResNet epochs 1.33x faster on a CPU, after a first compile of about
 # 4 minutes per worker that only pays once inductor's cache is warm (benchmarks/RESULTS.md)
 CONV+=(${CONV_COMPILE:-})
 landscape sweep --lrs "$LRS" -o "$PREFIX-conv-constant" "${COMMON[@]}" "${CONV[@]}" "$@"
 landscape sweep --lrs "$LRS" --schedule cosine -o "$PREFIX-conv-cosine" "${COMMON[@]}" "${CONV[@]}" "$@"
+# the SI ConvNet's short runs last: beside the other training scripts (run_all.sh) the machine's
+# last minutes are then short runs, not a ResNet run with one core idle beside it
+landscape sweep --lrs "$LRS_SI" --space whole --weight-decay "$WD_SI" -o "$PREFIX-si-whole" "${COMMON[@]}" "$@"
