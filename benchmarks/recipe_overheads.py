@@ -31,6 +31,7 @@ import torch
 from landscape import sphere, train, trajectory
 from landscape.measure import NONFINITE, EpochAccumulator, checkpoint_metrics, forward_backward
 from landscape.steppers import statistics_and_step
+from timing import interleaved
 from landscape.run import load_training_data
 from landscape.config import TrainConfig
 from landscape.models import build_model, make_conventional, model_spec, si_groups
@@ -179,19 +180,16 @@ def accumulator_cost(rounds: int) -> None:
         grads = [1e-3 * torch.randn_like(p) for p in params]
         stats, rho_end_sq = statistics_and_step(params, grads, 1e-4, 1e-4, 10.0, True, "sphere", None, 0.0, 0.0)
         loss, correct = torch.tensor(1.0), torch.tensor(3)
-        times = {PerStepFlags: [], EpochAccumulator: []}
-        for _ in range(rounds * 20):
-            for cls in times:
-                start = time.perf_counter()
-                acc = cls()
-                for _ in range(32):
-                    acc.add(stats, loss, correct, 128)
-                    acc.end_step(rho_end_sq)
-                acc.end_epoch(params, True)
-                acc.nonfinite()
-                acc.metrics(0.1)
-                times[cls].append(time.perf_counter() - start)
-        old, new = statistics.median(times[PerStepFlags]), statistics.median(times[EpochAccumulator])
+        def epoch(cls):
+            acc = cls()
+            for _ in range(32):
+                acc.add(stats, loss, correct, 128)
+                acc.end_step(rho_end_sq)
+            acc.end_epoch(params, True)
+            acc.nonfinite()
+            acc.metrics(0.1)
+        t = interleaved({"old": lambda: epoch(PerStepFlags), "new": lambda: epoch(EpochAccumulator)}, rounds * 20)
+        old, new = t["old"], t["new"]
         print(f"accumulating an epoch of 32 steps' statistics, {name}: per statistic, flags each step "
               f"{1000 * old:.2f} ms  foreach, one check an epoch {1000 * new:.2f} ms  ratio {old / new:.2f}x")
 
