@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from landscape import train
-from landscape.regimes import RegimeCriteria, classify_curve, falling_trend, sweep_checks
+from landscape.regimes import RegimeCriteria, classify_curve, falling_trend, kendall_theil_sen, sweep_checks
 
 C = 10
 LN = math.log(C)
@@ -218,6 +218,21 @@ def test_trend_p_values_are_exact_for_short_tails():
     # 0.01) exceeds 40 with probability < 1e-4
     g = np.random.default_rng(5)
     assert sum(falling_trend(g.standard_normal(8))["p_falling"] < 0.01 for _ in range(2000)) <= 40
+
+
+def test_the_trend_statistics_equal_scipys_bit_for_bit():
+    # Kendall's tau-b against the index and the Theil-Sen line, against scipy's own functions on
+    # 600 series of 3-80 points: noise, rounded noise (ties in y), falls, plateaus with one step
+    from scipy import stats
+    g = np.random.default_rng(11)
+    for i in range(600):
+        n = int(g.integers(3, 81))
+        y = [g.standard_normal(n), np.round(g.standard_normal(n), 1),
+             np.log(np.exp(-np.arange(n) / 5) + 0.01 * g.random(n)),
+             np.where(np.arange(n) < n // 2, 1.0, 0.5)][i % 4]
+        x = np.arange(n, dtype=float)
+        slope, intercept = stats.theilslopes(y, x)[:2]
+        assert kendall_theil_sen(y) == (float(stats.kendalltau(x, y).statistic), float(slope), float(intercept))
 
 
 def test_a_short_run_that_clearly_falls_is_convergence():
