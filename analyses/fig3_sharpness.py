@@ -6,9 +6,13 @@ solutions with lower sharpness and test error at equal train loss.
 Trends across ELRs are judged over seeds (pooled Spearman with a permutation p-value, every
 seed's sign); the Hessian trace of every seed's final regime-1 solutions.
 """
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import torch
 
 from common import at_loss, claim, regimes_by_seed, save, script_args, seed_band, seed_sweeps, trend_over_seeds
 from landscape.plots import colorbar, new_figure, no_minor_labels, ordered_colors
@@ -30,6 +34,23 @@ def stored_sharpness(path):
     if res["epoch"][-1] != t.checkpoint_epochs[-1] or "eigenvalues_effective" not in res:
         return None
     return {k: v[-1:] for k, v in res.items()}
+
+
+def _final_sharpness(path):
+    torch.set_num_threads(1)
+    sharpness(path, "last", probes=20, eigs=1, batches=2, progress=False, write=True)
+
+
+def final_sharpness(paths):
+    """Stores the sharpness of each run's last checkpoint that is not stored yet, the runs spread
+    over one single-threaded process per core: each run's Hessian-vector products are small, so
+    runs side by side use the cores better than one run on all of them."""
+    todo = [p for p in paths if stored_sharpness(p) is None]
+    if not todo:
+        return
+    workers = min(len(todo), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_final_sharpness, todo))  # each writes its own run's file
 
 
 def matched(rows):
@@ -60,10 +81,10 @@ def main(sweeps, metrics="auto"):
         axes[0].plot(m["train_loss"], m["effective_grad_norm"], color=color)
         axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], color=color)
     # Hessian trace of the final solutions (effective units), 20 probes on 2 batches, every seed
+    final_sharpness([r["path"] for res_seed in by_seed.values() for r in res_seed["rows"] if r["regime"] == 1])
     for seed, res_seed in by_seed.items():
         for entry, r in zip(tables[seed], [r for r in res_seed["rows"] if r["regime"] == 1]):
-            res = stored_sharpness(r["path"]) or sharpness(r["path"], "last", probes=20, eigs=1, batches=2,
-                                                           progress=False, write=True)
+            res = stored_sharpness(r["path"])
             entry["trace_effective_final"] = float(res["trace_effective"][0])
             entry["lambda_max_effective_final"] = float(res["eigenvalues_effective"][0][0])
             entry["final_train_loss"] = r["final_train_loss"]

@@ -117,14 +117,54 @@ def run_slot():
         time.sleep(0.2)
 
 
+_compiled_here = False  # this worker has compiled a run's model: its later runs reuse the code
+
+
+@contextlib.contextmanager
+def compile_gate(cfg_dict: dict):
+    """With ``LANDSCAPE_SLOTS`` set, one first compile at a time among the machine's workers: a
+    worker whose run compiles (``compile``) and that has not compiled yet holds an exclusive
+    ``flock`` on the slots' folder's ``compile`` file from before it takes a run slot until the
+    run's first training epoch has committed (by then the forward, the checkpoint pass's copy
+    and the update are compiled, and inductor's cache holds their code). Another such worker
+    waits for it without a slot, so its core trains other runs meanwhile, and then compiles from
+    the warm cache: the Section-6 ResNet's first compile measured 248 s cold, 18 s warm. Yields
+    ``compiled()``, to call when an epoch past 0 has committed; without the variable, or with
+    nothing to compile, the gate is open."""
+    global _compiled_here
+    setting = slots_setting()
+    if setting is None or not cfg_dict.get("compile") or _compiled_here:
+        yield lambda: None
+        return
+    os.makedirs(setting[1], exist_ok=True)
+    fd = os.open(os.path.join(setting[1], "compile"), os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    held = [True]
+
+    def compiled():
+        global _compiled_here
+        _compiled_here = True
+        if held[0]:
+            held[0] = False
+            os.close(fd)  # releases the lock
+    try:
+        yield compiled
+    finally:
+        if held[0]:  # the run ended or failed before a training epoch: the next compiles cold
+            held[0] = False
+            os.close(fd)
+
+
 def worker_main() -> None:
     """A worker process: ``python -c '...' JOB.json`` trains its share of the runs one after
     another with one thread (``run_one``), and reports each committed epoch as a line on stdout."""
     job = json.load(open(sys.argv[1]))
     for cfg_dict, out in job["runs"]:
-        def report(epoch, metrics, out=out):
-            print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
-        with run_slot():
+        with compile_gate(cfg_dict) as compiled, run_slot():
+            def report(epoch, metrics, out=out, compiled=compiled):
+                if epoch > 0:
+                    compiled()
+                print(f"EPOCH\t{out}\t{epoch}\t{metrics['train_loss']}", flush=True)
             result = run_one(cfg_dict, out, 1, job.get("logs") or {}, on_epoch=report)
         if result["status"] == "failed":
             print(f"FAILED\t{out}\t{result['error']}", flush=True)

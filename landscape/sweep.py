@@ -44,6 +44,10 @@ STRATEGIES = ("auto", "vectorised", "streams", "processes")
 PROBED = ("vectorised", "streams", "processes")  # what auto times on a GPU
 INDEX = "sweep.json"
 FINISHED = ("done", "nonfinite")  # statuses a re-run leaves alone
+# how a sweep computes, not what it trains (the arithmetic differs at most in summation order):
+# a re-run may change them, and its new runs take them; a run it resumes keeps its own, except
+# the device and where the data is read from
+HOW_SETTINGS = ("device", "data_root", "compile", "compile_mode", "channels_last")
 
 
 def parse_rates(text: str) -> list[float]:
@@ -187,10 +191,9 @@ class SweepPlan:
     @staticmethod
     def comparable(config: dict) -> dict:
         """A sweep's shared settings as a stored configuration means them (``TrainConfig.from_dict``),
-        without the swept rate, the device and where the data is read from (which a resumed run
-        may change too)."""
+        without the swept rate and ``HOW_SETTINGS``: what is trained, not how it is computed."""
         full = dataclasses.asdict(TrainConfig.from_dict(config))
-        return {k: v for k, v in full.items() if k not in ("elr", "lr", "device", "data_root")}
+        return {k: v for k, v in full.items() if k not in ("elr", "lr") + HOW_SETTINGS}
 
     def check_index(self) -> None:
         """Refuse a folder that holds a sweep with other settings."""

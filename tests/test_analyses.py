@@ -86,7 +86,8 @@ def test_the_whole_reproduction_at_toy_size_writes_every_claim_in_both_columns(t
     out, recipe = tmp_path / "out", tmp_path / "recipe"
     env = dict(os.environ, RECIPE=str(recipe), ANALYSES_OUT=str(out), EPOCHS="5", ELRS="1e-4,1e-2,1",
                SEEDS="0", WIDTH="4", NOISES="0 0.2", NOISE_ELRS="1e-4,1e-2", EPOCH="5", FT_EPOCHS="3",
-               LOW_TO="2e-4", HIGH_TO="1e-4", LRS="0.1,1", LRS_SI="1,10", CONV_WIDTH="2")
+               LOW_TO="2e-4", HIGH_TO="1e-4", LRS="0.1,1", LRS_SI="1,10", CONV_WIDTH="2",
+               CONV_COMPILE="")  # Section 6's ResNets eager: compiling takes minutes (tested apart)
     done = subprocess.run(["bash", str(root / "analyses" / "run_all.sh")], env=env, capture_output=True,
                           text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -122,3 +122,26 @@ def test_sweeps_started_together_share_the_run_slots(tmp_path, cfg, local_refere
     monkeypatch.setenv("LANDSCAPE_SLOTS", "two")
     with pytest.raises(LandscapeError, match="^LANDSCAPE_SLOTS=two: expected a positive number"):
         sweep(ELRS, str(tmp_path / "x"), strategy="processes", progress=False, **cfg)
+
+
+@pytest.mark.slow
+def test_workers_sharing_the_slots_make_their_first_compile_one_at_a_time(tmp_path, cfg, monkeypatch):
+    """LANDSCAPE_SLOTS=2 and compile: the two workers' first runs would compile at once; the
+    second starts its run (creates its file) only after the first's first training epoch, which
+    compiled, has committed. Real worker processes; the aot_eager backend compiles in seconds."""
+    import datetime
+    import h5py
+    monkeypatch.setenv("LANDSCAPE_SLOTS", f"2:{tmp_path / 'slots'}")
+    monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")
+    sweep(ELRS, str(tmp_path / "c"), strategy="processes", workers=2, progress=False, compile=True,
+          **dict(cfg, dtype="float32", epochs=2))
+    runs = []
+    for e in ELRS:
+        with h5py.File(tmp_path / "c" / f"elr{e:g}.h5", "r") as h:
+            runs.append((datetime.datetime.fromisoformat(h.attrs["created"]).timestamp(),
+                         float(h["timing/epoch_seconds"][0]), Trajectory(h.filename).status))
+    (first, first_epoch, _), (second, _, _) = sorted(runs)
+    assert [status for _, _, status in runs] == ["done", "done"]
+    # the first training epoch compiled (seconds, against milliseconds eager), and the second
+    # run began after it
+    assert second - first >= first_epoch > 0.5, runs

@@ -144,6 +144,20 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, cli):
     assert code == 2 and "other settings" in err and "width" in err
 
 
+def test_a_sweep_continues_compiled_and_keeps_its_eager_runs(tmp_path, tiny, monkeypatch):
+    """Compiling is how a sweep computes, not what it trains: the same sweep re-run with compile
+    keeps its finished eager runs and trains the new ones compiled; another width is refused."""
+    monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")
+    sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1))
+    finished = _digest(tmp_path / "sw" / "elr0.001.h5")
+    out = sweep([1e-3, 1e-2], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1, compile=True))
+    assert [r["status"] for r in out["runs"]] == ["done", "done"]
+    assert _digest(tmp_path / "sw" / "elr0.001.h5") == finished
+    assert Trajectory(str(tmp_path / "sw" / "elr0.01.h5")).config["compile"] is True
+    with pytest.raises(Exception, match="other settings"):
+        sweep([1e-3], str(tmp_path / "sw"), progress=False, **dict(tiny, epochs=1, compile=True, width=8))
+
+
 def test_a_sweep_made_before_an_option_existed_continues(tmp_path, tiny):
     """A folder whose sweep.json predates options (here the transformer's heads and the
     optimizer's) is the same sweep: its runs continue instead of being refused."""

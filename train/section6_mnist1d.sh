@@ -5,7 +5,7 @@
 #   middle: a conventional ResNet-18 of width 8 (BN affine, trainable last layer), momentum 0.9,
 #           weight decay 5e-4 (the paper's for its ResNet-18), augmentation, constant LR
 #   right : the same with a cosine schedule over the run
-# About 15 minutes on a 2-core CPU. Re-running continues an interrupted sweep.
+# About 30 minutes on a 2-core CPU. Re-running continues an interrupted sweep.
 # CIFAR-10 (the paper's setting; on a GPU): add --dataset cifar10 --data-root DATA --download
 # --model resnet18 --width 64 --epochs 200 and --weight-decay 5e-4 for the ResNet, e.g.
 #   landscape sweep --lrs 1e-3:10 --conventional --model resnet18 --dataset cifar10 --download \
@@ -23,9 +23,10 @@ WD_SI=${WD_SI:-1e-3}
 PREFIX=${PREFIX:-$RECIPE/s6}
 COMMON+=(--epochs "$EPOCHS")
 CONV=(--model resnet18 --width "${CONV_WIDTH:-8}" --conventional --momentum 0.9 --weight-decay "${WD_CONV:-5e-4}" --augment)
-# CONV_COMPILE=--compile: the ResNet epochs 1.33x faster on a CPU, after a first compile of about
-# 4 minutes per worker that only pays once inductor's cache is warm (benchmarks/RESULTS.md)
-CONV+=(${CONV_COMPILE:-})
+# compiled: the ResNet's epochs 1.3-1.5x faster on a CPU, after one first compile of about 4
+# minutes (the workers after it compile from inductor's warm cache in 15-18 s; with
+# LANDSCAPE_SLOTS they wait for it without a slot); CONV_COMPILE= trains eager (benchmarks/RESULTS.md)
+CONV+=(${CONV_COMPILE---compile})
 landscape sweep --lrs "$LRS" -o "$PREFIX-conv-constant" "${COMMON[@]}" "${CONV[@]}" "$@"
 landscape sweep --lrs "$LRS" --schedule cosine -o "$PREFIX-conv-cosine" "${COMMON[@]}" "${CONV[@]}" "$@"
 # the SI ConvNet's short runs last: beside the other training scripts (run_all.sh) the machine's
