@@ -44,9 +44,8 @@ STRATEGIES = ("auto", "vectorised", "streams", "processes")
 PROBED = ("vectorised", "streams", "processes")  # what auto times on a GPU
 INDEX = "sweep.json"
 FINISHED = ("done", "nonfinite")  # statuses a re-run leaves alone
-# how a sweep computes, not what it trains (the arithmetic differs at most in summation order):
-# a re-run may change them, and its new runs take them; a run it resumes keeps its own, except
-# the device and where the data is read from
+# how a sweep computes, not what it trains (the arithmetic differs at most in its rounding):
+# a re-run of the sweep may change them
 HOW_SETTINGS = ("device", "data_root", "compile", "compile_mode", "channels_last")
 
 
