@@ -150,7 +150,7 @@ def compile_gate(cfg_dict: dict):
     try:
         yield compiled
     finally:
-        if held[0]:  # the run ended or failed before a training epoch: the next compiles cold
+        if held[0]:  # the run ended before a training epoch: its worker's next run takes the gate again
             held[0] = False
             os.close(fd)
 
