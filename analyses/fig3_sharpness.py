@@ -41,16 +41,19 @@ def _final_sharpness(path):
     sharpness(path, "last", probes=20, eigs=1, batches=2, progress=False, write=True)
 
 
-def final_sharpness(paths):
-    """Stores the sharpness of each run's last checkpoint that is not stored yet, the runs spread
-    over one single-threaded process per core: each run's Hessian-vector products are small, so
-    runs side by side use the cores better than one run on all of them."""
-    todo = [p for p in paths if stored_sharpness(p) is None]
-    if not todo:
-        return
-    workers = min(len(todo), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_final_sharpness, todo))  # each writes its own run's file
+def final_sharpness(paths) -> dict:
+    """{path: the sharpness of the run's last checkpoint}: the stored one, else measured and
+    stored, the runs spread over one single-threaded process per core (each run's
+    Hessian-vector products are small, so runs side by side use the cores better than one run
+    on all of them)."""
+    results = {p: stored_sharpness(p) for p in paths}
+    todo = [p for p, res in results.items() if res is None]
+    if todo:
+        workers = min(len(todo), os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_final_sharpness, todo))  # each writes its own run's file
+        results.update({p: stored_sharpness(p) for p in todo})
+    return results
 
 
 def matched(rows):
@@ -81,10 +84,11 @@ def main(sweeps, metrics="auto"):
         axes[0].plot(m["train_loss"], m["effective_grad_norm"], color=color)
         axes[1].plot(m["train_loss"][ok], 1 - m["test_accuracy"][ok], color=color)
     # Hessian trace of the final solutions (effective units), 20 probes on 2 batches, every seed
-    final_sharpness([r["path"] for res_seed in by_seed.values() for r in res_seed["rows"] if r["regime"] == 1])
+    finals = final_sharpness([r["path"] for res_seed in by_seed.values() for r in res_seed["rows"]
+                              if r["regime"] == 1])
     for seed, res_seed in by_seed.items():
         for entry, r in zip(tables[seed], [r for r in res_seed["rows"] if r["regime"] == 1]):
-            res = stored_sharpness(r["path"])
+            res = finals[r["path"]]
             entry["trace_effective_final"] = float(res["trace_effective"][0])
             entry["lambda_max_effective_final"] = float(res["eigenvalues_effective"][0][0])
             entry["final_train_loss"] = r["final_train_loss"]
