@@ -92,7 +92,8 @@ class Curvature:
     the Jacobian of batch B's outputs and H_out the Hessian of the criterion in the outputs
     (for cross-entropy (diag p - p p^T) / |B| per example, the official code's "Fisher", in
     closed form; any other criterion by ``torch.func``); products by ``torch.func.linearize``
-    (J v) and ``vjp`` (J^T u), never the Jacobian itself.
+    (J v; streamed, by forward-mode ``jvp``, since a batch's trace would serve one call) and
+    ``vjp`` (J^T u), never the Jacobian itself.
 
     >>> import torch, torch.nn.functional as F
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
@@ -210,12 +211,21 @@ class Curvature:
     def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, {**self.fixed, **self.unflatten(flat)}, (x,))
 
-    def _ggn_of_batch(self, x, y):
-        """v -> J_B^T H_out J_B v of one batch (unweighted), linearised once."""
-        with warnings.catch_warnings():  # linearize's graph folding is chatty
-            warnings.simplefilter("ignore")
-            out, jv = torch.func.linearize(lambda t: self.logits(t, x), self.theta)
-        _, vjp_fn = vjp(lambda t: self.logits(t, x), self.theta)
+    def _ggn_of_batch(self, x, y, traced: bool = True):
+        """v -> J_B^T H_out J_B v of one batch (unweighted). ``traced``: J v by a
+        ``torch.func.linearize`` trace, which pays when the function serves many products;
+        else by forward-mode ``jvp`` per call (a streamed batch serves one call: tracing it
+        would cost more than all its products)."""
+        def f(t):
+            return self.logits(t, x)
+        out, vjp_fn = vjp(f, self.theta)
+        if traced:
+            with warnings.catch_warnings():  # linearize's graph folding is chatty
+                warnings.simplefilter("ignore")
+                _, jv = torch.func.linearize(f, self.theta)
+        else:
+            def jv(v):
+                return jvp(f, (self.theta,), (v,))[1]
         out = out.detach()
         if self.criterion is F.cross_entropy and out.dim() == 2 and not y.is_floating_point():
             p = torch.softmax(out, dim=1)
@@ -229,6 +239,9 @@ class Curvature:
                 return out_hvp(u)[0]
         return lambda v: vjp_fn(h_out(jv(v)))[0].detach()
 
+    def _streamed_ggn_of_batch(self, x, y):
+        return self._ggn_of_batch(x, y, traced=False)
+
     def _ggn(self):
         """Per batch, linearised once and kept: [(w_B, v -> J_B^T H_out J_B v)]."""
         if self._ggn_parts is None:
@@ -238,7 +251,7 @@ class Curvature:
     def ggnvp(self, v: torch.Tensor) -> torch.Tensor:
         """G v = sum_B w_B J_B^T H_out J_B v (see the class docstring)."""
         if self.streamed:
-            return self._streamed(v[None], self._ggn_of_batch)[0]
+            return self._streamed(v[None], self._streamed_ggn_of_batch)[0]
         total = torch.zeros_like(self.theta)
         for w, product in self._ggn():
             total = total + w * product(v)
@@ -253,7 +266,7 @@ class Curvature:
         if self.matrix == "hessian":
             return self.hvp_batch(vs)
         if self.streamed:
-            return self._streamed(vs, self._ggn_of_batch)
+            return self._streamed(vs, self._streamed_ggn_of_batch)
         return self._batched(self.ggnvp, vs)
 
     def group_slices(self, level: str = "layer") -> list[slice]:
