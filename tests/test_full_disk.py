@@ -99,13 +99,13 @@ def _one_line_full(done, safe_epochs=None):
 ])
 def test_a_run_that_fills_the_disk_stops_in_one_line_and_resumes_bit_identically(
         small_fs, reference, tiny, size, settings):
-    ref = reference(epochs=60, **settings)
+    ref = reference(epochs=20, **settings)
     folder = small_fs(size)
     path = os.path.join(folder, "run.h5")
-    done = _landscape(*_train_argv(tiny, path, epochs=60, **settings))
+    done = _landscape(*_train_argv(tiny, path, epochs=20, **settings))
     _one_line_full(done)
     cut = Trajectory(path)  # readable, with every committed epoch
-    assert 0 <= cut.epochs_complete < 60
+    assert 0 <= cut.epochs_complete < 20
     assert list(cut.epochs) == list(range(1, cut.epochs_complete + 1))
     assert f"{cut.epochs_complete} epoch" in done.stderr
     show = _landscape("show", path)

@@ -144,6 +144,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, cli):
     assert code == 2 and "other settings" in err and "width" in err
 
 
+@pytest.mark.slow  # it compiles (aot_eager): some 18 s
 def test_a_sweep_continues_compiled_and_keeps_its_eager_runs(tmp_path, tiny, monkeypatch):
     """Compiling is how a sweep computes, not what it trains: the same sweep re-run with compile
     keeps its finished eager runs and trains the new ones compiled; another width is refused."""
