@@ -30,6 +30,9 @@ SCHEDULES = ("constant", "cosine")
 GROUPINGS = ("filter", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSS_NAMES = tuple(LOSSES)
+# how a run is computed, not what it trains (the arithmetic differs at most in its rounding): a
+# resumed run, and a sweep run again, may change them
+HOW_SETTINGS = ("device", "data_root", "compile", "compile_mode", "channels_last")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import elr_power, TrainConfig, base_lr, epoch_lr, is_checkpoint_epoch, is_eval_epoch
+from .config import HOW_SETTINGS, elr_power, TrainConfig, base_lr, epoch_lr, is_checkpoint_epoch, is_eval_epoch
 from .data import Dataset, load_dataset, resolve_device
 from .errors import ArgumentError, LandscapeError
 from .measure import CHECKPOINT_PREFIX, checkpoint_metrics, epoch_rows, label_noise_subsets, row_shapes
@@ -57,9 +57,9 @@ class Run:
 # --- preparing a run -----------------------------------------------------------------------
 
 def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConfig:
-    """The run's configuration: the stored one when resuming (only ``epochs``, ``device`` and
-    ``data_root`` may change), else ``config`` (a TrainConfig, a dict or None) with
-    ``overrides`` on top; validated."""
+    """The run's configuration: the stored one when resuming (only ``epochs`` and how it is
+    computed, ``config.HOW_SETTINGS``, may change), else ``config`` (a TrainConfig, a dict or
+    None) with ``overrides`` on top; validated."""
     if resume:
         stored = Trajectory(out)
         if stored.kind != "train":
@@ -70,9 +70,10 @@ def resolve_config(config, out: str, resume: bool, overrides: dict) -> TrainConf
                                  f"new run, e.g. with a lower elr", "elr")
         cfg = TrainConfig.from_dict(stored.config)
         for k, v in overrides.items():
-            if k not in ("epochs", "device", "data_root"):
-                raise ArgumentError(f"resume takes the stored configuration; only epochs, device "
-                                    f"and data_root may change (got {k})", "resume", k)
+            if k != "epochs" and k not in HOW_SETTINGS:
+                raise ArgumentError(f"resume takes the stored configuration; only epochs and how it "
+                                    f"is computed ({', '.join(HOW_SETTINGS)}) may change (got {k})",
+                                    "resume", k)
             setattr(cfg, k, v)
         if cfg.schedule != "constant" and cfg.epochs != stored.config.get("epochs"):
             raise ArgumentError(f"{out}: a {cfg.schedule} schedule depends on the run's length, so it "
@@ -341,8 +342,9 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
     """Train on the sphere and write the trajectory ``out``; returns it opened for reading.
 
     ``landscape.train(out="t.h5", elr=1e-3, epochs=10)`` or with a ``TrainConfig``. With
-    ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised) and
-    training continues from its last committed epoch to the same result as an uninterrupted run.
+    ``resume=True`` the configuration stored in ``out`` is used (``epochs`` may be raised, and
+    how it is computed, ``config.HOW_SETTINGS``, changed) and training continues from its last
+    committed epoch to the same result as an uninterrupted run (computed the same way).
     ``on_step(epoch, step, model)`` is called after every step (tests use it to interrupt a run),
     ``on_epoch(epoch, metrics)`` after every committed epoch. A run whose loss, gradient or
     parameters go non-finite ends cleanly: the returned trajectory has ``status == 'nonfinite'``
@@ -369,7 +371,9 @@ def train(config: TrainConfig | dict | None = None, out: str = "traj.h5", *, res
 def train_or_resume(cfg: TrainConfig, out: str, **options) -> Trajectory:
     """Train the run ``out`` to ``cfg.epochs``: a new trajectory, or the existing one resumed
     from its last committed epoch (what a sweep's worker does, so that a retried or requeued
-    task continues where the killed one stopped)."""
+    task continues where the killed one stopped), computed as ``cfg`` says (its
+    ``HOW_SETTINGS``: device, data root, compile), as the in-process strategies do."""
     if os.path.exists(out):
-        return train(None, out, resume=True, epochs=cfg.epochs, **options)
+        how = {k: getattr(cfg, k) for k in HOW_SETTINGS}
+        return train(None, out, resume=True, epochs=cfg.epochs, **how, **options)
     return train(cfg, out, **options)

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import HOW_SETTINGS, TrainConfig
 from .data import resolve_device
 from .errors import ArgumentError, LandscapeError
 from .executors import EXECUTORS, parse_shard, run_processes, run_ray, run_slurm
@@ -44,9 +44,6 @@ STRATEGIES = ("auto", "vectorised", "streams", "processes")
 PROBED = ("vectorised", "streams", "processes")  # what auto times on a GPU
 INDEX = "sweep.json"
 FINISHED = ("done", "nonfinite")  # statuses a re-run leaves alone
-# how a sweep computes, not what it trains (the arithmetic differs at most in its rounding):
-# a re-run of the sweep may change them
-HOW_SETTINGS = ("device", "data_root", "compile", "compile_mode", "channels_last")
 
 
 def parse_rates(text: str) -> list[float]:

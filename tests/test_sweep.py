@@ -1,6 +1,8 @@
 """ELR sweeps: equal to separate runs, isolated, resumable."""
+import dataclasses
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -135,6 +137,27 @@ def test_processes_resume_keeps_finished_runs(tmp_path, tiny):
     resumed = Trajectory(str(out / "elr0.01.h5"))
     ref = train(out=str(tmp_path / "ref.h5"), progress=False, **dict(cfg, elr=1e-2))
     _assert_same(resumed, ref, rtol=1e-5)
+
+
+def test_a_worker_resumes_a_run_computed_as_the_new_command_says(tmp_path, tiny):
+    """A sweep's worker (``run_one``) resumes a partial run with the new command's data root
+    (how it computes, not what it trains): the data moved, the run reads it where it is now
+    and ends identical to an uninterrupted run; what it trains cannot change on resume."""
+    from landscape.config import TrainConfig
+    from landscape.executors import run_one
+    old, new = tmp_path / "old-data", tmp_path / "new-data"
+    shutil.copytree(tiny["data_root"], old)
+    cfg = dict(tiny, epochs=3, elr=1e-2)
+    train(out=str(tmp_path / "run.h5"), progress=False, **dict(cfg, data_root=str(old), epochs=1))
+    old.rename(new)
+    moved = dataclasses.asdict(TrainConfig.from_settings(dict(cfg, data_root=str(new))))
+    result = run_one(moved, str(tmp_path / "run.h5"), threads=torch.get_num_threads())
+    assert result["status"] == "done" and result["epochs"] == 3
+    assert not old.exists()  # not regenerated where it was
+    _assert_same(Trajectory(str(tmp_path / "run.h5")), train(out=str(tmp_path / "ref.h5"), progress=False, **cfg),
+                 rtol=0)
+    with pytest.raises(Exception, match="only epochs and how it is computed"):
+        train(out=str(tmp_path / "run.h5"), resume=True, progress=False, width=8)
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, tiny, cli):

@@ -17,7 +17,8 @@ def add_parser(sub):
                    help="trajectory to write (default: runs/MODEL-DATASET-elrELR.h5)")
     p.add_argument("--resume", metavar="TRAJ", default=S,
                    help="continue this trajectory from its last complete epoch (its stored "
-                   "configuration is used; --epochs may be raised; default: a new run)")
+                   "configuration is used; --epochs may be raised, and how it is computed may change: "
+                   "--device, --data-root, --compile, --compile-mode, --channels-last; default: a new run)")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace an existing --out")
     p.add_argument("--init", metavar="TRAJ@EPOCH", default=S,
                    help="fine-tune: start from this stored checkpoint (model taken from it; default: a "
