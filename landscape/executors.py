@@ -84,37 +84,83 @@ def slots_setting() -> tuple[int, str] | None:
     return int(count), folder or os.path.join(tempfile.gettempdir(), f"landscape-slots-{os.getuid()}")
 
 
+def _queue_ticket(folder: str) -> tuple[int, str]:
+    """Join the slots' queue: a file named by the time of joining, held under an exclusive
+    ``flock`` while its owner waits (so a killed waiter's ticket is seen as stale). Returns
+    (the open descriptor, its path)."""
+    queue = os.path.join(folder, "queue")
+    os.makedirs(queue, exist_ok=True)
+    path = os.path.join(queue, f"{time.time_ns():020d}-{os.getpid()}")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, path
+
+
+def _first_in_queue(path: str) -> bool:
+    """Whether the ticket ``path`` is the oldest live one of its queue (stale tickets, whose
+    owners died, are removed on the way)."""
+    queue, mine = os.path.split(path)
+    for name in sorted(os.listdir(queue)):
+        if name == mine:
+            return True
+        try:
+            fd = os.open(os.path.join(queue, name), os.O_RDWR)
+        except FileNotFoundError:  # its owner took a slot meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live waiter ahead
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(queue, name))  # nobody holds it: its owner died
+    return True
+
+
 @contextlib.contextmanager
 def run_slot():
     """Hold one of ``LANDSCAPE_SLOTS``'s run slots (an exclusive ``flock`` on one of N files)
     while a run trains, on one thread (a slot is one core), waiting for one to free; without
     the variable, nothing. Several sweeps started at once on one machine then keep N runs
     training, never more, and a core a sweep leaves idle at its end goes to another sweep's
-    next run. A killed holder's lock goes with its process."""
+    next run. Waiters take the slots in the order they asked (a queue of tickets), so a worker
+    that ends a run queues behind those already waiting instead of taking its slot straight
+    back. A killed holder's lock, and a killed waiter's ticket, go with its process."""
     setting = slots_setting()
     if setting is None:
         yield
         return
     import torch
     count, folder = setting
-    os.makedirs(folder, exist_ok=True)
-    while True:
-        for i in range(count):
-            fd = os.open(os.path.join(folder, f"slot{i}"), os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(threads)
-                os.close(fd)  # releases the lock
-            return
-        time.sleep(0.2)
+    ticket, ticket_path = _queue_ticket(folder)
+    try:
+        while True:
+            if _first_in_queue(ticket_path):
+                for i in range(count):
+                    fd = os.open(os.path.join(folder, f"slot{i}"), os.O_CREAT | os.O_RDWR, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        os.close(fd)
+                        continue
+                    os.unlink(ticket_path)  # out of the queue: the next waiter is first now
+                    os.close(ticket)
+                    ticket = None
+                    threads = torch.get_num_threads()
+                    torch.set_num_threads(1)
+                    try:
+                        yield
+                    finally:
+                        torch.set_num_threads(threads)
+                        os.close(fd)  # releases the lock
+                    return
+            time.sleep(0.2)
+    finally:
+        if ticket is not None:  # interrupted while waiting: leave the queue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ticket_path)
+            os.close(ticket)
 
 
 _compiled_here = False  # this worker has compiled a run's model: its later runs reuse the code

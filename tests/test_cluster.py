@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -122,6 +123,53 @@ def test_sweeps_started_together_share_the_run_slots(tmp_path, cfg, local_refere
     monkeypatch.setenv("LANDSCAPE_SLOTS", "two")
     with pytest.raises(LandscapeError, match="^LANDSCAPE_SLOTS=two: expected a positive number"):
         sweep(ELRS, str(tmp_path / "x"), strategy="processes", progress=False, **cfg)
+
+
+# a process that takes the run slot ``runs`` times in a row (a worker's loop), after ``after``
+# appears in the log, writing when each of its runs starts and ends
+SLOT_USER = """
+import os, sys, time
+from landscape.executors import run_slot
+name, runs, after, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def write(text):
+    with open(log, "a") as f:
+        f.write(text + "\\n")
+while after != "-" and after not in open(log).read().split():
+    time.sleep(0.02)
+for i in range(runs):
+    with run_slot():
+        write(f"{name}{i}")
+        time.sleep(1.0)
+        write(f"{name}{i}-end")
+"""
+
+
+def test_a_worker_that_ends_a_run_queues_behind_the_waiting_ones(tmp_path):
+    """LANDSCAPE_SLOTS=1, real processes: A takes the slot for three runs in a row; B asks for
+    it during A's first run and gets it next, before A's second (it used to wait for all
+    three: A took its slot straight back). A killed waiter leaves no ticket that blocks."""
+    log = tmp_path / "log"
+    log.write_text("")
+    env = dict(os.environ, LANDSCAPE_SLOTS=f"1:{tmp_path / 'slots'}")
+
+    def start(*argv):
+        return subprocess.Popen([sys.executable, "-c", SLOT_USER, *argv, str(log)], env=env,
+                                stderr=subprocess.PIPE, text=True)
+    a = start("A", "3", "-")
+    dead = start("D", "1", "A0")  # a waiter killed in the queue: its ticket stays, stale
+    b = start("B", "1", "go")     # queues behind the stale ticket
+    queue, deadline = tmp_path / "slots" / "queue", time.monotonic() + 120
+    while not ("A0" in log.read_text().split() and len(os.listdir(queue)) == 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    dead.kill()
+    dead.wait()
+    with open(log, "a") as f:
+        f.write("go\n")
+    for p in (a, b):
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    starts = [line for line in log.read_text().split() if not line.endswith("-end") and line != "go"]
+    assert starts == ["A0", "B0", "A1", "A2"], starts
+    assert os.listdir(queue) == []  # the stale ticket was cleared on the way
 
 
 @pytest.mark.slow
