@@ -1,5 +1,7 @@
 """Where the wall time of a reproduction went: for every run under a recipe folder, its interval
-(the file's creation to its last commit) and its own epoch times; per stage (a folder group) the
+(the file's creation to the end of its last epoch, from its own epoch times: the file's
+modification time would count the analyses that write into it later; each run's start-up after
+its creation, a second or so, is left out) and its epoch times; per stage (a folder group) the
 wall time, the core-seconds of epochs, and how busy the machine's cores were (the time-average
 of min(runs in flight, cores) / cores). Idle core time is what a perfect packing of the same runs
 would save.
@@ -30,7 +32,7 @@ def intervals(folder_patterns, recipe):
             with h5py.File(path, "r") as h:
                 start = datetime.datetime.fromisoformat(h.attrs["created"]).timestamp()
                 epochs = h["/timing/epoch_seconds"][:] if "timing/epoch_seconds" in h else np.zeros(0)
-            out.append((start, os.path.getmtime(path), float(np.sum(epochs))))
+            out.append((start, start + float(np.sum(epochs)), float(np.sum(epochs))))
     return out
 
 
