@@ -86,13 +86,17 @@ def slots_setting() -> tuple[int, str] | None:
 
 def _queue_ticket(folder: str) -> tuple[int, str]:
     """Join the slots' queue: a file named by the time of joining, held under an exclusive
-    ``flock`` while its owner waits (so a killed waiter's ticket is seen as stale). Returns
-    (the open descriptor, its path)."""
+    ``flock`` while its owner waits (so a killed waiter's ticket is seen as stale). It is
+    locked before it is renamed into the queue, so no waiter ever sees it unlocked and takes it
+    for stale. Returns (the open descriptor, its path)."""
     queue = os.path.join(folder, "queue")
     os.makedirs(queue, exist_ok=True)
-    path = os.path.join(queue, f"{time.time_ns():020d}-{os.getpid()}")
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    name = f"{time.time_ns():020d}-{os.getpid()}"
+    unqueued = os.path.join(folder, f".ticket-{name}")
+    fd = os.open(unqueued, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    path = os.path.join(queue, name)
+    os.rename(unqueued, path)
     return fd, path
 
 
@@ -118,6 +122,18 @@ def _first_in_queue(path: str) -> bool:
     return True
 
 
+def _free_slot(folder: str, count: int) -> int | None:
+    """The descriptor of a free slot's file, now locked by this process, or None."""
+    for i in range(count):
+        fd = os.open(os.path.join(folder, f"slot{i}"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            os.close(fd)
+    return None
+
+
 @contextlib.contextmanager
 def run_slot():
     """Hold one of ``LANDSCAPE_SLOTS``'s run slots (an exclusive ``flock`` on one of N files)
@@ -134,33 +150,23 @@ def run_slot():
     import torch
     count, folder = setting
     ticket, ticket_path = _queue_ticket(folder)
+    slot = None
     try:
-        while True:
+        while slot is None:
             if _first_in_queue(ticket_path):
-                for i in range(count):
-                    fd = os.open(os.path.join(folder, f"slot{i}"), os.O_CREAT | os.O_RDWR, 0o600)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        os.close(fd)
-                        continue
-                    os.unlink(ticket_path)  # out of the queue: the next waiter is first now
-                    os.close(ticket)
-                    ticket = None
-                    threads = torch.get_num_threads()
-                    torch.set_num_threads(1)
-                    try:
-                        yield
-                    finally:
-                        torch.set_num_threads(threads)
-                        os.close(fd)  # releases the lock
-                    return
-            time.sleep(0.2)
+                slot = _free_slot(folder, count)
+            if slot is None:
+                time.sleep(0.2)
+    finally:  # out of the queue, with a slot or interrupted: the next waiter is first now
+        os.unlink(ticket_path)
+        os.close(ticket)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
-        if ticket is not None:  # interrupted while waiting: leave the queue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(ticket_path)
-            os.close(ticket)
+        torch.set_num_threads(threads)
+        os.close(slot)  # releases the lock
 
 
 _compiled_here = False  # this worker has compiled a run's model: its later runs reuse the code
