@@ -1,4 +1,4 @@
-"""Four costs of the recipe's runs outside the training pass, each against what it replaced, side
+"""Five costs of the recipe's runs outside the training pass, each against what it replaced, side
 by side in one process (one thread, alternating rounds, medians):
 
 1. commit: writing one epoch (some 50 rows, the model state's resume slot, the fsync) through
@@ -13,9 +13,12 @@ by side in one process (one thread, alternating rounds, medians):
 4. summing a step's statistics into the epoch's accumulator: one ``_foreach_add_`` and the
    finiteness checked once an epoch (``EpochAccumulator`` now) against an add per statistic
    and a finiteness flag updated on the device every step, over epochs of 32 steps with the
-   statistics of the ConvNet and of the ResNet.
+   statistics of the ConvNet and of the ResNet;
+5. the checkpoint pass's statistics: a batch's gradient norms only, the means made once at the
+   end (``PointAccumulator`` now) against the whole of ``si_statistics`` every batch, for 32
+   batches' statistics and for the whole checkpoint metrics of a recipe run (ConvNet, ResNet).
 
-    python benchmarks/recipe_overheads.py [--epochs 6] [--rounds 3] [--data-root data]
+    python benchmarks/recipe_overheads.py [--epochs 6] [--rounds 3] [--data-root data] [--parts commit,...]
 """
 import argparse
 import contextlib
@@ -29,7 +32,9 @@ import numpy as np
 import torch
 
 from landscape import sphere, train, trajectory
-from landscape.measure import NONFINITE, EpochAccumulator, checkpoint_metrics, forward_backward
+from landscape import measure
+from landscape.measure import (NONFINITE, EpochAccumulator, PointAccumulator, checkpoint_metrics,
+                               forward_backward)
 from landscape.steppers import statistics_and_step
 from timing import interleaved
 from landscape.run import load_training_data
@@ -194,12 +199,86 @@ def accumulator_cost(rounds: int) -> None:
               f"{1000 * old:.2f} ms  foreach, one check an epoch {1000 * new:.2f} ms  ratio {old / new:.2f}x")
 
 
+class FullStatistics(PointAccumulator):
+    """The checkpoint pass's accumulator as it was: every statistic of ``si_statistics`` taken
+    and summed for each batch, their means read at the end."""
+
+    def add_gradients(self, grads, loss, correct, n):
+        params = self.params
+        EpochAccumulator.add(self, sphere.si_statistics(params, grads, self.lr, self.batch_dims, self.filters),
+                             loss, correct, n)
+
+    def means(self):
+        return EpochAccumulator.means(self)
+
+
+class Accumulators:
+    """``measure.checkpoint_pass`` with ``cls`` as its accumulator."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def __enter__(self):
+        self.saved = measure.PointAccumulator
+        cls = self.cls
+
+        def make(params, *args, **kwargs):
+            acc = cls(params, *args, **kwargs)
+            acc.params = params
+            return acc
+        measure.PointAccumulator = make
+
+    def __exit__(self, *exc):
+        measure.PointAccumulator = self.saved
+
+
+def checkpoint_statistics_cost(rounds: int, data_root: str) -> None:
+    for name, cfg in (("ConvNet k=16", TrainConfig(dataset="mnist1d:noise=2", data_root=data_root, model="convnet",
+                                                   width=16, device="cpu", augment=False)),
+                      ("ResNet-18 w=8", TrainConfig(dataset="mnist1d:noise=2", data_root=data_root, model="resnet18",
+                                                    width=8, conventional=True, space="whole", lr=0.1,
+                                                    momentum=0.9, weight_decay=5e-4, device="cpu"))):
+        data = load_training_data(cfg)
+        model = build_model(model_spec(cfg.model, data.input_shape, data.num_classes, cfg.width), 0)
+        if cfg.conventional:
+            model = make_conventional(model)
+        params = [p for _, p in si_groups(model)]
+        grads = [1e-3 * torch.randn_like(p) for p in params]
+        loss, correct = torch.tensor(1.0), torch.tensor(3)
+
+        def batches(cls):
+            acc = cls(params, 0.1, True)
+            acc.params = params
+            for _ in range(32):
+                acc.add_gradients(grads, loss, correct, 128)
+            acc.metrics(0.1)
+        t = interleaved({"old": lambda: batches(FullStatistics), "new": lambda: batches(PointAccumulator)}, rounds * 20)
+        old, new = t["old"], t["new"]
+        print(f"the statistics of a checkpoint pass's 32 batches, {name}: every statistic each batch "
+              f"{1000 * old:.2f} ms  gradient norms, means at the end {1000 * new:.2f} ms  ratio {old / new:.2f}x")
+
+        def whole(cls):
+            with Accumulators(cls):
+                checkpoint_metrics(model, data, cfg.batch_size, 0.1, cfg.groups, test=(0.0, 0.0))
+        t = interleaved({"old": lambda: whole(FullStatistics), "new": lambda: whole(PointAccumulator)}, rounds * 4)
+        old, new = t["old"], t["new"]
+        print(f"  the whole checkpoint metrics (the test pass aside): {old:.3f} s against {new:.3f} s  "
+              f"ratio {old / new:.3f}x", flush=True)
+
+
+PARTS = ("commit", "subsets", "segments", "accumulator", "checkpoint")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data-root", default="data")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"which costs, of {', '.join(PARTS)}")
     args = p.parse_args()
+    parts = args.parts.split(",")
+    if set(parts) - set(PARTS):
+        p.error(f"--parts: unknown {', '.join(sorted(set(parts) - set(PARTS)))}; choose from {', '.join(PARTS)}")
     torch.set_num_threads(1)
     common = dict(dataset="mnist1d:noise=2", data_root=args.data_root, augment=False, device="cpu",
                   save_every=25, elr=1e-3)
@@ -207,6 +286,21 @@ def main():
              "ResNet-18 w=8, conventional (Section 6)": dict(common, model="resnet18", width=8,
                                                                conventional=True, momentum=0.9,
                                                                weight_decay=5e-4, space="whole", lr=0.1)}
+    if "commit" in parts:
+        commit_cost(cases, args)
+    if "subsets" in parts:
+        subsets_cost(args)
+    if "segments" in parts:
+        with tempfile.TemporaryDirectory() as folder:
+            statistics_cost(dict(cases["ResNet-18 w=8, conventional (Section 6)"], augment=True), args.epochs,
+                            args.rounds, folder)
+    if "accumulator" in parts:
+        accumulator_cost(args.rounds)
+    if "checkpoint" in parts:
+        checkpoint_statistics_cost(args.rounds, args.data_root)
+
+
+def commit_cost(cases, args):
     print(f"commit of one epoch, median over {args.epochs} epochs, {args.rounds} alternating rounds")
     with tempfile.TemporaryDirectory() as folder:
         for name, settings in cases.items():
@@ -216,6 +310,9 @@ def main():
                 low.append(commit_ms(settings, args.epochs, False, folder))
             lo, hi = statistics.median(low), statistics.median(high)
             print(f"  {name:42s} high-level {hi:6.1f} ms  low-level {lo:6.1f} ms  ratio {hi / lo:.2f}x", flush=True)
+
+
+def subsets_cost(args):
     cfg = TrainConfig(dataset="mnist1d:noise=2", data_root=args.data_root, model="convnet", width=16,
                       label_noise=0.2, device="cpu")
     fwd, both = [], []
@@ -225,10 +322,6 @@ def main():
     f, b = statistics.median(fwd), statistics.median(both)
     print(f"checkpoint metrics of a label-noise run (ConvNet k=16, 20% noise), median of {args.rounds}: "
           f"subsets forward and backward {b:.3f} s  forward only {f:.3f} s  ratio {b / f:.2f}x")
-    with tempfile.TemporaryDirectory() as folder:
-        statistics_cost(dict(cases["ResNet-18 w=8, conventional (Section 6)"], augment=True), args.epochs,
-                        args.rounds, folder)
-    accumulator_cost(args.rounds)
 
 
 if __name__ == "__main__":

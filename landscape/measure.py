@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .data import Dataset
 from .models import si_groups, with_batch_statistics
-from .sphere import filter_sq_norms, group_sq_norms, si_statistics
+from .sphere import filter_sq_norms, group_sq_norms, layer_sums, point_statistics
 
 # Per-epoch scalar metrics (``/metrics/<name>``) and per-group ones (``/metrics/groups/<name>``).
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "effective_grad_norm",
@@ -135,11 +135,15 @@ class EpochAccumulator:
         what = int(bad_what if index is None else bad_what[index])
         return {"step": step, "what": [k for k, bit in NONFINITE.items() if what & bit]}
 
+    def means(self) -> dict:
+        """The per-step statistics' means over the epoch's steps, on the device."""
+        return {k: v / self.steps for k, v in self.sums.items()}
+
     def metrics(self, lr: float, index=None) -> tuple[dict, dict, dict]:
         """(scalar metrics, per-layer metrics, per-filter metrics or {}) of the epoch; ``index``
         picks one model of a batch."""
         pick = (lambda t: t) if index is None else (lambda t: t[index])
-        mean = {k: (pick(v) / self.steps).cpu().numpy() for k, v in self.sums.items()}
+        mean = {k: pick(v).cpu().numpy() for k, v in self.means().items()}
         metrics = {
             "train_loss": pick(self.loss_sum).item() / self.seen,
             "train_accuracy": pick(self.correct).item() / self.seen,
@@ -153,7 +157,8 @@ class EpochAccumulator:
         # Adam); for SGD the two are the same and the paper's product is kept
         metrics["effective_step_size"] = (float(mean["effective_step_size"]) if "effective_step_size" in mean
                                           else metrics["elr"] * metrics["effective_grad_norm"])
-        metrics["log_cos_step_sum"] = float(mean["log_cos_step"]) * self.steps
+        if "log_cos_step" in mean:  # steps were taken
+            metrics["log_cos_step_sum"] = float(mean["log_cos_step"]) * self.steps
 
         def per_group(prefix, rho_end_sq):  # layers ('group_') and filters ('filter_') alike
             return {"rho": np.sqrt(mean[f"{prefix}rho_sq"]),
@@ -163,6 +168,58 @@ class EpochAccumulator:
                     "rho_end": np.sqrt(pick(rho_end_sq).double().cpu().numpy())}
         filters = per_group("filter_", self.filter_rho_end_sq) if "filter_rho_sq" in mean else {}
         return metrics, per_group("group_", self.rho_end_sq), filters
+
+
+class PointAccumulator(EpochAccumulator):
+    """``EpochAccumulator``'s sums for mini-batch gradients taken at one point, without a step
+    (the checkpoint pass): the parameters' norms do not change between batches, so a batch adds
+    only its gradient's norms (per filter or per layer, and of the whole SI vector) and the
+    means of ``si_statistics`` follow from theirs at the end (``sphere.point_statistics``): a
+    few kernels a batch instead of the whole set of statistics, the same means up to rounding.
+    Its ``metrics`` have no ``log_cos_step_sum`` (no step is taken)."""
+
+    def __init__(self, params, lr, filters: bool, batch_dims: int = 0, elr_power: int = 2):
+        super().__init__(elr_power)
+        self.filters, self.batch_dims, self.lr = filters, batch_dims, lr
+        self.sizes = [p.shape[batch_dims] for p in params]
+        with torch.no_grad():
+            if filters:
+                self.filter_param_sq = filter_sq_norms(params, batch_dims).double()
+                self.param_sq = layer_sums(self.filter_param_sq, self.sizes)
+            else:
+                self.param_sq = group_sq_norms(params, batch_dims).double()
+            # nothing moves: the norms at the end are the norms
+            self.rho_end_sq = group_sq_norms(params, batch_dims)
+            self.filter_rho_end_sq = filter_sq_norms(params, batch_dims) if filters else None
+
+    @torch.no_grad()
+    def add_gradients(self, grads, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        if self.filters:
+            filter_sq = filter_sq_norms(grads, self.batch_dims).double()
+            layer_sq = layer_sums(filter_sq, self.sizes)
+            norms = [filter_sq.sqrt(), layer_sq.sqrt(), layer_sq.sum(-1).sqrt()]
+        else:
+            layer_sq = group_sq_norms(grads, self.batch_dims).double()
+            norms = [layer_sq.sqrt(), layer_sq.sum(-1).sqrt()]
+        if self.sums is None:
+            self.sums = norms
+        else:
+            torch._foreach_add_(self.sums, norms)
+        loss = loss.detach().double() * n
+        self.steps += 1
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.seen += n
+
+    def means(self) -> dict:
+        norms = [s / self.steps for s in self.sums]
+        out = point_statistics(self.param_sq, norms[-2], norms[-1], self.lr)
+        if self.filters:
+            per_filter = point_statistics(self.filter_param_sq, norms[0], norms[-1], self.lr)
+            out.update({"filter_rho_sq": self.filter_param_sq,
+                        "filter_effective_grad_norm": per_filter["group_effective_grad_norm"],
+                        "filter_effective_step_size": per_filter["group_effective_step_size"]})
+        return out
 
 
 def forward_backward(model, params, x, y, precision: str = "float32", loss: str = "ce"):
@@ -257,16 +314,10 @@ def checkpoint_pass(batch_gradients, params, data: Dataset, batch_size: int, lr,
     correct), forward only. {'all': accumulator of the whole set, and with label noise
     'noisy'/'clean': (loss sum, number correct, examples) of each subset in its own
     stored-order batches}."""
-    filters = groups == "filter"
-    acc = EpochAccumulator(elr_power)
+    acc = PointAccumulator(params, lr, groups == "filter", batch_dims, elr_power)
     for x, y in fixed_order_batches(data, batch_size):
         value, correct, grads = batch_gradients(x, y)
-        with torch.no_grad():
-            acc.add(si_statistics(params, grads, lr, batch_dims, filters=filters), value, correct, len(y))
-    with torch.no_grad():  # nothing moved: the norms at the end are the norms
-        acc.rho_end_sq = group_sq_norms(params, batch_dims)
-        if filters:
-            acc.filter_rho_end_sq = filter_sq_norms(params, batch_dims)
+        acc.add_gradients(grads, value, correct, len(y))
     passes = {"all": acc}
     for name, indices in (label_noise_subsets(data) or {}).items():
         loss_sum = correct_sum = 0
@@ -284,7 +335,6 @@ def checkpoint_results(passes: dict, lr: float, test: tuple, params, initial=Non
     in a stacked batch; ``params`` that model's SI tensors), with the ``test`` (loss, accuracy)
     and, given ``initial``, the distance to the start."""
     metrics, per_layer, per_filter = passes["all"].metrics(lr, index)
-    del metrics["log_cos_step_sum"]  # no step is taken here
     pick = float if index is None else (lambda t: float(t[index]))
     subsets = {name: sums for name, sums in passes.items() if name != "all"}  # (loss sum, correct, examples)
     if subsets:  # the official total under label noise: the subsets' size-weighted means

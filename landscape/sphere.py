@@ -242,6 +242,36 @@ def si_statistics(params, grads, lr, batch_dims: int = 0, filters: bool = False)
     return stats
 
 
+def point_statistics(param_sq: torch.Tensor, grad_norm: torch.Tensor, total_grad_norm: torch.Tensor, lr) -> dict:
+    """The mean over mini-batches of ``effective_statistics`` (all but ``log_cos_step``) for
+    gradients taken at one point, where the groups' squared norms ``param_sq`` stay fixed: each
+    quantity is then a constant times a gradient norm, so its mean is that constant times the
+    mean norm, ``grad_norm`` per group and ``total_grad_norm`` of the whole SI vector (shapes as
+    ``effective_statistics``). E.g. the mean effective gradient norm is rho * mean_B ||g_B||.
+
+    >>> p, g = torch.tensor([4.0, 1.0]), torch.tensor([[1.0, 4.0], [9.0, 0.0]])  # two batches
+    >>> per_batch = [effective_statistics(p, gb, 0.1) for gb in g]
+    >>> mean = point_statistics(p, g.sqrt().mean(0), g.sum(-1).sqrt().mean(0), 0.1)
+    >>> all(torch.allclose(mean[k], sum(b[k] for b in per_batch) / 2) for k in mean)
+    True
+    """
+    lr_b = lr.unsqueeze(-1) if torch.is_tensor(lr) else lr
+    group_egn = param_sq.sqrt() * grad_norm
+    group_elr = lr_b / param_sq
+    rho_sq = param_sq.sum(-1)
+    egn = rho_sq.sqrt() * total_grad_norm
+    return {
+        "group_rho_sq": param_sq,
+        "group_elr": group_elr,
+        "group_effective_grad_norm": group_egn,
+        "group_effective_step_size": group_elr * group_egn,
+        "rho_sq": rho_sq,
+        "elr": lr / rho_sq,
+        "grad_norm": total_grad_norm,
+        "effective_grad_norm": egn,
+    }
+
+
 def effective_statistics(param_sq: torch.Tensor, grad_sq: torch.Tensor, lr) -> dict:
     """Section 3.1's quantities from group squared norms of parameters and gradients
     (shape (*batch, n_groups)); ``lr`` is a float or a tensor of the batch shape."""

@@ -284,3 +284,35 @@ def test_a_row_the_run_no_longer_measures_is_nan_from_then_on(tmp_path, tiny):
         assert f["metrics/checkpoint/groups/old_rows"].shape == (4, 3)
         assert np.isnan(f["metrics/checkpoint/groups/old_rows"][2:]).all()
     assert len(t.checkpoint_metrics["train_loss_noisy"]) == 4 and np.isfinite(t.checkpoint_metrics["train_loss_noisy"]).all()
+
+
+@pytest.mark.parametrize("filters", [True, False])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_checkpoint_pass_means_every_statistic_of_its_batches(filters, stacked):
+    """The checkpoint pass sums each batch's gradient norms only and makes the means at the
+    end; they equal the means of the whole statistics (``si_statistics``) summed batch by batch,
+    for one model and for a stacked pair with a learning rate each."""
+    from landscape.measure import EpochAccumulator, PointAccumulator
+    from landscape.sphere import si_statistics
+    torch.manual_seed(0)
+    shapes = [(4, 1, 3), (6, 4, 3), (5, 6)]
+    lead = (2,) if stacked else ()
+    params = [torch.randn(lead + s, dtype=torch.float64) for s in shapes]
+    lr = torch.tensor([0.1, 0.03], dtype=torch.float64) if stacked else 0.1
+    dims = int(stacked)
+    full, point = EpochAccumulator(), PointAccumulator(params, lr, filters, dims)
+    for i in range(5):
+        grads = [torch.randn_like(p) * (i + 1) for p in params]
+        loss, correct = torch.full(lead, 1.0 + i), torch.full(lead, i)
+        full.add(si_statistics(params, grads, lr, dims, filters=filters), loss, correct, 10 + i)
+        point.add_gradients(grads, loss, correct, 10 + i)
+    full.rho_end_sq, full.filter_rho_end_sq = point.rho_end_sq, point.filter_rho_end_sq
+    for index in ([0, 1] if stacked else [None]):
+        rate = float(lr[index]) if stacked else lr
+        expected, got = full.metrics(rate, index), point.metrics(rate, index)
+        assert expected[0].pop("log_cos_step_sum") < 0 and "log_cos_step_sum" not in got[0]
+        assert bool(expected[2]) == filters  # the per-filter rows
+        for want, have in zip(expected, got):
+            assert want.keys() == have.keys()
+            for key in want:
+                np.testing.assert_allclose(have[key], want[key], rtol=1e-12, err_msg=key)

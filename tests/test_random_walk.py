@@ -88,8 +88,11 @@ def test_the_logged_step_angles_are_the_angles_the_parameters_turned(tiny, tmp_p
     for a, b in zip(keys, keys[1:]):   # every step but the first, whose start the hook did not see
         cos = float(vectors[a] @ vectors[b] / (vectors[a].norm() * vectors[b].norm()))
         by_epoch[b[0]] = by_epoch.get(b[0], 0.0) + math.log(cos)
+    # BatchNorm's eps makes the network scale-invariant only nearly: the gradient is orthogonal
+    # to the weights up to a cosine of about 1e-5 here, which a step turning the weights by some
+    # 85 degrees (ELR 0.05: tan ~ 15) makes a few 1e-4 of the logged angle, thread counts deciding
     for epoch in (2, 3):
-        assert t.metrics["log_cos_step_sum"][epoch - 1] == pytest.approx(by_epoch[epoch], rel=1e-4)
+        assert t.metrics["log_cos_step_sum"][epoch - 1] == pytest.approx(by_epoch[epoch], rel=1e-3)
 
 
 @pytest.mark.slow
