@@ -44,17 +44,24 @@ def _key(path: str) -> str:
     return os.path.realpath(path)
 
 
-def _read_info(fd_or_path) -> dict | None:
-    try:
-        if isinstance(fd_or_path, int):
-            text = os.pread(fd_or_path, 4096, 0).decode()
-        else:
-            with open(fd_or_path) as f:
-                text = f.read(4096)
-        info = json.loads(text)
-        return info if isinstance(info, dict) else None
-    except (OSError, ValueError):
-        return None
+def _read_info(fd_or_path, attempts: int = 1) -> dict | None:
+    """The lock file's details, or None; ``attempts`` > 1 reads again a few milliseconds later
+    when the text does not parse (a writer rewrites it in place around every commit)."""
+    for attempt in range(attempts):
+        try:
+            if isinstance(fd_or_path, int):
+                text = os.pread(fd_or_path, 4096, 0).decode()
+            else:
+                with open(fd_or_path) as f:
+                    text = f.read(4096)
+            info = json.loads(text)
+            return info if isinstance(info, dict) else None
+        except OSError:
+            return None
+        except ValueError:
+            if attempt + 1 < attempts:
+                time.sleep(0.005)
+    return None
 
 
 def describe(info: dict | None) -> str:
@@ -206,8 +213,8 @@ def writer_of(target: str) -> dict | None:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read_info(fd) or {}
+        except BlockingIOError:  # held: its details, read again if caught mid-rewrite
+            return _read_info(fd, attempts=20) or {}
         except OSError:
             info = _read_info(fd)
             return info if info and info.get("host") == socket.gethostname() \

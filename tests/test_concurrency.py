@@ -254,3 +254,22 @@ def test_a_live_trajectory_is_read_and_analysed_while_it_is_written(tmp_path, ti
         assert torch.equal(v, live.state_dict()[k]), k
     assert not os.path.exists(f"{path}.pending")  # every result folded in
     assert "sharpness" in live.analyses and any(a.startswith("interpolation/") for a in live.analyses)
+
+
+def test_the_writer_is_named_while_it_rewrites_its_details(tmp_path):
+    """A writer rewrites its lock file's details in place around every commit; a reader that
+    asks who writes (``landscape show``) meanwhile still gets the writer, never nothing."""
+    target = str(tmp_path / "t.h5")
+    program = ("import sys, time\nfrom landscape.locks import WriterLock\n"
+               "lock = WriterLock(sys.argv[1]).acquire()\nprint('held', flush=True)\n"
+               "end = time.monotonic() + 60\n"
+               "while time.monotonic() < end:\n    with lock.writing():\n        pass\n")
+    proc = subprocess.Popen([sys.executable, "-c", program, target], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        seen = [writer_of(target) for _ in range(3000)]
+    finally:
+        proc.kill()
+        proc.wait()
+    missed = [s for s in seen if not s or s.get("pid") != proc.pid]
+    assert not missed, f"{len(missed)} of {len(seen)} reads missed the writer: {missed[:3]}"

@@ -96,7 +96,7 @@ def run(args):
         from ..run import nonfinite_message
         status += f": {nonfinite_message(t.status_detail)}"
     writer = writer_of(t.path)
-    print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer else ""))
+    print(f"status: {status}" + (f"; being written by {describe(writer)}" if writer is not None else ""))
     for problem in t.problems():
         print(f"warning: {problem}")
     print("config (as given): " + json.dumps(t.config, sort_keys=True))
