@@ -89,6 +89,10 @@ class EpochAccumulator:
         self.steps += 1
         self._step_values.append(torch.stack([loss, stats["grad_norm"].to(loss.dtype)]))
         self._first_bad = None
+        self._count(loss, correct, n)
+
+    def _count(self, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        """A batch's ``n`` examples: its mean ``loss`` (float64) and number ``correct``."""
         loss = loss * n
         self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
         self.correct = correct if self.correct is None else self.correct + correct
@@ -182,15 +186,14 @@ class PointAccumulator(EpochAccumulator):
         super().__init__(elr_power)
         self.filters, self.batch_dims, self.lr = filters, batch_dims, lr
         self.sizes = [p.shape[batch_dims] for p in params]
-        with torch.no_grad():
-            if filters:
-                self.filter_param_sq = filter_sq_norms(params, batch_dims).double()
-                self.param_sq = layer_sums(self.filter_param_sq, self.sizes)
-            else:
-                self.param_sq = group_sq_norms(params, batch_dims).double()
-            # nothing moves: the norms at the end are the norms
+        with torch.no_grad():  # nothing moves: the norms at the end are the norms
             self.rho_end_sq = group_sq_norms(params, batch_dims)
             self.filter_rho_end_sq = filter_sq_norms(params, batch_dims) if filters else None
+            if filters:
+                self.filter_param_sq = self.filter_rho_end_sq.double()
+                self.param_sq = layer_sums(self.filter_param_sq, self.sizes)
+            else:
+                self.param_sq = self.rho_end_sq.double()
 
     @torch.no_grad()
     def add_gradients(self, grads, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
@@ -205,11 +208,8 @@ class PointAccumulator(EpochAccumulator):
             self.sums = norms
         else:
             torch._foreach_add_(self.sums, norms)
-        loss = loss.detach().double() * n
         self.steps += 1
-        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
-        self.correct = correct if self.correct is None else self.correct + correct
-        self.seen += n
+        self._count(loss.detach().double(), correct, n)
 
     def means(self) -> dict:
         norms = [s / self.steps for s in self.sums]
