@@ -85,7 +85,7 @@ def test_the_whole_reproduction_at_toy_size_writes_every_claim_in_both_columns(t
     root = Path(__file__).resolve().parents[1]
     out, recipe = tmp_path / "out", tmp_path / "recipe"
     env = dict(os.environ, RECIPE=str(recipe), ANALYSES_OUT=str(out), EPOCHS="5", ELRS="1e-4,1e-2,1",
-               SEEDS="0", WIDTH="4", NOISES="0 0.2", NOISE_ELRS="1e-4,1e-2", EPOCH="5", FT_EPOCHS="3",
+               SEEDS="0", WIDTH="4", NOISES="0.2", NOISE_ELRS="1e-4,1e-2", EPOCH="5", FT_EPOCHS="3",
                LOW_TO="2e-4", HIGH_TO="1e-4", LRS="0.1,1", LRS_SI="1,10", CONV_WIDTH="2",
                CONV_COMPILE="")  # Section 6's ResNets eager: compiling takes minutes (tested apart)
     done = subprocess.run(["bash", str(root / "analyses" / "run_all.sh")], env=env, capture_output=True,
@@ -115,3 +115,15 @@ def test_the_whole_reproduction_at_toy_size_writes_every_claim_in_both_columns(t
     t = Trajectory(str(recipe / "sweep-seed0" / "elr0.01.h5"))
     assert t.config["augment"] is False  # the official protocol: no augmentation on the sphere
     assert list(stored_checkpoint_metrics(t)["epoch"]) == [0, 1, 2, 3, 4, 5]
+    # the label-noise script leaves 0% to the main sweep's seed-0 runs: trained by it, they equal
+    # those runs bit for bit
+    done = subprocess.run(["bash", str(root / "train" / "label_noise_mnist1d.sh")], env=dict(env, NOISES="0"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for elr in ("0.0001", "0.01"):
+        clean, main = (Trajectory(str(recipe / folder / f"elr{elr}.h5")) for folder in ("noise0", "sweep-seed0"))
+        assert clean.config["label_noise"] == 0
+        for a, b in ((clean.metrics, main.metrics), (stored_checkpoint_metrics(clean), stored_checkpoint_metrics(main))):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert np.array_equal(np.asarray(a[key]), np.asarray(b[key]), equal_nan=True), (elr, key)
