@@ -28,7 +28,7 @@ chain() {  # NAME LOG SCRIPT [LOG SCRIPT ...]: the scripts one after another, a 
 }
 chain "the main ELR sweep of every seed (train/sweep_mnist1d.sh), fine-tuning (train/finetune_mnist1d.sh)" \
   sweep train/sweep_mnist1d.sh finetune train/finetune_mnist1d.sh & MAIN=$!
-chain "label noise 0/10/20% up to the 1/2 boundary, no crops (train/label_noise_mnist1d.sh)" \
+chain "label noise 10/20% up to the 1/2 boundary, no crops (train/label_noise_mnist1d.sh; 0% is the main sweep's seed 0)" \
   label_noise train/label_noise_mnist1d.sh & NOISE=$!
 chain "Section 6, outside the sphere (train/section6_mnist1d.sh)" section6 train/section6_mnist1d.sh & S6=$!
 FAILED=0
