@@ -187,16 +187,27 @@ def corrupt_error(path: str, where: str) -> LandscapeError:
                           f"'landscape repair {path} -o REPAIRED.h5' keeps every intact epoch")
 
 
+def _file_stamp(path: str):
+    """(inode, size, modification time) of ``path``: a change tells that a writer touched it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def read_h5(path: str, read, retry_seconds: float = 5.0):
     """``read(h5file)`` on a fresh read-only handle, consistent with the writer: a read that
-    overlapped a commit of a live writer (its lock file's marker moved, or the read failed) is
-    done again, so readers see whole committed epochs only."""
-    deadline = time.monotonic() + retry_seconds
+    overlapped a commit of a live writer or a change by a writer that has come and gone (its
+    lock file's marker moved, the file changed, or the read failed) is done again, so readers
+    see whole committed epochs only."""
+    deadline, failures, writers_seen = time.monotonic() + retry_seconds, 0, False
     with between_commits(path) as held:  # held: no commit can start before this read ends
         while True:
             # (with the lock held the marker is not read: closing another descriptor of the lock
             # file would drop the lock)
             before = None if held else commit_marker(path)
+            stamp = _file_stamp(path)
             opened, error = False, None
             try:
                 with open_h5(path) as f:
@@ -210,10 +221,20 @@ def read_h5(path: str, read, retry_seconds: float = 5.0):
                 error = corrupt_error(path, e.where)
             except Exception as e:  # h5py raises many kinds on a file changing under it
                 error = e
-            if error is None and (before is None or (not before[1] and commit_marker(path) == before)):
+            # a writer may have come during the read (the marker moved from None) or come and gone
+            # (an analysis storing its results takes the lock for a moment and removes the lock
+            # file, so a held record lock on that file guards nothing against the next one): the
+            # file's change tells. A failed read is tried again until the deadline once a writer
+            # was seen, else a few times; a file that keeps failing unchanged is damaged
+            after = None if held else commit_marker(path)
+            changed = _file_stamp(path) != stamp
+            if error is None and not changed and (held or before == after and (before is None or not before[1])):
                 return result
-            if not held and time.monotonic() < deadline and writer_of(path) is not None:
-                time.sleep(0.01)
+            failures += error is not None
+            live = not held and writer_of(path) is not None
+            writers_seen = writers_seen or live or changed or before is not None or after is not None
+            if time.monotonic() < deadline and (live or changed or error is not None and (writers_seen or failures < 5)):
+                time.sleep(0.01 * min(failures, 5) or 0.01)
                 continue
             if error is None:  # the marker moved, but its writer is gone: it was killed mid-commit
                 return result

@@ -273,3 +273,33 @@ def test_the_writer_is_named_while_it_rewrites_its_details(tmp_path):
         proc.wait()
     missed = [s for s in seen if not s or s.get("pid") != proc.pid]
     assert not missed, f"{len(missed)} of {len(seen)} reads missed the writer: {missed[:3]}"
+
+
+@pytest.mark.slow
+def test_a_file_is_read_while_analyses_come_and_go_as_its_writers(tmp_path, tiny):
+    """With no run writing, each analysis that stores its results is the file's writer for a
+    moment (it takes the lock, writes, releases it and removes the lock file): a read that
+    overlapped one of those writes reads again instead of calling the file damaged."""
+    from landscape import train
+    path = str(tmp_path / "t.h5")
+    train(dict(tiny, epochs=2), path, progress=False)
+    program = ("import sys, time\nimport numpy as np\nfrom landscape.trajectory import append_analysis\n"
+               "print('go', flush=True)\nend, i = time.monotonic() + 20, 0\n"
+               "while time.monotonic() < end:\n"
+               "    i += 1\n"
+               "    append_analysis(sys.argv[1], 'probe', {'epoch': np.arange(i % 50 + 1), 'v': np.random.rand(i % 50 + 1, 64)}, {})\n"
+               "    time.sleep(0.02)\n")  # an analysis computes between its stores
+    proc = subprocess.Popen([sys.executable, "-c", program, path], stdout=subprocess.PIPE, text=True, env=_env())
+    failures, reads = [], 0
+    try:
+        assert proc.stdout.readline().strip() == "go"
+        while proc.poll() is None:
+            reads += 1
+            try:
+                Trajectory(path)
+            except LandscapeError as e:
+                failures.append(str(e))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert reads > 50 and not failures, f"{len(failures)} of {reads} reads failed: {failures[:2]}"
