@@ -287,9 +287,10 @@ def checkpoint_metrics(model, data: Dataset, batch_size: int, lr: float, groups:
     ``_clean``), and the train loss and accuracy are their size-weighted means, as the official
     code reports them; the effective gradient norm stays the whole set's. Returns (metrics,
     per-layer, per-filter) with the names of the per-epoch metrics; the ELRs are
-    lr / rho^``elr_power``. ``measured``: the forward to measure with, a batch-statistics copy
-    of ``model`` that shares its parameters (``with_batch_statistics(model, True)``, compiled
-    or not); None: a fresh copy."""
+    lr / rho^``elr_power``. ``measured``: the forward to measure with, ``model``'s own in train
+    mode (its compiled forward, say: it normalises each batch by the batch's statistics, and
+    the caller keeps the running buffers it updates, ``kept_buffers``); None: a fresh
+    batch-statistics copy (``with_batch_statistics``)."""
     m = measured if measured is not None else with_batch_statistics(model)
     params = [p for _, p in si_groups(model if measured is not None else m)]
     passes = checkpoint_pass(lambda x, y: forward_backward(m, params, x, y, loss=loss), params, data,

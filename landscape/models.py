@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .legacy import stored_model_spec
 from .errors import ArgumentError, LandscapeError
+import contextlib
 import copy
 
 MODELS = ("convnet", "resnet18", "resnet18-post", "mlp", "transformer")
@@ -396,16 +397,35 @@ def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def with_batch_statistics(model: nn.Module, share_parameters: bool = False) -> nn.Module:
+def with_batch_statistics(model: nn.Module) -> nn.Module:
     """A copy whose BatchNorms always normalise by the current batch's statistics and keep no
-    running buffers, so evaluating or differentiating it mutates nothing; with
-    ``share_parameters`` its parameters are the model's own tensors, so it follows the model
-    as it trains (one copy, compiled once, serves every epoch)."""
-    m = copy.deepcopy(model, {id(p): p for p in model.parameters()} if share_parameters else None)
+    running buffers, so evaluating or differentiating it mutates nothing."""
+    m = copy.deepcopy(model)
     for bn in batchnorm_layers(m):
         bn.track_running_stats = False
         bn.running_mean = bn.running_var = bn.num_batches_tracked = None
     return m.train()
+
+
+@contextlib.contextmanager
+def kept_buffers(model: nn.Module):
+    """The model's buffers (BatchNorm running statistics, batch counts) as they are on entry,
+    restored on exit: a train-mode pass through the model itself (its compiled forward, say)
+    inside leaves nothing it keeps changed.
+
+    >>> bn = nn.BatchNorm1d(2)
+    >>> with kept_buffers(bn):
+    ...     _ = bn(torch.randn(8, 2))
+    >>> bool(bn.running_mean.eq(0).all()), int(bn.num_batches_tracked)
+    (True, 0)
+    """
+    saved = [b.clone() for b in model.buffers()]
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for b, value in zip(model.buffers(), saved):
+                b.copy_(value)
 
 
 @torch.no_grad()

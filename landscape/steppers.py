@@ -27,7 +27,7 @@ from .data import Dataset, train_batches
 from .config import elr_power
 from .measure import (LOSSES, EpochAccumulator, checkpoint_metrics, checkpoint_pass, checkpoint_results,
                       forward_backward, test_metrics)
-from .models import with_batch_statistics
+from .models import kept_buffers, with_batch_statistics
 from .sphere import (adam_direction, filter_spheres_step, momentum_direction, projected_sgd_step, sgd_step,
                      si_statistics, step_angles)
 
@@ -113,6 +113,14 @@ def compiled_update(mode: str = "default"):
     return _COMPILED[key][1]
 
 
+def full_batches_compiled(model, cfg):
+    """The model's forward, compiled for batches of ``cfg.batch_size`` and eager for the others
+    (an epoch's last, partial batch): a graph for that one batch would cost a first compile of
+    its own (a dynamic-shape one, a minute of C++ on a CPU) to save milliseconds an epoch."""
+    fast = compiled(model, cfg.compile_mode)
+    return lambda x: (fast if len(x) == cfg.batch_size else model)(x)
+
+
 def float_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """Make the model's BatchNorms normalise in float32 under bf16 autocast (input cast up,
     output cast back to the input's dtype): vmap's batch-norm rule takes no mixed dtypes, and
@@ -163,12 +171,8 @@ class Streams:
         self.cuda = dev.type == "cuda"
         self.device = dev
         self.streams = [torch.cuda.Stream(dev) if self.cuda else None for _ in runs]
-        self.forwards = [compiled(r.model, self.cfg.compile_mode) if self.cfg.compile else r.model
+        self.forwards = [full_batches_compiled(r.model, self.cfg) if self.cfg.compile else r.model
                          for r in runs]
-        # compiled, the checkpoint pass measures through one batch-statistics copy per run that
-        # shares its parameters (a copy made each epoch would be compiled each epoch)
-        self.measured = [compiled(with_batch_statistics(r.model, share_parameters=True), self.cfg.compile_mode)
-                         if self.cfg.compile and self.cfg.checkpoint_metrics else None for r in runs]
 
     def _on(self, j, tensors):
         if not self.cuda:
@@ -209,10 +213,16 @@ class Streams:
     def checkpoint(self, live: list, lrs: list, tests: dict) -> dict:
         """{run index: the checkpoint metrics of its model now} (``tests``: test metrics already
         measured this epoch, by run)."""
-        cfg = self.cfg
-        return {j: checkpoint_metrics(self.runs[j].model, self.data, cfg.batch_size, lrs[j], cfg.groups,
-                                      tests.get(j), self.runs[j].initial, cfg.loss, elr_power(cfg),
-                                      self.measured[j]) for j in live}
+        cfg, out = self.cfg, {}
+        for j in live:
+            model = self.runs[j].model.train()
+            # compiled, the pass runs through training's own compiled graphs (a graph of its own
+            # would cost a first compile as long as training's), the running statistics kept
+            with kept_buffers(model) if cfg.compile else contextlib.nullcontext():
+                out[j] = checkpoint_metrics(model, self.data, cfg.batch_size, lrs[j], cfg.groups, tests.get(j),
+                                            self.runs[j].initial, cfg.loss, elr_power(cfg),
+                                            self.forwards[j] if cfg.compile else None)
+        return out
 
     def state(self, j: int) -> dict:
         return self.runs[j].state()

@@ -56,7 +56,7 @@ def test_the_command_lines_in_the_docs_parse():
 
 
 @pytest.mark.parametrize("module", ["landscape.config", "landscape.sweep", "landscape.points", "landscape.errors",
-                                    "landscape.data", "landscape.interpolation"])
+                                    "landscape.data", "landscape.interpolation", "landscape.models"])
 def test_the_docstring_examples_run(module):
     import doctest
     import importlib

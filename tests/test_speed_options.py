@@ -76,26 +76,37 @@ def test_compile_equals_eager(tmp_path, regime1, monkeypatch, options):
     to 1e-6), every logged metric included; a schedule does not recompile it each epoch."""
     from torch._dynamo.utils import counters
     monkeypatch.setenv("LANDSCAPE_COMPILE_BACKEND", "aot_eager")  # inductor needs minutes of C++ here
-    kw = {k: v for k, v in dict(regime1, epochs=3, dtype="float64", checkpoint_metrics=True,
+    # 500 examples: 7 batches of 64 and a partial one of 52, which runs eager
+    kw = {k: v for k, v in dict(regime1, epochs=3, dtype="float64", checkpoint_metrics=True, train_subset=500,
                                 **options).items() if v is not None}
     eager = train(out=str(tmp_path / "e.h5"), progress=False, **kw)
     graphs, copies = [], []
     import landscape.measure
     copy_each_time = landscape.measure.with_batch_statistics
     monkeypatch.setattr(landscape.measure, "with_batch_statistics", lambda m: copies.append(1) or copy_each_time(m))
+    counters.clear()
+    torch._dynamo.reset()  # graphs counted from none compiled
     comp = train(out=str(tmp_path / "c.h5"), progress=False, compile=True,
                  on_epoch=lambda e, m: graphs.append(counters["stats"]["unique_graphs"]), **kw)
-    assert len(copies) == 1  # epoch 0's, before training; then the compiled copy measures
+    assert len(copies) == 1  # epoch 0's, before training; then training's compiled forward measures
     for k, v in eager.state_dict().items():
         torch.testing.assert_close(comp.state_dict()[k], v, rtol=1e-10, atol=1e-12)
     for k, v in eager.metrics.items():
         np.testing.assert_allclose(comp.metrics[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
     for k, v in eager.filter_metrics.items():
         np.testing.assert_allclose(comp.filter_metrics[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
-    assert eager.checkpoint_metrics  # and the checkpoint pass, through its compiled copy
+    assert eager.checkpoint_metrics  # and the checkpoint pass, through training's compiled forward
     for k, v in eager.checkpoint_metrics.items():
         np.testing.assert_allclose(comp.checkpoint_metrics[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
     assert graphs[0] == graphs[-1] > 0  # compiled in epoch 1, reused after
+    # neither the checkpoint pass nor the partial batch compiles a graph of its own: as many as
+    # training full batches alone (the running statistics the pass goes through are restored:
+    # the state dicts above agree)
+    counters.clear()
+    torch._dynamo.reset()
+    train(out=str(tmp_path / "n.h5"), progress=False, compile=True,
+          **dict(kw, checkpoint_metrics=False, train_subset=448))
+    assert counters["stats"]["unique_graphs"] == graphs[-1]
 
 
 def test_bad_speed_options(cli, tmp_path):
